@@ -20,7 +20,10 @@ class Volume:
         voxel_size: edge length of one voxel in Å (isotropic); 0.0 when the file does not say.
         origin: position of the first voxel, ``(x, y, z)`` in Å, as stored in the header.
         path: the file this volume was read from, if any.
-        metadata: free header facts (mode, header voxel size per axis, labels, ...).
+        metadata: free header facts. Keys shared by all readers: ``format``,
+            ``voxel_size_xyz`` (Å per axis; ``voxel_size`` is its x, and
+            ``anisotropic_voxel_size`` is True when they differ) and ``warnings`` (list of
+            one-line remarks about the header, e.g. an unset voxel size).
     """
 
     data: np.ndarray
@@ -57,15 +60,18 @@ def _reader_for(path: Path):
                       " (expected .mrc, .mrcs, .map, .rec, .st, .ali, .em, .tif or .tiff)")
 
 
-def read_volume(path: PathLike, mmap: bool | None = None, voxel_size: float | None = None
-                ) -> Volume:
+def read_volume(path: PathLike, mmap: bool | None = None, voxel_size: float | None = None,
+                invert: bool = False) -> Volume:
     """Read a volume file, choosing the format from the extension.
 
     Args:
         path: MRC/MRCS/MAP/REC, EM or TIFF file.
-        mmap: memory-map the data instead of loading it (MRC only); ``None`` maps files
+        mmap: memory-map the data instead of loading it (MRC and EM); ``None`` maps files
             larger than 512 MiB.
         voxel_size: override the header's voxel size (Å), for files whose header is wrong.
+        invert: invert the contrast (see ``invert``); this loads the data.
+
+    Non-finite voxels (NaN/Inf) are kept; engine commands call ``check_finite``.
     """
     p = Path(path)
     if not p.exists():
@@ -78,8 +84,48 @@ def read_volume(path: PathLike, mmap: bool | None = None, voxel_size: float | No
         if not (voxel_size > 0 and np.isfinite(voxel_size)):
             raise FormatError(p, f"voxel size override must be a positive number, got {voxel_size}")
         vol.metadata["header_voxel_size"] = vol.voxel_size
+        vol.metadata["voxel_size_xyz"] = (float(voxel_size),) * 3
+        vol.metadata["anisotropic_voxel_size"] = False
         vol.voxel_size = float(voxel_size)
+    if invert:
+        vol = dataclasses.replace(vol, data=invert_contrast(vol.data))
+        vol.metadata["inverted"] = True
     return vol
+
+
+def invert_contrast(data: np.ndarray) -> np.ndarray:
+    """Contrast-inverted copy of ``data`` (any shape; loads a memory map).
+
+    Floating-point data is negated (dark protein density becomes bright, the mean flips
+    sign). Integer data is mirrored within its own range, ``min + max - value``, so the
+    result keeps the dtype without overflow.
+    """
+    arr = np.asarray(data)
+    if np.issubdtype(arr.dtype, np.floating):
+        return np.negative(arr)
+    if arr.size == 0:
+        return arr.copy()
+    lo, hi = int(arr.min()), int(arr.max())
+    return (lo + hi - arr.astype(np.int64)).astype(arr.dtype)
+
+
+def check_finite(volume: Volume, chunk_voxels: int = 2**24) -> None:
+    """Raise FormatError naming the file and the number of NaN/Inf voxels, if there are any.
+
+    Reads a memory-mapped volume slab by slab (about ``chunk_voxels`` voxels at a time), so
+    a large tomogram is checked without loading it whole. Integer volumes always pass.
+    """
+    data = volume.data
+    if not np.issubdtype(data.dtype, np.floating) or data.size == 0:
+        return
+    flat = data.reshape(data.shape[0], -1) if data.ndim > 1 else data.reshape(-1, 1)
+    step = max(1, chunk_voxels // max(flat.shape[1], 1))
+    bad = 0
+    for start in range(0, flat.shape[0], step):
+        bad += int(np.count_nonzero(~np.isfinite(flat[start:start + step])))
+    if bad:
+        raise FormatError(volume.path or "<volume>",
+                          f"{bad} of {data.size} voxels are NaN or infinite")
 
 
 def write_volume(path: PathLike, volume: Volume | np.ndarray, overwrite: bool = False,

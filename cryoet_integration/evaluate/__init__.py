@@ -1,0 +1,12 @@
+"""Evaluation: SHREC 2021 picking scores and segmentation scores (Dice, Surface-Dice, ...).
+
+``evaluate_picks`` scores particle picks against a particle-instance map,
+``evaluate_segmentation`` scores a mask, soft map or label map against the truth, and
+``missing_wedge_cap_mask`` selects the membrane parts the missing wedge hides, to score
+them separately (``evaluate_segmentation(..., region=caps)``).
+"""
+
+from .picks import evaluate_picks
+from .segmentation import evaluate_segmentation, missing_wedge_cap_mask
+
+__all__ = ["evaluate_picks", "evaluate_segmentation", "missing_wedge_cap_mask"]

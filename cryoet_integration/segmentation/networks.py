@@ -1,0 +1,233 @@
+"""3D segmentation networks: a residual 3D U-Net and the Residual Symmetric U-Net.
+
+Both take ``(B, C, D, H, W)`` tensors (``D, H, W`` = ``z, y, x`` voxels) and return logits of
+the same spatial size. A one-class model has 1 output channel (sigmoid); a K-class model has
+K + 1 channels (softmax, channel 0 = background).
+
+Input sizes must be multiples of ``net.size_multiple`` = ``(mz, my, mx)`` voxels:
+
+* ``unet3d``: ``2 ** (depth - 1)`` on every axis (isotropic stride-2 downsampling).
+* ``rsunet``: ``1`` in z and ``2 ** (depth - 1)`` in y and x, because the Residual Symmetric
+  U-Net (Lee et al. 2017, used by Nano-Oetzi) never downsamples z: the z axis of a tomogram is
+  the one degraded by the missing wedge.
+
+With ``deep_supervision`` the network returns, in training mode only, a list
+``[full-resolution logits, 1/2-resolution logits, ...]`` (one per decoder level, coarser last);
+in eval mode it always returns the full-resolution tensor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+Triple = tuple[int, int, int]
+
+DEFAULTS: dict[str, Any] = {
+    "arch": "unet3d",
+    "in_channels": 1,
+    "out_channels": 1,
+    "base_channels": 16,
+    "depth": 4,
+    "residual": True,
+    "norm": "instance",
+    "deep_supervision": True,
+    "max_channels": 320,
+}
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "instance":
+        return nn.InstanceNorm3d(channels, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm3d(channels)
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm {kind!r}: use instance, batch, group or none")
+
+
+def _pad(kernel: Triple) -> Triple:
+    return tuple(k // 2 for k in kernel)  # type: ignore[return-value]
+
+
+class ConvBlock(nn.Module):
+    """Two conv-norm-LeakyReLU layers, optionally residual (projection when shapes change).
+
+    The first convolution carries ``stride`` so downsampling costs no extra layer (nnU-Net).
+    """
+
+    def __init__(self, cin: int, cout: int, norm: str, residual: bool,
+                 kernels: tuple[Triple, Triple] = ((3, 3, 3), (3, 3, 3)),
+                 stride: Triple = (1, 1, 1)):
+        super().__init__()
+        k1, k2 = kernels
+        bias = norm == "none"
+        self.conv1 = nn.Conv3d(cin, cout, k1, stride=stride, padding=_pad(k1), bias=bias)
+        self.norm1 = _norm(norm, cout)
+        self.conv2 = nn.Conv3d(cout, cout, k2, padding=_pad(k2), bias=bias)
+        self.norm2 = _norm(norm, cout)
+        self.act = nn.LeakyReLU(0.01, inplace=True)
+        self.skip: nn.Module | None = None
+        if residual:
+            if cin == cout and stride == (1, 1, 1):
+                self.skip = nn.Identity()
+            else:
+                self.skip = nn.Sequential(
+                    nn.Conv3d(cin, cout, 1, stride=stride, bias=bias), _norm(norm, cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.norm1(self.conv1(x)))
+        y = self.norm2(self.conv2(y))
+        if self.skip is not None:
+            y = y + self.skip(x)
+        return self.act(y)
+
+
+class _SegNet(nn.Module):
+    """Shared forward logic: encoder list, decoder list, one 1x1x1 head per decoder level."""
+
+    size_multiple: Triple
+    config: dict[str, Any]
+
+    def _encode_decode(self, x: torch.Tensor, merge: Callable) -> torch.Tensor | list:
+        skips = []
+        for stage in self.encoder:
+            x = stage(x)
+            skips.append(x)
+        x = skips.pop()
+        outputs = []
+        for up, block, head in zip(self.ups, self.decoder, self.heads):
+            x = block(merge(up(x), skips.pop()))
+            outputs.append((head, x))
+        if self.training and self.deep_supervision:
+            return [head(feat) for head, feat in reversed(outputs)]
+        head, feat = outputs[-1]
+        return head(feat)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is ``(B, C, D, H, W)`` with divisible D, H, W."""
+        if x.ndim != 5:
+            raise ValueError(f"network input must be (B, C, D, H, W), got shape {tuple(x.shape)}")
+        bad = [s % m for s, m in zip(x.shape[2:], self.size_multiple)]
+        if any(bad):
+            raise ValueError(f"spatial size {tuple(x.shape[2:])} is not a multiple of "
+                             f"{self.size_multiple} (z, y, x); pad the input")
+
+
+class UNet3D(_SegNet):
+    """Residual 3D U-Net (nnU-Net / MemBrain-seg style) with isotropic 2x downsampling.
+
+    ``depth`` counts resolution levels (4 = three downsamplings); level ``i`` has
+    ``min(base_channels * 2**i, max_channels)`` feature maps. Downsampling is a stride-2
+    convolution, upsampling a stride-2 transposed convolution, skips are concatenated.
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, base_channels: int = 16,
+                 depth: int = 4, residual: bool = True, norm: str = "instance",
+                 deep_supervision: bool = True, max_channels: int = 320):
+        super().__init__()
+        if depth < 2:
+            raise ValueError("depth must be >= 2")
+        widths = [min(base_channels * 2 ** i, max_channels) for i in range(depth)]
+        self.deep_supervision = deep_supervision
+        self.size_multiple = (2 ** (depth - 1),) * 3
+        self.encoder = nn.ModuleList()
+        cin = in_channels
+        for i, w in enumerate(widths):
+            stride = (1, 1, 1) if i == 0 else (2, 2, 2)
+            self.encoder.append(ConvBlock(cin, w, norm, residual, stride=stride))
+            cin = w
+        self.ups = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        self.heads = nn.ModuleList()
+        for i in range(depth - 2, -1, -1):
+            self.ups.append(nn.ConvTranspose3d(widths[i + 1], widths[i], 2, stride=2))
+            self.decoder.append(ConvBlock(2 * widths[i], widths[i], norm, residual))
+            self.heads.append(nn.Conv3d(widths[i], out_channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        self.check_input(x)
+        return self._encode_decode(x, lambda up, skip: torch.cat([up, skip], dim=1))
+
+
+class RSUNet(_SegNet):
+    """Residual Symmetric U-Net (Lee et al. 2017; Nano-Oetzi's "3D U-Net+ResNet").
+
+    Each level is an anisotropic (1,3,3) convolution, a residual block of two (3,3,3)
+    convolutions and another (1,3,3) convolution. Pooling and upsampling are (1,2,2) only (no
+    z-downsampling); skips are added, not concatenated ("symmetric"). The input is embedded by
+    a (1,5,5) convolution.
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, base_channels: int = 16,
+                 depth: int = 4, residual: bool = True, norm: str = "instance",
+                 deep_supervision: bool = True, max_channels: int = 320):
+        super().__init__()
+        if depth < 2:
+            raise ValueError("depth must be >= 2")
+        widths = [min(base_channels * 2 ** i, max_channels) for i in range(depth)]
+        self.deep_supervision = deep_supervision
+        self.size_multiple = (1, 2 ** (depth - 1), 2 ** (depth - 1))
+        self.embed = nn.Sequential(
+            nn.Conv3d(in_channels, widths[0], (1, 5, 5), padding=(0, 2, 2)),
+            _norm(norm, widths[0]), nn.LeakyReLU(0.01, inplace=True))
+        self.encoder = nn.ModuleList()
+        cin = widths[0]
+        for i, w in enumerate(widths):
+            layers: list[nn.Module] = [] if i == 0 else [nn.MaxPool3d((1, 2, 2))]
+            layers.append(self._module(cin, w, norm, residual))
+            self.encoder.append(nn.Sequential(*layers))
+            cin = w
+        self.ups = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        self.heads = nn.ModuleList()
+        for i in range(depth - 2, -1, -1):
+            self.ups.append(nn.ConvTranspose3d(widths[i + 1], widths[i], (1, 2, 2),
+                                               stride=(1, 2, 2)))
+            self.decoder.append(self._module(widths[i], widths[i], norm, residual))
+            self.heads.append(nn.Conv3d(widths[i], out_channels, 1))
+
+    @staticmethod
+    def _module(cin: int, cout: int, norm: str, residual: bool) -> nn.Module:
+        bias = norm == "none"
+        return nn.Sequential(
+            nn.Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1), bias=bias), _norm(norm, cout),
+            nn.LeakyReLU(0.01, inplace=True),
+            ConvBlock(cout, cout, norm, residual),
+            nn.Conv3d(cout, cout, (1, 3, 3), padding=(0, 1, 1), bias=bias), _norm(norm, cout),
+            nn.LeakyReLU(0.01, inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        self.check_input(x)
+        return self._encode_decode(self.embed(x), torch.add)
+
+
+NETWORKS: dict[str, type[_SegNet]] = {"unet3d": UNet3D, "rsunet": RSUNet}
+
+
+def build_network(config: dict[str, Any] | None = None) -> _SegNet:
+    """Build a network from a JSON-able config (keys of ``DEFAULTS``; missing keys default).
+
+    The resolved config is stored as ``net.config`` so checkpoints can rebuild the network.
+    Raises ``ValueError`` for an unknown ``arch`` or unknown keys.
+    """
+    cfg = {**DEFAULTS, **(config or {})}
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown network config keys: {sorted(unknown)}")
+    arch = cfg["arch"]
+    if arch not in NETWORKS:
+        raise ValueError(f"unknown arch {arch!r}: choose from {sorted(NETWORKS)}")
+    kwargs = {k: v for k, v in cfg.items() if k != "arch"}
+    net = NETWORKS[arch](**kwargs)
+    net.config = cfg
+    return net
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -1,0 +1,152 @@
+"""Simulation conditions: one dataclass, fixed defaults and domain-randomised draws.
+
+Every length names its unit (``_nm``, ``_angst``, ``_um``, ``_mm``) except ``voxel_size``
+(Å per voxel of the output tomogram). Angles are degrees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class SimulationConfig:
+    """Conditions of one simulated tomogram (sample, microscope, reconstruction).
+
+    The defaults follow the SHREC 2021 data set (300 kV, Cs 2.7 mm, +-60 deg tilts, about
+    100 e/Å² in total, defocus 3.5 µm) at 10 Å voxels.
+    """
+
+    voxel_size: float = 10.0
+    # Sample ------------------------------------------------------------------------------
+    ice_thickness_nm: Optional[float] = None  # None: ice_fraction x box depth
+    ice_fraction: float = 0.85
+    ice_tilt_deg: float = 0.0  # tilt of the slab normal away from the beam (z) axis
+    n_vesicles: int = 2  # spheres and ellipsoids (one in four double-walled)
+    vesicle_radius_nm: tuple[float, float] = (15.0, 60.0)
+    n_sheets: int = 1  # curved open sheets crossing the field
+    n_tubes: int = 0  # capsule-shaped tubules
+    tube_radius_nm: tuple[float, float] = (10.0, 25.0)
+    leaflet_spacing_nm: float = 4.0  # head-group peak to peak
+    crowding: float = 0.08  # target fraction of the ice volume filled by particles
+    class_weights: Optional[dict[str, float]] = None  # by particle count; None: uniform
+    attached_fraction: float = 0.4  # membrane-binding particles placed on a membrane
+    fiducials_per_um2: float = 40.0  # gold beads per µm² of the field of view
+    fiducial_diameter_nm: float = 10.0
+    # Microscope ---------------------------------------------------------------------------
+    tilt_min_deg: float = -60.0
+    tilt_max_deg: float = 60.0
+    tilt_step_deg: float = 3.0
+    voltage_kv: float = 300.0
+    cs_mm: float = 2.7
+    amplitude_contrast: float = 0.07
+    defocus_um: float = 3.5  # underfocus is positive
+    astigmatism_um: float = 0.0
+    astigmatism_angle_deg: float = 0.0
+    bfactor_angst2: float = 100.0  # overall resolution loss (drift, charging)
+    dose_total: float = 100.0  # e/Å² over the whole tilt series, dose-symmetric order
+    misalign_shift_nm: float = 0.5  # std of residual per-tilt shifts (x and y)
+    misalign_rotation_deg: float = 0.2  # std of residual in-plane rotations
+    tilt_error_deg: float = 0.1  # std of the error of each tilt angle
+    # Reconstruction ---------------------------------------------------------------------------
+    phase_flip: bool = False  # correct the CTF by phase flipping before back-projection
+    filter_cutoff: float = 0.5  # end of the cosine roll-off of the ramp, cycles per voxel
+    measure_snr: bool = True  # reconstruct the noise-free series too (SHREC's SNR)
+
+    @classmethod
+    def randomised(cls, seed: int) -> SimulationConfig:
+        """Draw domain-randomised conditions (deterministic for ``seed``).
+
+        Ranges cover what real data sets vary: voxel size 6-14 Å, defocus 1.5-6 µm,
+        total dose 40-180 e/Å², ice 0.5-1.3 x the box depth, 0-6 vesicles, 0-2 sheets and
+        tubes, crowding 2-20 %, tilt range ±(45-70)° with up to 10° asymmetry and 1-4° steps,
+        residual misalignment up to 1.5 nm.
+        """
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x51C0]))
+        n_ves = int(rng.integers(0, 7))
+        n_sheets = int(rng.integers(0, 3))
+        n_tubes = int(rng.integers(0, 3))
+        if n_ves + n_sheets + n_tubes == 0:
+            n_ves = 1
+        tilt_max = float(rng.uniform(45, 70))
+        asym = float(rng.uniform(-10, 10))
+        weights = rng.dirichlet(np.ones(len(_protein_classes())) * 2.0)
+        return cls(
+            voxel_size=float(np.round(rng.uniform(6.0, 14.0), 2)),
+            ice_fraction=float(rng.uniform(0.5, 1.3)),
+            ice_tilt_deg=float(rng.uniform(0, 10)),
+            n_vesicles=n_ves,
+            vesicle_radius_nm=(float(rng.uniform(10, 25)), float(rng.uniform(35, 90))),
+            n_sheets=n_sheets,
+            n_tubes=n_tubes,
+            tube_radius_nm=(8.0, float(rng.uniform(12, 30))),
+            leaflet_spacing_nm=float(rng.uniform(3.6, 4.4)),
+            crowding=float(rng.uniform(0.02, 0.2)),
+            class_weights={c: float(w) for c, w in zip(_protein_classes(), weights)},
+            attached_fraction=float(rng.uniform(0.2, 0.8)),
+            fiducials_per_um2=float(rng.uniform(0, 80)),
+            fiducial_diameter_nm=float(rng.choice([5.0, 6.0, 10.0, 10.0, 15.0])),
+            tilt_min_deg=-tilt_max + asym,
+            tilt_max_deg=tilt_max + asym,
+            tilt_step_deg=float(rng.choice([1.0, 2.0, 3.0, 3.0, 4.0])),
+            amplitude_contrast=float(rng.uniform(0.05, 0.12)),
+            defocus_um=float(rng.uniform(1.5, 6.0)),
+            astigmatism_um=float(rng.uniform(0, 0.3)),
+            astigmatism_angle_deg=float(rng.uniform(0, 180)),
+            bfactor_angst2=float(rng.uniform(0, 400)),
+            dose_total=float(rng.uniform(40, 180)),
+            misalign_shift_nm=float(rng.uniform(0, 1.5)),
+            misalign_rotation_deg=float(rng.uniform(0, 0.5)),
+            tilt_error_deg=float(rng.uniform(0, 0.3)),
+            phase_flip=bool(rng.random() < 0.25),
+            filter_cutoff=float(rng.uniform(0.3, 0.5)),
+        )
+
+    def tilt_angles(self) -> np.ndarray:
+        """Nominal tilt angles (deg), ascending, from ``tilt_min_deg`` to ``tilt_max_deg``."""
+        n = int(np.floor((self.tilt_max_deg - self.tilt_min_deg) / self.tilt_step_deg + 1e-6))
+        return self.tilt_min_deg + self.tilt_step_deg * np.arange(n + 1)
+
+    def validate(self) -> SimulationConfig:
+        """Raise ValueError naming the first impossible setting; returns self."""
+        checks = [
+            (self.voxel_size > 0, "voxel_size must be > 0 Å"),
+            (self.ice_fraction > 0, "ice_fraction must be > 0"),
+            (self.ice_thickness_nm is None or self.ice_thickness_nm > 0,
+             "ice_thickness_nm must be > 0"),
+            (0 <= self.crowding < 0.6, "crowding must be in [0, 0.6)"),
+            (self.tilt_step_deg > 0, "tilt_step_deg must be > 0"),
+            (-90 < self.tilt_min_deg < self.tilt_max_deg < 90,
+             "tilt range must satisfy -90 < tilt_min_deg < tilt_max_deg < 90"),
+            (self.voltage_kv > 0, "voltage_kv must be > 0"),
+            (0 <= self.amplitude_contrast < 1, "amplitude_contrast must be in [0, 1)"),
+            (self.dose_total > 0, "dose_total must be > 0 e/Å²"),
+            (0 < self.filter_cutoff <= 0.5, "filter_cutoff must be in (0, 0.5] cycles/voxel"),
+            (min(self.n_vesicles, self.n_sheets, self.n_tubes) >= 0,
+             "membrane counts must be >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"simulation config: {message}")
+        if self.class_weights is not None:
+            unknown = set(self.class_weights) - set(_protein_classes())
+            if unknown:
+                raise ValueError(f"simulation config: unknown particle classes {sorted(unknown)}"
+                                 f" (known: {', '.join(_protein_classes())})")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict of all settings."""
+        out = dataclasses.asdict(self)
+        out["vesicle_radius_nm"] = list(self.vesicle_radius_nm)
+        out["tube_radius_nm"] = list(self.tube_radius_nm)
+        return out
+
+
+def _protein_classes() -> list[str]:
+    from .shapes import PROTEIN_CLASSES
+
+    return list(PROTEIN_CLASSES)

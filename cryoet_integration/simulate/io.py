@@ -1,0 +1,95 @@
+"""Write a simulated tomogram and its ground truth (file names are a contract).
+
+Per tomogram ``{name}``: ``{name}.mrc`` (tomogram), ``{name}_labels.mrc`` (int16),
+``{name}_instances.mrc`` (int16, or float32 beyond 32767 particles: MRC has no int32 mode),
+``{name}_membranes.mrc`` (uint8 data stored as int8), ``{name}_particles.csv``,
+``{name}_particles.star`` (RELION 5, when formats has that writer) and ``{name}.json``;
+folder-wide ``tomograms.star`` (RELION 5) and ``summary.json`` are maintained by
+``write_collection_files``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from formats import FORMATS, Volume, write_particles, write_volume
+from formats.atomic import atomic_path, check_writable
+from formats.errors import FormatError
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json(path: Path, data: Any, overwrite: bool) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _relion5_available() -> bool:
+    from formats.particle_io import _load_formats
+
+    _load_formats()
+    return "relion5" in FORMATS and FORMATS["relion5"].writer is not None
+
+
+def write_simulation(sim, out_dir, name: str = "tomo_000", overwrite: bool = False
+                     ) -> dict[str, str]:
+    """Write ``sim`` (a SimulationResult) into ``out_dir`` as ``{name}*``; returns the paths.
+
+    All MRC files carry the voxel size (Å). Nothing is replaced unless ``overwrite``; every
+    target is checked before the first file is written.
+    """
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise FormatError(out, "output directory does not exist")
+    vs = float(sim.tomogram.voxel_size)
+    instances = sim.instances
+    instances = (instances.astype(np.int16) if instances.max(initial=0) <= np.iinfo(np.int16).max
+                 else instances.astype(np.float32))
+    volumes = {
+        "tomogram": (f"{name}.mrc", sim.tomogram.data.astype(np.float32)),
+        "labels": (f"{name}_labels.mrc", sim.labels.astype(np.int16)),
+        "instances": (f"{name}_instances.mrc", instances),
+        "membranes": (f"{name}_membranes.mrc", sim.membranes.astype(np.int8)),
+    }
+    star_ok = _relion5_available()
+    targets = [out / f for f, _ in volumes.values()] + [out / f"{name}_particles.csv",
+                                                        out / f"{name}.json"]
+    if star_ok:
+        targets.append(out / f"{name}_particles.star")
+    for t in targets:
+        check_writable(t, overwrite)
+
+    paths: dict[str, str] = {}
+    for key, (fname, data) in volumes.items():
+        write_volume(out / fname, Volume(data, voxel_size=vs), overwrite=overwrite)
+        paths[key] = str(out / fname)
+    table = sim.particles.copy()
+    table["tomo_name"] = pd.Series([name] * len(table), dtype=object)
+    write_particles(out / f"{name}_particles.csv", table, format="csv", overwrite=overwrite)
+    paths["particles_csv"] = str(out / f"{name}_particles.csv")
+    if star_ok:
+        size = sim.tomogram.shape_xyz
+        write_particles(out / f"{name}_particles.star", table, format="relion5",
+                        overwrite=overwrite, tomogram_sizes={name: size},
+                        pixel_size=vs)
+        paths["particles_star"] = str(out / f"{name}_particles.star")
+    meta = dict(sim.metadata)
+    meta["name"] = name
+    meta["files"] = {k: Path(v).name for k, v in paths.items()}
+    if not star_ok:
+        meta["files_missing"] = {"particles_star": "formats has no RELION 5 writer yet"}
+    write_json(out / f"{name}.json", meta, overwrite)
+    paths["metadata"] = str(out / f"{name}.json")
+    return paths

@@ -1,0 +1,325 @@
+"""The sample ("grand model"): ice slab, membranes, gold beads and particles without overlap.
+
+Everything is built on the output grid ``[z, y, x]`` at ``config.voxel_size`` Å. Densities
+are excess potential over vitreous ice in volts; the ice itself is added analytically by the
+imaging step (an infinite slab), so the box holds only what differs from ice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from . import labels as lab
+from . import membranes as mem
+from .config import SimulationConfig
+from .shapes import (CLASSES, FIDUCIAL, INSTANCE_THRESHOLD, PROTEIN_CLASSES, ParticleClass,
+                     class_template, fiducial_class)
+
+_OUTSIDE, _MEMBRANE, _PARTICLE = 1, 2, 3  # occupancy codes (0 = free)
+_MEMBRANE_GAP_ANGST = 30.0  # minimum spacing between two bilayers' masks
+_MAX_PARTICLES = 20000
+
+
+@dataclasses.dataclass
+class Scene:
+    """A built sample.
+
+    Attributes:
+        potential: excess elastic potential (V) ``[z, y, x]``, float32.
+        absorption: imaginary potential (V) ``[z, y, x]``, float32 (amplitude contrast).
+        labels: int16 class labels (see ``labels``).
+        instances: int32 particle ids (1-based), 0 elsewhere.
+        membranes: uint8 membrane mask.
+        particles: one dict per particle: id, class, xyz (voxels), matrix (ref -> tomogram),
+            attached (bool).
+        slab: ice slab: normal, centre (x,y,z Å), thickness (Å).
+        membrane_info: parameters of each membrane.
+    """
+
+    potential: np.ndarray
+    absorption: np.ndarray
+    labels: np.ndarray
+    instances: np.ndarray
+    membranes: np.ndarray
+    particles: list[dict[str, Any]]
+    slab: dict[str, Any]
+    membrane_info: list[dict[str, Any]]
+
+
+def _grid_angst(shape_zyx: tuple[int, int, int], voxel_size: float,
+                lo: np.ndarray | None = None, hi: np.ndarray | None = None):
+    """Voxel index slices and the (..., 3) x,y,z Å points of the sub-box [lo, hi] Å."""
+    size_xyz = np.array(shape_zyx[::-1])
+    if lo is None:
+        i0, i1 = np.zeros(3, int), size_xyz
+    else:
+        i0 = np.clip(np.floor(lo / voxel_size).astype(int), 0, size_xyz)
+        i1 = np.clip(np.ceil(hi / voxel_size).astype(int) + 1, 0, size_xyz)
+    if np.any(i1 <= i0):
+        return None, None
+    axes = [np.arange(i0[k], i1[k], dtype=np.float32) * voxel_size for k in range(3)]
+    zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+    sl = (slice(i0[2], i1[2]), slice(i0[1], i1[1]), slice(i0[0], i1[0]))
+    return sl, np.stack([xx, yy, zz], axis=-1)
+
+
+class _Builder:
+    def __init__(self, shape_zyx: tuple[int, int, int], config: SimulationConfig,
+                 rng: np.random.Generator):
+        self.shape = shape_zyx
+        self.cfg = config
+        self.vs = float(config.voxel_size)
+        self.rng = rng
+        self.potential = np.zeros(shape_zyx, np.float32)
+        self.absorption = np.zeros(shape_zyx, np.float32)
+        self.instances = np.zeros(shape_zyx, np.int32)
+        self.labels = np.zeros(shape_zyx, np.int16)
+        self.membranes = np.zeros(shape_zyx, np.uint8)
+        self.occupancy = np.zeros(shape_zyx, np.uint8)
+        self.particles: list[dict[str, Any]] = []
+        self.membrane_objs: list[Any] = []
+        a = float(config.amplitude_contrast)
+        self.bio_absorption = a / np.sqrt(1.0 - a * a)
+        self.box_angst = np.array(shape_zyx[::-1], float) * self.vs
+
+    # Ice ---------------------------------------------------------------------------------------
+    def build_slab(self) -> None:
+        depth = self.box_angst[2]
+        t = (self.cfg.ice_thickness_nm * 10.0 if self.cfg.ice_thickness_nm
+             else self.cfg.ice_fraction * depth)
+        beta = np.deg2rad(self.cfg.ice_tilt_deg)
+        phi = self.rng.uniform(0, 2 * np.pi)
+        normal = np.array([np.sin(beta) * np.cos(phi), np.sin(beta) * np.sin(phi), np.cos(beta)])
+        centre = (self.box_angst - self.vs) / 2
+        if t < depth:
+            centre[2] += self.rng.uniform(-0.4, 0.4) * (depth - t)
+        self.slab = {"normal": normal, "centre": centre, "thickness": float(t)}
+        _, pts = _grid_angst(self.shape, self.vs)
+        self.slab_dist = ((pts - centre) @ normal).astype(np.float32)
+        self.in_slab = np.abs(self.slab_dist) <= t / 2
+        # a one-voxel linear ramp at the ice surfaces, so densities are not cut sharply
+        self.slab_soft = np.clip(0.5 - (np.abs(self.slab_dist) - t / 2) / self.vs, 0, 1)
+        self.occupancy[~self.in_slab] = _OUTSIDE
+
+    def random_point_in_slab(self, margin_angst: float) -> np.ndarray:
+        """Uniform x,y in the box and a depth inside the slab (at most box depth), in Å."""
+        t = self.slab["thickness"]
+        xy = self.rng.uniform(0, self.box_angst[:2])
+        half = max(t / 2 - margin_angst, 0.0)
+        p = np.array([xy[0], xy[1], 0.0])
+        n, c = self.slab["normal"], self.slab["centre"]
+        # the depth along z that puts p at slab distance s
+        s = self.rng.uniform(-half, half)
+        p[2] = c[2] + (s - n[0] * (p[0] - c[0]) - n[1] * (p[1] - c[1])) / n[2]
+        p[2] = np.clip(p[2], 0, self.box_angst[2] - self.vs)
+        return p
+
+    # Membranes -------------------------------------------------------------------------------
+    def add_membrane(self, obj: Any, lumen_v: float = 0.0) -> bool:
+        """Add ``obj`` if its mask lands in the ice and keeps clear of other membranes."""
+        lo, hi = obj.bounds(mem.MASK_HALF_WIDTH_ANGST + 80.0)
+        lo = np.maximum(lo, 0.0)
+        hi = np.minimum(hi, self.box_angst)
+        sl, pts = _grid_angst(self.shape, self.vs, lo, hi)
+        if sl is None:
+            return False
+        d = obj.distance(pts).astype(np.float32)
+        band = (np.abs(d) <= mem.MASK_HALF_WIDTH_ANGST) & self.in_slab[sl]
+        if band.sum() < 50:
+            return False
+        near = np.abs(d) <= mem.MASK_HALF_WIDTH_ANGST + _MEMBRANE_GAP_ANGST
+        if np.any(near & (self.membranes[sl] > 0)):
+            return False
+        density = mem.bilayer_density(d, self.cfg.leaflet_spacing_nm * 10.0, self.vs)
+        if lumen_v:
+            inner = np.clip(0.5 - (d + mem.MASK_HALF_WIDTH_ANGST) / self.vs, 0, 1)
+            density += np.float32(lumen_v) * inner
+        density *= self.slab_soft[sl]
+        self.potential[sl] += density
+        self.absorption[sl] += density * np.float32(self.bio_absorption)
+        self.membranes[sl][band] = 1
+        self.occupancy[sl][band] = _MEMBRANE
+        self.membrane_objs.append(obj)
+        return True
+
+    def build_membranes(self) -> None:
+        cfg, rng = self.cfg, self.rng
+        t = self.slab["thickness"]
+        largest = 0.5 * min(t, *self.box_angst[:2])
+        for _ in range(cfg.n_vesicles):
+            for _attempt in range(20):
+                lo_r, hi_r = (10 * r for r in cfg.vesicle_radius_nm)
+                r = rng.uniform(lo_r, max(lo_r, min(hi_r, largest)))
+                centre = self.random_point_in_slab(0.7 * r)
+                lumen = float(rng.uniform(-0.1, 0.4))
+                ves = mem.random_ellipsoid(rng, centre, r)
+                inner_r = r - rng.uniform(80, 200)
+                double = rng.random() < 0.25 and inner_r > 100
+                if self.add_membrane(ves, 0.0 if double else lumen):
+                    if double:
+                        inner = mem.Ellipsoid(ves.centre, ves.radii * inner_r / r, ves.rot,
+                                              "inner_vesicle")
+                        self.add_membrane(inner, lumen)
+                    break
+        for _ in range(cfg.n_sheets):
+            for _attempt in range(20):
+                sheet = mem.random_sheet(rng, self.random_point_in_slab(50.0),
+                                         float(self.box_angst[:2].mean()))
+                if self.add_membrane(sheet):
+                    break
+        for _ in range(cfg.n_tubes):
+            for _attempt in range(20):
+                lo_r, hi_r = (10 * r for r in cfg.tube_radius_nm)
+                r = rng.uniform(lo_r, max(lo_r, min(hi_r, largest)))
+                length = rng.uniform(0.3, 1.0) * float(np.linalg.norm(self.box_angst[:2]))
+                tube = mem.random_capsule(rng, self.random_point_in_slab(0.7 * r), r, length)
+                if self.add_membrane(tube, float(rng.uniform(-0.1, 0.3))):
+                    break
+
+    # Particles -------------------------------------------------------------------------------
+    def render(self, template: np.ndarray, matrix: np.ndarray, frac_xyz: np.ndarray
+               ) -> np.ndarray:
+        """``template`` rotated by ``matrix`` and shifted by ``frac_xyz`` voxels, same box."""
+        from scipy import ndimage
+
+        n = template.shape[0]
+        h = (n - 1) / 2
+        perm = np.eye(3)[::-1]
+        m = perm @ matrix.T @ perm  # output zyx offset -> template zyx offset
+        frac_zyx = np.asarray(frac_xyz, float)[::-1]
+        offset = h - m @ (np.full(3, h) + frac_zyx)
+        return ndimage.affine_transform(template, m, offset=offset, order=1,
+                                        output_shape=template.shape, mode="constant", cval=0.0,
+                                        prefilter=False)
+
+    def try_place(self, cls: ParticleClass, template: np.ndarray, matrix: np.ndarray,
+                  centres_xyz: list[np.ndarray], attached: bool) -> int:
+        """Render once, then try each candidate centre (voxels, same fractional part).
+
+        Returns the number of voxels of the placed particle's instance region (0: not placed).
+        """
+        from scipy import ndimage
+
+        frac = centres_xyz[0] - np.round(centres_xyz[0])
+        dens = self.render(template, matrix, frac)
+        n = template.shape[0]
+        h = n // 2
+        mask = dens > INSTANCE_THRESHOLD * cls.density_v
+        mask |= lab.centre_ball(mask.shape, np.full(3, h) + frac)
+        grown = ndimage.binary_dilation(mask)
+        size = np.array(self.shape[::-1])
+        for centre in centres_xyz:
+            base = np.round(centre).astype(int) - h
+            if np.any(np.round(centre) < 0) or np.any(np.round(centre) >= size):
+                continue
+            lo = np.maximum(base, 0)
+            hi = np.minimum(base + n, size)
+            vol_sl = tuple(slice(lo[k], hi[k]) for k in (2, 1, 0))
+            loc_sl = tuple(slice(lo[k] - base[k], hi[k] - base[k]) for k in (2, 1, 0))
+            occ = self.occupancy[vol_sl]
+            m, g = mask[loc_sl], grown[loc_sl]
+            if attached:
+                clash = np.any(occ[m] != 0) or np.any(np.isin(occ[g], (_OUTSIDE, _PARTICLE)))
+            else:
+                clash = np.any(occ[g] != 0)
+            if clash:
+                continue
+            pid = len(self.particles) + 1
+            self.potential[vol_sl] += dens[loc_sl]
+            extra = cls.absorption if cls.absorption else self.bio_absorption
+            self.absorption[vol_sl] += dens[loc_sl] * np.float32(extra)
+            self.instances[vol_sl][m] = pid
+            self.labels[vol_sl][m] = lab.class_label(cls.name)
+            occ[g] = _PARTICLE
+            self.particles.append({"id": pid, "class": cls.name,
+                                   "xyz": np.round(centre, 0) + frac, "matrix": matrix,
+                                   "attached": attached})
+            return int(m.sum())
+        return 0
+
+    def free_centres(self, k: int, margin_angst: float) -> list[np.ndarray]:
+        """``k`` random centres (voxels) inside the slab sharing one fractional offset."""
+        frac = self.rng.uniform(-0.5, 0.5, size=3)
+        return [np.round(self.random_point_in_slab(margin_angst) / self.vs) + frac
+                for _ in range(k)]
+
+    def place_fiducials(self, templates: dict[str, np.ndarray], cls: ParticleClass) -> None:
+        from .membranes import random_rotation
+
+        area_um2 = self.box_angst[0] * self.box_angst[1] / 1e8
+        n = int(self.rng.poisson(self.cfg.fiducials_per_um2 * area_um2))
+        r = 5.0 * self.cfg.fiducial_diameter_nm
+        t = self.slab["thickness"]
+        for _ in range(n):
+            for _attempt in range(10):
+                p = self.random_point_in_slab(r)
+                if t < self.box_angst[2] and self.rng.random() < 0.8:
+                    # gold mostly sits at the ice surfaces
+                    s = np.sign(self.rng.normal()) * (t / 2 - r - self.rng.uniform(0, 20))
+                    n_ = self.slab["normal"]
+                    p = p + n_ * (s - float((p - self.slab["centre"]) @ n_))
+                centre = p / self.vs
+                if self.try_place(cls, templates[FIDUCIAL], random_rotation(self.rng),
+                                  [centre], attached=False):
+                    break
+
+    def attached_centres(self, cls: ParticleClass) -> tuple[list[np.ndarray], np.ndarray]:
+        """A centre (voxels) and orientation that set the particle's foot on a membrane."""
+        from scipy.spatial.transform import Rotation
+
+        obj = self.membrane_objs[int(self.rng.integers(len(self.membrane_objs)))]
+        point, normal = obj.sample_surface(self.rng)
+        if obj.kind == "sheet" or self.rng.random() < 0.3:
+            normal = normal * np.sign(self.rng.normal())
+        _, _, base = cls.geometry
+        centre = point + normal * (mem.MASK_HALF_WIDTH_ANGST + base + 0.5 * self.vs)
+        align, _ = Rotation.align_vectors([normal], [[0.0, 0.0, 1.0]])
+        spin = Rotation.from_euler("z", self.rng.uniform(0, 360), degrees=True)
+        return [centre / self.vs], (align * spin).as_matrix()
+
+    def place_proteins(self, templates: dict[str, np.ndarray]) -> None:
+        from .membranes import random_rotation
+
+        cfg, rng = self.cfg, self.rng
+        names = list(PROTEIN_CLASSES)
+        w = np.array([(cfg.class_weights or {}).get(c, 0.0 if cfg.class_weights else 1.0)
+                      for c in names], float)
+        if w.sum() <= 0 or cfg.crowding <= 0:
+            return
+        w /= w.sum()
+        target = cfg.crowding * float(self.in_slab.sum())
+        filled = 0.0
+        failures = 0
+        while filled < target and failures < 40 and len(self.particles) < _MAX_PARTICLES:
+            cls = CLASSES[names[int(rng.choice(len(names), p=w))]]
+            attached = (cls.binds_membrane and self.membrane_objs
+                        and rng.random() < cfg.attached_fraction)
+            if attached:
+                centres, matrix = self.attached_centres(cls)
+            else:
+                _, radius, _ = cls.geometry
+                centres, matrix = self.free_centres(12, 0.5 * radius), random_rotation(rng)
+            placed = self.try_place(cls, templates[cls.name], matrix, centres, bool(attached))
+            filled += placed
+            failures = 0 if placed else failures + 1
+
+
+def build_scene(shape_zyx: tuple[int, int, int], config: SimulationConfig,
+                rng: np.random.Generator) -> Scene:
+    """Build the sample on a ``[z, y, x]`` grid at ``config.voxel_size`` Å (seeded by ``rng``)."""
+    b = _Builder(shape_zyx, config, rng)
+    b.build_slab()
+    b.build_membranes()
+    fid = fiducial_class(config.fiducial_diameter_nm)
+    classes = {**CLASSES, FIDUCIAL: fid}
+    templates = {name: class_template(c, b.vs) for name, c in classes.items()}
+    b.place_fiducials(templates, fid)
+    b.place_proteins(templates)
+    b.labels[(b.membranes > 0) & (b.instances == 0)] = lab.MEMBRANE
+    slab = {"normal": b.slab["normal"].tolist(), "centre_angst": b.slab["centre"].tolist(),
+            "thickness_angst": b.slab["thickness"]}
+    return Scene(b.potential, b.absorption, b.labels, b.instances, b.membranes, b.particles,
+                 slab, [o.describe() for o in b.membrane_objs])

@@ -1,0 +1,83 @@
+"""Shapes, deep supervision, size checks and bf16 autocast of the segmentation networks."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cryoet_integration.segmentation.networks import (  # noqa: E402
+    NETWORKS,
+    build_network,
+    count_parameters,
+)
+
+
+@pytest.mark.parametrize("arch", sorted(NETWORKS))
+def test_shapes_and_deep_supervision(arch):
+    torch.manual_seed(0)
+    net = build_network({"arch": arch, "base_channels": 4, "depth": 3, "out_channels": 3})
+    mz, my, mx = net.size_multiple
+    assert (my, mx) == (4, 4)
+    assert mz == (4 if arch == "unet3d" else 1)
+    x = torch.randn(2, 1, 8, 16, 12)
+    outs = net.train()(x)
+    assert isinstance(outs, list) and len(outs) == 2
+    assert outs[0].shape == (2, 3, 8, 16, 12)
+    coarse_z = 4 if arch == "unet3d" else 8
+    assert outs[1].shape == (2, 3, coarse_z, 8, 6)
+    net.eval()
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == (2, 3, 8, 16, 12)
+    assert torch.isfinite(out).all()
+
+
+def test_rsunet_accepts_any_z_and_rejects_bad_xy():
+    net = build_network({"arch": "rsunet", "base_channels": 4, "depth": 3}).eval()
+    with torch.no_grad():
+        assert net(torch.randn(1, 1, 5, 8, 8)).shape == (1, 1, 5, 8, 8)
+        with pytest.raises(ValueError, match="multiple"):
+            net(torch.randn(1, 1, 5, 10, 8))
+        with pytest.raises(ValueError, match="B, C, D, H, W"):
+            net(torch.randn(1, 8, 8, 8))
+
+
+def test_unet_rejects_bad_z():
+    net = build_network({"base_channels": 4, "depth": 3}).eval()
+    with pytest.raises(ValueError, match="multiple"):
+        net(torch.randn(1, 1, 6, 8, 8))
+
+
+def test_no_deep_supervision_returns_tensor_in_training():
+    net = build_network({"base_channels": 4, "depth": 2, "deep_supervision": False}).train()
+    assert isinstance(net(torch.randn(1, 1, 4, 4, 4)), torch.Tensor)
+
+
+def test_default_membrane_config_size_and_rebuild():
+    net = build_network({"arch": "unet3d"})
+    # the 1.4M-parameter U-Net of the issue: 4 levels, 16 base channels
+    assert 1.3e6 < count_parameters(net) < 1.5e6
+    clone = build_network(net.config)
+    clone.load_state_dict(net.state_dict())
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="arch"):
+        build_network({"arch": "vnet"})
+    with pytest.raises(ValueError, match="keys"):
+        build_network({"channels": 3})
+    with pytest.raises(ValueError, match="norm"):
+        build_network({"norm": "layer"})
+
+
+@pytest.mark.parametrize("arch", sorted(NETWORKS))
+def test_bf16_autocast_matches_float32(arch):
+    torch.manual_seed(1)
+    net = build_network({"arch": arch, "base_channels": 4, "depth": 3}).eval()
+    x = torch.randn(1, 1, 8, 16, 16)
+    with torch.no_grad():
+        ref = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = net(x)
+    assert low.shape == ref.shape
+    assert torch.isfinite(low.float()).all()
+    assert torch.corrcoef(torch.stack([ref.flatten(), low.float().flatten()]))[0, 1] > 0.98
