@@ -33,6 +33,12 @@ def read_csv(path: Path, voxel_size: float | None = None) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise FormatError(path, f"not a readable CSV file ({str(exc).splitlines()[0]})") from None
     df.columns = [str(c).strip() for c in df.columns]
+    tardis = {f"{c.upper()} [A]": f"{c}_angst" for c in "xyz"}
+    if set(tardis) <= set(df.columns) and not {"x", "y", "z"} <= set(df.columns):
+        # TARDIS instance CSV: positions in Å; without a voxel size they stay in 1 Å voxels.
+        df = df.rename(columns=tardis)
+        if voxel_size is None and "voxel_size" not in df.columns:
+            voxel_size = 1.0
     vs = voxel_size
     if vs is None and "voxel_size" in df.columns:
         vs = pd.to_numeric(df["voxel_size"], errors="coerce").to_numpy()

@@ -1,65 +1,130 @@
 """Euler-angle conventions of the field, as rotation matrices (particle -> tomogram).
 
-Angles are degrees. Conventions follow ../shared/formats/README.md section 1:
+Angles are degrees. Conventions follow ../shared/formats/README.md section 1
+(``from_euler`` below means scipy's, uppercase axes = intrinsic):
 
 * RELION (rot, tilt, psi), ZYZ: R = from_euler('ZYZ', [rot, tilt, psi]).inv()
 * Dynamo (tdrot, tilt, narot), ZXZ: R = from_euler('zxz', [tdrot, tilt, narot]).inv()
 * TOM/AV3/PyTom/STOPGAP (phi, psi, theta): R = from_euler('zxz', [phi, theta, psi])
 
-The matrices come from eulerangles (teamtomo), vectorised over (N, 3) arrays.
+Everything is vectorised numpy over (N, 3) angle arrays and (N, 3, 3) matrices. The
+matrix -> angle direction is written here rather than taken from eulerangles because
+eulerangles snaps tilts within ~0.3 degrees of 0 or 180 to the gimbal-lock branch, which
+moves the orientation by up to 1e-3; here the branch is taken only for |sin(tilt)| < 1e-9
+and every other matrix comes back to within 1e-12. Tests check both directions against
+scipy and eulerangles on the worked examples of the formats reference.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from eulerangles import euler2matrix, matrix2euler
+
+_GIMBAL = 1e-9
 
 
 def _as_n3(angles: np.ndarray) -> np.ndarray:
     return np.asarray(angles, dtype=float).reshape(-1, 3)
 
 
+def _as_n33(matrices: np.ndarray) -> np.ndarray:
+    return np.asarray(matrices, dtype=float).reshape(-1, 3, 3)
+
+
 def _transpose(m: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.swapaxes(m, -1, -2))
 
 
+def _rz_rmid_rz(a: np.ndarray, b: np.ndarray, c: np.ndarray, mid: str) -> np.ndarray:
+    """Rz(a) . R_mid(b) . Rz(c) for mid axis 'y' or 'x' (angles in radians)."""
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    m = np.empty((len(a), 3, 3))
+    if mid == "y":
+        m[:, 0, 0] = ca * cb * cc - sa * sc
+        m[:, 0, 1] = -ca * cb * sc - sa * cc
+        m[:, 0, 2] = ca * sb
+        m[:, 1, 0] = sa * cb * cc + ca * sc
+        m[:, 1, 1] = -sa * cb * sc + ca * cc
+        m[:, 1, 2] = sa * sb
+        m[:, 2, 0] = -sb * cc
+        m[:, 2, 1] = sb * sc
+    else:
+        m[:, 0, 0] = ca * cc - sa * cb * sc
+        m[:, 0, 1] = -ca * sc - sa * cb * cc
+        m[:, 0, 2] = sa * sb
+        m[:, 1, 0] = sa * cc + ca * cb * sc
+        m[:, 1, 1] = -sa * sc + ca * cb * cc
+        m[:, 1, 2] = -ca * sb
+        m[:, 2, 0] = sb * sc
+        m[:, 2, 1] = sb * cc
+    m[:, 2, 2] = cb
+    return m
+
+
+def _angles_rz_rmid_rz(m: np.ndarray, mid: str) -> np.ndarray:
+    """(a, b, c) in degrees with m = Rz(a) . R_mid(b) . Rz(c), b in [0, 180]."""
+    sb = np.hypot(m[:, 0, 2], m[:, 1, 2])
+    b = np.arctan2(sb, m[:, 2, 2])
+    if mid == "y":
+        a = np.arctan2(m[:, 1, 2], m[:, 0, 2])
+        c = np.arctan2(m[:, 2, 1], -m[:, 2, 0])
+    else:
+        a = np.arctan2(m[:, 0, 2], -m[:, 1, 2])
+        c = np.arctan2(m[:, 2, 0], m[:, 2, 1])
+    lock = sb < _GIMBAL
+    if lock.any():
+        # Only a +- c is defined: put it all in a, c = 0.
+        up = m[:, 2, 2] > 0
+        flip = -1.0 if mid == "y" else 1.0
+        a_up = np.arctan2(m[:, 1, 0], m[:, 0, 0])
+        a_down = np.arctan2(flip * m[:, 1, 0], flip * m[:, 0, 0])
+        a = np.where(lock, np.where(up, a_up, a_down), a)
+        c = np.where(lock, 0.0, c)
+    return np.degrees(np.stack([a, b, c], axis=1))
+
+
+def wrap_degrees(angles: np.ndarray) -> np.ndarray:
+    """Angles wrapped into (-180, 180] (Warp writes unwrapped values up to ~20000)."""
+    a = np.mod(np.asarray(angles, dtype=float) + 180.0, 360.0) - 180.0
+    return np.where(a == -180.0, 180.0, a)
+
+
 def relion_to_matrix(angles: np.ndarray) -> np.ndarray:
     """(N, 3) RELION rot, tilt, psi (deg) -> (N, 3, 3) orientation R (particle -> tomogram)."""
-    m = euler2matrix(_as_n3(angles), axes="zyz", intrinsic=True, right_handed_rotation=True)
-    return _transpose(m.reshape(-1, 3, 3))
+    a = np.radians(wrap_degrees(_as_n3(angles)))
+    return _transpose(_rz_rmid_rz(a[:, 0], a[:, 1], a[:, 2], "y"))
 
 
 def matrix_to_relion(matrices: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) orientation R -> (N, 3) RELION rot, tilt, psi (deg)."""
-    m = _transpose(np.asarray(matrices, dtype=float).reshape(-1, 3, 3))
-    return np.asarray(matrix2euler(m, axes="zyz", intrinsic=True,
-                                   right_handed_rotation=True)).reshape(-1, 3)
+    """(N, 3, 3) orientation R -> (N, 3) RELION rot, tilt, psi (deg), tilt in [0, 180]."""
+    return _angles_rz_rmid_rz(_transpose(_as_n33(matrices)), "y")
 
 
 def dynamo_to_matrix(angles: np.ndarray) -> np.ndarray:
     """(N, 3) Dynamo tdrot, tilt, narot (deg) -> (N, 3, 3) orientation R."""
-    m = euler2matrix(_as_n3(angles), axes="zxz", intrinsic=False, right_handed_rotation=True)
-    return _transpose(m.reshape(-1, 3, 3))
+    a = np.radians(wrap_degrees(_as_n3(angles)))
+    # extrinsic zxz (tdrot, tilt, narot) = Rz(narot) Rx(tilt) Rz(tdrot); R is its inverse
+    return _transpose(_rz_rmid_rz(a[:, 2], a[:, 1], a[:, 0], "x"))
 
 
 def matrix_to_dynamo(matrices: np.ndarray) -> np.ndarray:
     """(N, 3, 3) orientation R -> (N, 3) Dynamo tdrot, tilt, narot (deg)."""
-    m = _transpose(np.asarray(matrices, dtype=float).reshape(-1, 3, 3))
-    return np.asarray(matrix2euler(m, axes="zxz", intrinsic=False,
-                                   right_handed_rotation=True)).reshape(-1, 3)
+    narot_tilt_tdrot = _angles_rz_rmid_rz(_transpose(_as_n33(matrices)), "x")
+    return narot_tilt_tdrot[:, ::-1].copy()
 
 
 def tom_to_matrix(angles: np.ndarray) -> np.ndarray:
     """(N, 3) TOM/AV3 phi, psi, theta (deg, file order) -> (N, 3, 3) orientation R."""
-    a = _as_n3(angles)
-    zxz = np.stack([a[:, 0], a[:, 2], a[:, 1]], axis=1)  # phi, theta, psi
-    return euler2matrix(zxz, axes="zxz", intrinsic=False,
-                        right_handed_rotation=True).reshape(-1, 3, 3)
+    a = np.radians(wrap_degrees(_as_n3(angles)))
+    # extrinsic zxz (phi, theta, psi) = Rz(psi) Rx(theta) Rz(phi), not inverted
+    return _rz_rmid_rz(a[:, 1], a[:, 2], a[:, 0], "x")
 
 
 def matrix_to_tom(matrices: np.ndarray) -> np.ndarray:
     """(N, 3, 3) orientation R -> (N, 3) TOM/AV3 phi, psi, theta (deg, file order)."""
-    zxz = np.asarray(matrix2euler(np.asarray(matrices, dtype=float).reshape(-1, 3, 3),
-                                  axes="zxz", intrinsic=False,
-                                  right_handed_rotation=True)).reshape(-1, 3)
-    return np.stack([zxz[:, 0], zxz[:, 2], zxz[:, 1]], axis=1)
+    psi_theta_phi = _angles_rz_rmid_rz(_as_n33(matrices), "x")
+    return np.stack([psi_theta_phi[:, 2], psi_theta_phi[:, 0], psi_theta_phi[:, 1]], axis=1)
+
+
+def matrix_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Largest absolute element difference between matching rotation matrices, per pair."""
+    return np.abs(_as_n33(a) - _as_n33(b)).reshape(-1, 9).max(axis=1)

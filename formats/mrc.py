@@ -12,6 +12,7 @@ Only mrcfile APIs present in 1.4.3 are used (Scipion pins ``mrcfile<=1.4.3``).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def read_header(path: Path) -> MrcHeader:
                                 " MRC header (empty or truncated)")
     with open(path, "rb") as f:
         raw = f.read(HEADER_BYTES)
-    warnings: list[str] = []
+    notes: list[str] = []
     stamp = _stamp_order(np.frombuffer(raw[212:216], dtype="u1"))
     order = stamp or "<"
     h = _decode(raw, order)
@@ -120,20 +121,22 @@ def read_header(path: Path) -> MrcHeader:
         if _plausible(flipped):
             h, order = flipped, other
     if stamp is None:
-        warnings.append(f"machine stamp {bytes(raw[212:216]).hex()} is not a known byte order;"
+        notes.append(f"machine stamp {bytes(raw[212:216]).hex()} is not a known byte order;"
                         f" header reads as {'little' if order == '<' else 'big'}-endian")
     elif stamp != order:
-        warnings.append(f"machine stamp says {'little' if stamp == '<' else 'big'}-endian but"
+        notes.append(f"machine stamp says {'little' if stamp == '<' else 'big'}-endian but"
                         f" the header is {'little' if order == '<' else 'big'}-endian")
     has_map_id = bytes(h.map)[:3] == b"MAP"
     if not has_map_id:
-        warnings.append("no 'MAP ' identifier in the header (pre-2000 format or not MRC)")
+        notes.append("no 'MAP ' identifier in the header (pre-2000 format or not MRC)")
 
     nx, ny, nz, mode = int(h.nx), int(h.ny), int(h.nz), int(h.mode)
     if not all(0 < n < _MAX_DIM for n in (nx, ny, nz)):
-        hint = "" if has_map_id else " (no 'MAP ' identifier either: probably not an MRC file)"
+        if not has_map_id:
+            raise FormatError(path, "not an MRC file: no 'MAP ' identifier and impossible"
+                                    f" dimensions NX, NY, NZ = {nx}, {ny}, {nz}")
         raise FormatError(path, f"header dimensions NX, NY, NZ = {nx}, {ny}, {nz} are invalid"
-                                f" (each must be between 1 and {_MAX_DIM - 1}){hint}")
+                                f" (each must be between 1 and {_MAX_DIM - 1})")
     if mode in (3, 4):
         raise FormatError(path, f"MRC mode {mode} ({_MODE_NAMES[mode]}) is a complex-valued"
                                 " map (Fourier transform); only real-valued volumes are read")
@@ -152,31 +155,34 @@ def read_header(path: Path) -> MrcHeader:
     else:
         data_bytes = nx * ny * nz * np.dtype(_MODE_DTYPES[mode]).itemsize
     offset = HEADER_BYTES + nsymbt
+    if offset > size:
+        raise FormatError(path, f"extended header size NSYMBT = {nsymbt} runs past the end of"
+                                f" the {size}-byte file")
     if size < offset + data_bytes:
         raise FormatError(path, f"data block truncated: header says {nx}x{ny}x{nz} voxels of"
                                 f" mode {mode} ({data_bytes} bytes after the {offset}-byte"
                                 f" header) but the file has only {max(size - offset, 0)}")
     if size > offset + data_bytes:
-        warnings.append(f"{size - offset - data_bytes} bytes after the data block ignored")
+        notes.append(f"{size - offset - data_bytes} bytes after the data block ignored")
 
     cella = np.asarray(h.cella.tolist(), dtype=float)
     mxyz = np.array([int(h.mx), int(h.my), int(h.mz)], dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         vs = np.where(mxyz > 0, cella / np.where(mxyz > 0, mxyz, 1), 0.0)
     if not np.all(np.isfinite(vs)) or np.any(vs < 0):
-        warnings.append(f"cell size {tuple(cella)} / sampling {tuple(mxyz)} gives an invalid"
+        notes.append(f"cell size {tuple(cella)} / sampling {tuple(mxyz)} gives an invalid"
                         " voxel size; treated as unknown")
         vs = np.zeros(3)
     elif np.all(vs == 0):
-        warnings.append("voxel size not set in the header (CELLA = 0)")
+        notes.append("voxel size not set in the header (CELLA = 0)")
     elif not np.allclose(vs, vs[0], rtol=1e-4):
-        warnings.append(f"anisotropic voxel size x, y, z = {tuple(round(v, 4) for v in vs)} Å;"
+        notes.append(f"anisotropic voxel size x, y, z = {tuple(round(v, 4) for v in vs)} Å;"
                         " using x")
     origin = tuple(float(v) if np.isfinite(v) else 0.0 for v in h.origin.tolist())
     imod = np.frombuffer(raw[152:160], dtype=f"{order}i4")
     unsigned = mode == 0 and int(imod[0]) == _IMOD_STAMP and not int(imod[1]) & 1
     if unsigned:
-        warnings.append("IMOD mode-0 file flagged as unsigned bytes: read as uint8")
+        notes.append("IMOD mode-0 file flagged as unsigned bytes: read as uint8")
     nlabl = min(max(int(h.nlabl), 0), 10)
     labels = [bytes(lab).decode("ascii", "replace").strip() for lab in h.label[:nlabl]]
     return MrcHeader(
@@ -187,7 +193,7 @@ def read_header(path: Path) -> MrcHeader:
         nsymbt=nsymbt, exttyp=bytes(h.exttyp).decode("ascii", "replace").strip("\x00 "),
         nversion=int(h.nversion),
         stats=(float(h.dmin), float(h.dmax), float(h.dmean), float(h.rms)),
-        labels=labels, unsigned_bytes=unsigned, warnings=warnings)
+        labels=labels, unsigned_bytes=unsigned, warnings=notes)
 
 
 def _unpack_4bit(packed: np.ndarray, nx: int) -> np.ndarray:
@@ -272,7 +278,9 @@ def write_mrc(path: Path, volume: Volume, overwrite: bool = False) -> None:
     if data.dtype not in (np.int8, np.int16, np.uint16, np.float16, np.float32):
         data = data.astype(np.float32)
     with atomic_path(path, overwrite) as tmp:
-        with mrcfile.new(str(tmp)) as m:
+        with mrcfile.new(str(tmp)) as m, warnings.catch_warnings():
+            # NaN voxels are allowed here (see volume.check_finite); mrcfile warns about them.
+            warnings.simplefilter("ignore", RuntimeWarning)
             m.set_data(np.ascontiguousarray(data))
             per_axis = volume.metadata.get("voxel_size_xyz")
             if per_axis and len(per_axis) == 3 and per_axis[0] == volume.voxel_size:

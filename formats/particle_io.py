@@ -45,7 +45,8 @@ def _load_formats() -> None:
         importlib.import_module(f"formats.{mod}")
 
 
-_FORMAT_MODULES = ["csvfmt"]
+_FORMAT_MODULES = ["csvfmt", "relion", "stopgap", "dynamo", "motl", "pytom", "copick", "cryolo",
+                   "eman2", "imod"]
 
 
 def detect_format(path: PathLike) -> str:

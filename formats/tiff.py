@@ -8,6 +8,7 @@ data are usually printer defaults (72 dpi), so without an ImageJ unit the voxel 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,14 @@ def read_tiff(path: Path, mmap: bool | None = None) -> Volume:
     files are rejected: a volume has one value per voxel.
     """
     del mmap
+    # tifffile logs its complaints about corrupt files; the FormatError below says it once.
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
     try:
         with tifffile.TiffFile(str(path)) as tif:
             if not tif.series:
-                raise FormatError(path, "TIFF file contains no images")
+                raise FormatError(path, "TIFF file contains no images (corrupt or truncated)")
             series = tif.series[0]
             axes, data = series.axes, series.asarray()
             ij = tif.imagej_metadata or {}
@@ -54,6 +59,8 @@ def read_tiff(path: Path, mmap: bool | None = None) -> Volume:
     except Exception as exc:  # noqa: BLE001 - tifffile raises many types on corrupt files
         raise FormatError(path, f"not a readable TIFF file ({type(exc).__name__}:"
                                 f" {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    finally:
+        logger.setLevel(level)
     keep = [i for i, (a, n) in enumerate(zip(axes, data.shape)) if n > 1 or a in "YX"]
     extra = [f"{axes[i]}={data.shape[i]}" for i in keep if axes[i] not in "ZYXIQ"]
     if extra:

@@ -76,13 +76,14 @@ def test_blob_picker_needs_voxel_size(scene):
 
 def test_threshold_baseline_segments_the_vesicle(scene):
     tomo = read_volume(scene["path"])
-    soft, mask = membrane_map(tomo, thickness_angst=50.0)
+    soft, mask = membrane_map(tomo, thickness_angst=50.0, method="otsu", min_size_voxels=500)
     assert soft.dtype == np.float32 and soft.min() >= 0 and soft.max() <= 1
     assert np.array_equal(soft >= 0.5, mask)
     res = evaluate_segmentation(scene["membrane"], soft)
     assert res["dice"] > 0.6 and res["surface_dice"] > 0.6
-    flipped, _ = membrane_map(tomo.with_data(-np.asarray(tomo.data)), 50.0, polarity="light")
+    flipped, _ = membrane_map(tomo.with_data(-np.asarray(tomo.data)), 50.0, polarity="light",
+                              method="otsu", min_size_voxels=500)
     assert np.allclose(flipped, soft, atol=1e-5)
-    for method in ("percentile", "zscore"):
-        _, m = membrane_map(tomo, 50.0, method=method)
+    for method, value in (("percentile", 95.0), ("zscore", 2.0)):
+        _, m = membrane_map(tomo, 50.0, method=method, value=value)
         assert evaluate_segmentation(scene["membrane"], m)["dice"] > 0.4

@@ -130,3 +130,17 @@ def test_segmentation_cli_mismatch_names_both_files(tmp_path):
     proc = _run("segmentation", "--truth", str(tmp_path / "a.mrc"),
                 "--prediction", str(tmp_path / "c.mrc"))
     assert proc.returncode == 2 and "voxel size" in proc.stderr and "c.mrc" in proc.stderr
+
+
+def test_picks_cli_selects_one_tomogram(pick_files, tmp_path):
+    picks = pd.read_csv(pick_files["picks"])
+    picks["tomo_name"] = ["a", "a", "b"]
+    several = tmp_path / "several.csv"
+    picks.to_csv(several, index=False)
+    args = ["picks", "--instances", str(pick_files["instances"]), "--truth",
+            str(pick_files["truth"]), "--predictions", str(several)]
+    refused = _run(*args)
+    assert refused.returncode == 2 and "--tomo-name" in refused.stderr
+    chosen = _run(*args, "--tomo-name", "a", "--json")
+    assert chosen.returncode == 0, chosen.stderr
+    assert json.loads(chosen.stdout)["RR"] == 2

@@ -30,6 +30,8 @@ def register(subparsers) -> None:
     picks.add_argument("--exclude", nargs="*", default=["fiducial"], metavar="CLASS",
                        help="classes left out of the truth (default: fiducial; "
                             "give --exclude alone to exclude nothing)")
+    picks.add_argument("--tomo-name", metavar="NAME",
+                       help="use only the rows of this tomogram (files listing several)")
     picks.add_argument("--size-group", action="append", default=[], metavar="CLASS=GROUP",
                        help="assign a class to a size group (default: tertiles of region volume)")
     _outputs(picks)
@@ -98,8 +100,9 @@ def run_picks(args) -> int:
     if instances.data.ndim != 3:
         raise CryovisError(f"{args.instances}: instance map must be 3D, "
                            f"got shape {instances.data.shape}")
-    truth = read_particles(args.truth)
-    predictions = read_particles(args.predictions)
+    truth = _one_tomogram(read_particles(args.truth), args.truth, args.tomo_name)
+    predictions = _one_tomogram(read_particles(args.predictions), args.predictions,
+                                args.tomo_name)
     try:
         result = evaluate_picks(instances, truth, predictions, exclude=args.exclude,
                                 size_groups=mapping or None)
@@ -108,6 +111,20 @@ def run_picks(args) -> int:
     result["files"] = {"instances": str(args.instances), "truth": str(args.truth),
                        "predictions": str(args.predictions)}
     return _report(args, result, "picks")
+
+
+def _one_tomogram(table, path: Path, name: str | None):
+    """The rows of tomogram ``name``; a file listing several tomograms needs a name."""
+    names = sorted({str(t) for t in table["tomo_name"] if str(t)})
+    if name is not None:
+        if names and name not in names:
+            raise CryovisError(f"{path}: no particles of tomogram '{name}' "
+                               f"(it lists {', '.join(names[:5])})")
+        return table[table["tomo_name"].astype(str).isin([name, ""])].reset_index(drop=True)
+    if len(names) > 1:
+        raise CryovisError(f"{path}: lists {len(names)} tomograms ({', '.join(names[:5])}); "
+                           "choose one with --tomo-name")
+    return table
 
 
 def run_segmentation(args) -> int:

@@ -31,8 +31,28 @@ def bloom(rgb: np.ndarray, strength: float = 0.6, threshold: float = 0.55,
     knee = np.clip((luminance - threshold) / (1.0 - threshold), 0.0, 1.0) ** 2
     bright = rgb * knee[..., None]
     sigma = sigma_fraction * float(np.hypot(*rgb.shape[:2]))
-    glow = ndimage.gaussian_filter(bright, sigma=(sigma, sigma, 0), mode="constant")
+    glow = _wide_blur(bright, sigma)
     return np.clip(rgb + np.float32(strength) * glow, 0.0, 1.0)
+
+
+def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of ``[H, W, C]`` by ``sigma`` pixels (zero outside), computed on a grid
+    reduced by up to ``sigma / 3`` (block means, blur, bilinear upsampling): a wide blur of a
+    smooth glow loses nothing visible and costs a fraction of the full-resolution filter."""
+    from scipy import ndimage
+
+    factor = max(1, int(sigma / 3.0))
+    if factor == 1:
+        return ndimage.gaussian_filter(image, sigma=(sigma, sigma, 0), mode="constant")
+    h, w, c = image.shape
+    ph, pw = -h % factor, -w % factor
+    padded = np.pad(image, ((0, ph), (0, pw), (0, 0)))
+    small = padded.reshape((h + ph) // factor, factor, (w + pw) // factor, factor, c).mean(
+        axis=(1, 3))
+    small = ndimage.gaussian_filter(small, sigma=(sigma / factor, sigma / factor, 0),
+                                    mode="constant")
+    big = ndimage.zoom(small, (factor, factor, 1), order=1, grid_mode=True, mode="grid-constant")
+    return big[:h, :w].astype(np.float32)
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ class RenderSettings:
         bloom: bloom strength (0 disables).
         background: RGB in [0, 1].
         detail: rays per voxel across the view (1 = sample at the volume's resolution).
+        substeps: samples per slice interval along each ray (1 = one per slice crossed).
         backend: ``"auto"`` (torch when installed), ``"numpy"`` or ``"torch"``.
     """
 
@@ -64,6 +65,7 @@ class RenderSettings:
     bloom: float = 0.5
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
     detail: float = 1.0
+    substeps: int = 1
     backend: str = "auto"
 
 
@@ -194,11 +196,12 @@ class Scene:
         stack = self.stack(mode)
         geom = camera.geometry(self.raw01.shape)
         if mode == "mip":
-            out = march(stack, geom, "max", s.detail, self.backend)
+            out = march(stack, geom, "max", s.detail, self.backend, substeps=s.substeps)
             rgb = np.repeat(np.moveaxis(out[:1], 0, -1), 3, axis=-1)
             bg = np.asarray(s.background, np.float32)
             return np.clip(rgb + (1 - out[1])[..., None] * bg, 0, 1)
-        out = march(stack, geom, "composite", s.detail, self.backend)
+        out = march(stack, geom, "composite", s.detail, self.backend,
+                    substeps=s.substeps)
         rgb = np.clip(over_background(out, s.background), 0.0, 1.0)
         return bloom(rgb, s.bloom) if mode == "ours" else rgb
 

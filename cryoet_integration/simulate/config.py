@@ -7,7 +7,7 @@ Every length names its unit (``_nm``, ``_angst``, ``_um``, ``_mm``) except ``vox
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ class SimulationConfig:
 
     voxel_size: float = 10.0
     # Sample ------------------------------------------------------------------------------
-    ice_thickness_nm: Optional[float] = None  # None: ice_fraction x box depth
+    ice_thickness_nm: float | None = None  # None: ice_fraction x box depth
     ice_fraction: float = 0.85
     ice_tilt_deg: float = 0.0  # tilt of the slab normal away from the beam (z) axis
     n_vesicles: int = 2  # spheres and ellipsoids (one in four double-walled)
@@ -32,10 +32,12 @@ class SimulationConfig:
     tube_radius_nm: tuple[float, float] = (10.0, 25.0)
     leaflet_spacing_nm: float = 4.0  # head-group peak to peak
     crowding: float = 0.08  # target fraction of the ice volume filled by particles
-    class_weights: Optional[dict[str, float]] = None  # by particle count; None: uniform
+    class_weights: dict[str, float] | None = None  # by particle count; None: uniform
     attached_fraction: float = 0.4  # membrane-binding particles placed on a membrane
     fiducials_per_um2: float = 40.0  # gold beads per µm² of the field of view
     fiducial_diameter_nm: float = 10.0
+    background_v: float = 0.1  # std of the unresolved crowded-cytosol texture (V)
+    background_scale_nm: float = 3.0  # its correlation length
     # Microscope ---------------------------------------------------------------------------
     tilt_min_deg: float = -60.0
     tilt_max_deg: float = 60.0
@@ -62,7 +64,7 @@ class SimulationConfig:
 
         Ranges cover what real data sets vary: voxel size 6-14 Å, defocus 1.5-6 µm,
         total dose 40-180 e/Å², ice 0.5-1.3 x the box depth, 0-6 vesicles, 0-2 sheets and
-        tubes, crowding 2-20 %, tilt range ±(45-70)° with up to 10° asymmetry and 1-4° steps,
+        tubes, crowding 2-20 %, cytosol texture 0-0.3 V, tilt range ±(45-70)° with up to 10° asymmetry and 1-4° steps,
         residual misalignment up to 1.5 nm.
         """
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x51C0]))
@@ -89,6 +91,8 @@ class SimulationConfig:
             attached_fraction=float(rng.uniform(0.2, 0.8)),
             fiducials_per_um2=float(rng.uniform(0, 80)),
             fiducial_diameter_nm=float(rng.choice([5.0, 6.0, 10.0, 10.0, 15.0])),
+            background_v=float(rng.uniform(0.0, 0.3)),
+            background_scale_nm=float(rng.uniform(1.5, 5.0)),
             tilt_min_deg=-tilt_max + asym,
             tilt_max_deg=tilt_max + asym,
             tilt_step_deg=float(rng.choice([1.0, 2.0, 3.0, 3.0, 4.0])),
@@ -124,6 +128,8 @@ class SimulationConfig:
             (self.voltage_kv > 0, "voltage_kv must be > 0"),
             (0 <= self.amplitude_contrast < 1, "amplitude_contrast must be in [0, 1)"),
             (self.dose_total > 0, "dose_total must be > 0 e/Å²"),
+            (self.background_v >= 0 and self.background_scale_nm > 0,
+             "background_v must be >= 0 V and background_scale_nm > 0"),
             (0 < self.filter_cutoff <= 0.5, "filter_cutoff must be in (0, 0.5] cycles/voxel"),
             (min(self.n_vesicles, self.n_sheets, self.n_tubes) >= 0,
              "membrane counts must be >= 0"),

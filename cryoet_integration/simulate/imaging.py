@@ -23,7 +23,7 @@ CC_MM = 2.7  # chromatic aberration
 ENERGY_SPREAD_EV = 0.7
 ILLUMINATION_SEMIANGLE_RAD = 2e-5
 ICE_INELASTIC_MFP_ANGST_300KV = 3500.0
-DEFOCUS_STRIP_UM = 0.1  # largest defocus step between CTF strips of a tilted image
+DEFOCUS_STRIP_UM = 0.2  # largest defocus step between CTF strips of a tilted image
 
 
 @dataclasses.dataclass

@@ -93,3 +93,66 @@ def write_simulation(sim, out_dir, name: str = "tomo_000", overwrite: bool = Fal
     write_json(out / f"{name}.json", meta, overwrite)
     paths["metadata"] = str(out / f"{name}.json")
     return paths
+
+
+def expected_files(out_dir, name: str) -> list[Path]:
+    """The per-tomogram files ``write_simulation`` writes for ``name`` in ``out_dir``."""
+    out = Path(out_dir)
+    files = [f"{name}.mrc", f"{name}_labels.mrc", f"{name}_instances.mrc",
+             f"{name}_membranes.mrc", f"{name}_particles.csv", f"{name}.json"]
+    if _relion5_available():
+        files.append(f"{name}_particles.star")
+    return [out / f for f in files]
+
+
+def write_tomograms_star(path: Path, records: list[dict], overwrite: bool) -> None:
+    """RELION 5 ``tomograms.star``: one row per tomogram (sizes in its own, unbinned, voxels).
+
+    Each record needs ``name``, ``voxel_size`` (Å), ``size_xyz``, ``voltage_kv``, ``cs_mm``,
+    ``amplitude_contrast``.
+    """
+    import starfile
+
+    table = pd.DataFrame({
+        "rlnTomoName": [r["name"] for r in records],
+        "rlnVoltage": [float(r["voltage_kv"]) for r in records],
+        "rlnSphericalAberration": [float(r["cs_mm"]) for r in records],
+        "rlnAmplitudeContrast": [float(r["amplitude_contrast"]) for r in records],
+        "rlnMicrographOriginalPixelSize": [float(r["voxel_size"]) for r in records],
+        "rlnTomoHand": [-1] * len(records),
+        "rlnOpticsGroupName": [f"optics_{r['name']}" for r in records],
+        "rlnTomoTiltSeriesPixelSize": [float(r["voxel_size"]) for r in records],
+        "rlnTomoTomogramBinning": [1.0] * len(records),
+        "rlnTomoSizeX": [int(r["size_xyz"][0]) for r in records],
+        "rlnTomoSizeY": [int(r["size_xyz"][1]) for r in records],
+        "rlnTomoSizeZ": [int(r["size_xyz"][2]) for r in records],
+        "rlnTomoReconstructedTomogram": [f"{r['name']}.mrc" for r in records],
+    })
+    with atomic_path(path, overwrite) as tmp:
+        starfile.write({"global": table}, tmp)
+
+
+def write_collection_files(out_dir, records: list[dict], size_xyz, base_seed: int,
+                           overwrite: bool = True) -> dict:
+    """Merge ``records`` into the folder's ``summary.json`` and rewrite ``tomograms.star``.
+
+    Records of tomograms already listed (same ``name``) are replaced, others kept, so the
+    two files always describe every simulated tomogram in the folder. Returns the summary.
+    """
+    out = Path(out_dir)
+    summary_path = out / "summary.json"
+    previous: list[dict] = []
+    if summary_path.exists():
+        try:
+            previous = json.loads(summary_path.read_text()).get("tomograms", [])
+        except (json.JSONDecodeError, AttributeError):
+            raise FormatError(summary_path, "not a cryovis simulation summary") from None
+    new_names = {r["name"] for r in records}
+    merged = [r for r in previous if r.get("name") not in new_names] + list(records)
+    merged.sort(key=lambda r: r["name"])
+    summary = {"generator": "cryovis simulate", "base_seed": int(base_seed),
+               "size_xyz": [int(s) for s in size_xyz], "n_tomograms": len(merged),
+               "tomograms": merged, "tomograms_star": "tomograms.star"}
+    write_tomograms_star(out / "tomograms.star", merged, overwrite)
+    write_json(summary_path, summary, overwrite)
+    return summary

@@ -55,7 +55,7 @@ class Ellipsoid:
     def describe(self) -> dict:
         """JSON-serialisable parameters."""
         return {"kind": self.kind, "centre_angst": self.centre.tolist(),
-                "radii_angst": self.radii.tolist()}
+                "radii_angst": self.radii.tolist(), "axes": self.rot.T.tolist()}
 
 
 @dataclasses.dataclass

@@ -4,7 +4,8 @@ A volume ``[z, y, x]`` is tilted by ``theta`` about the y axis through its centr
 detector coordinate of a voxel is ``u = x' cos(theta) + z' sin(theta)`` where ``x', z'`` are
 voxel offsets from the volume centre, and ``u`` is an offset from the centre of a detector
 row as wide as the volume. Projections are ``[y, u]`` images, one row per volume y slice.
-Both directions use torch (bilinear sampling), so the two operators are consistent.
+Forward projection samples with torch (bilinear); back-projection interpolates linearly along
+the detector row with numpy; both use the same geometry.
 """
 
 from __future__ import annotations
@@ -49,20 +50,19 @@ def back_project(projections: np.ndarray, angles_deg: np.ndarray, nz: int) -> np
 
     The adjoint of ``forward_project`` up to interpolation; filtering is the caller's job.
     """
-    import torch
-
     n, ny, nx = projections.shape
-    x = torch.arange(nx, dtype=torch.float32) - (nx - 1) / 2
-    z = torch.arange(nz, dtype=torch.float32) - (nz - 1) / 2
-    acc = torch.zeros((ny, nz * nx), dtype=torch.float32)
-    with torch.no_grad():
-        for i, ang in enumerate(np.deg2rad(np.asarray(angles_deg, float))):
-            q = torch.from_numpy(np.ascontiguousarray(projections[i], dtype=np.float32))
-            q = torch.nn.functional.pad(q, (1, 2))  # zeros beyond the detector edges
-            u = (z[:, None] * float(np.sin(ang)) + x[None, :] * float(np.cos(ang))
-                 + (nx - 1) / 2 + 1).reshape(-1)
-            u = u.clamp(0, nx + 1)
-            j0 = torch.floor(u).long()
-            w = u - j0
-            acc += q[:, j0] * (1 - w) + q[:, j0 + 1] * w
-    return acc.reshape(ny, nz, nx).permute(1, 0, 2).contiguous().numpy()
+    x = np.arange(nx, dtype=np.float32) - (nx - 1) / 2
+    z = np.arange(nz, dtype=np.float32) - (nz - 1) / 2
+    acc = np.zeros((ny, nz * nx), dtype=np.float32)
+    for i, ang in enumerate(np.deg2rad(np.asarray(angles_deg, float))):
+        q = np.pad(projections[i].astype(np.float32, copy=False), ((0, 0), (1, 2)))
+        u = (z[:, None] * np.float32(np.sin(ang)) + x[None, :] * np.float32(np.cos(ang))
+             + np.float32((nx - 1) / 2 + 1)).reshape(-1)
+        np.clip(u, 0, nx + 1, out=u)
+        j0 = u.astype(np.intp)  # u >= 0, so truncation is floor
+        w = u - j0
+        lo = np.take(q, j0, axis=1)
+        hi = np.take(q, j0 + 1, axis=1)
+        acc += lo
+        acc += (hi - lo) * w
+    return np.ascontiguousarray(acc.reshape(ny, nz, nx).transpose(1, 0, 2))

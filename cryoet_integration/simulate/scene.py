@@ -15,8 +15,15 @@ import numpy as np
 from . import labels as lab
 from . import membranes as mem
 from .config import SimulationConfig
-from .shapes import (CLASSES, FIDUCIAL, INSTANCE_THRESHOLD, PROTEIN_CLASSES, ParticleClass,
-                     class_template, fiducial_class)
+from .shapes import (
+    CLASSES,
+    FIDUCIAL,
+    INSTANCE_THRESHOLD,
+    PROTEIN_CLASSES,
+    ParticleClass,
+    class_template,
+    fiducial_class,
+)
 
 _OUTSIDE, _MEMBRANE, _PARTICLE = 1, 2, 3  # occupancy codes (0 = free)
 _MEMBRANE_GAP_ANGST = 30.0  # minimum spacing between two bilayers' masks
@@ -306,6 +313,25 @@ class _Builder:
             filled += placed
             failures = 0 if placed else failures + 1
 
+    def add_background(self) -> None:
+        """Smooth random texture for the unresolved small molecules of a crowded cytosol.
+
+        Zero-mean Gaussian-filtered noise with std ``background_v`` V and correlation length
+        ``background_scale_nm``, only in ice not taken by particles or bilayers.
+        """
+        from scipy import ndimage
+
+        if self.cfg.background_v <= 0:
+            return
+        noise = self.rng.standard_normal(self.shape, dtype=np.float32)
+        sigma = self.cfg.background_scale_nm * 10.0 / self.vs
+        smooth = ndimage.gaussian_filter(noise, sigma, mode="wrap")
+        smooth *= np.float32(self.cfg.background_v / max(float(smooth.std()), 1e-12))
+        free = (self.instances == 0) & (self.membranes == 0)
+        smooth *= free * self.slab_soft.astype(np.float32)
+        self.potential += smooth
+        self.absorption += smooth * np.float32(self.bio_absorption)
+
 
 def build_scene(shape_zyx: tuple[int, int, int], config: SimulationConfig,
                 rng: np.random.Generator) -> Scene:
@@ -318,6 +344,7 @@ def build_scene(shape_zyx: tuple[int, int, int], config: SimulationConfig,
     templates = {name: class_template(c, b.vs) for name, c in classes.items()}
     b.place_fiducials(templates, fid)
     b.place_proteins(templates)
+    b.add_background()
     b.labels[(b.membranes > 0) & (b.instances == 0)] = lab.MEMBRANE
     slab = {"normal": b.slab["normal"].tolist(), "centre_angst": b.slab["centre"].tolist(),
             "thickness_angst": b.slab["thickness"]}

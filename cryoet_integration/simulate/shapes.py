@@ -198,12 +198,13 @@ def fiducial_class(diameter_nm: float) -> ParticleClass:
                          absorption=0.3)
 
 
+@functools.lru_cache(maxsize=64)
 def class_template(cls: ParticleClass, voxel_size: float) -> np.ndarray:
     """Density of ``cls`` (V above ice) on a cube grid ``[z, y, x]`` at ``voxel_size`` Å.
 
     The grid has odd size with the density centroid on the central voxel. The solid shape is
     sampled 3x finer per axis, averaged into voxels and blurred by the surface softness, so
-    the map is smooth and not aliased at coarse voxel sizes.
+    the map is smooth and not aliased at coarse voxel sizes. Cached: treat as read-only.
     """
     from scipy import ndimage
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,7 @@ def _parse_size(size_xyz) -> tuple[int, int, int]:
 
 
 def simulate_tomogram(seed: int = 0, size_xyz=(256, 256, 128),
-                      config: Optional[SimulationConfig] = None,
+                      config: SimulationConfig | None = None,
                       tomo_name: str = "") -> SimulationResult:
     """Simulate one tomogram of ``size_xyz`` voxels (x, y, z) at ``config.voxel_size`` Å.
 

@@ -1,0 +1,195 @@
+"""``cryovis convert IN OUT --to FORMAT``: particle files between tools, or volumes.
+
+Particles go through the canonical table (``formats.particles``): the reader applies
+origin shifts and the file's conventions, the writer applies the target's. Volumes
+(MRC/EM/TIFF) are rewritten in another container, optionally contrast-inverted.
+Only base dependencies are imported (no torch/scipy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+VOLUME_FORMATS = {"mrc": ".mrc", "em": ".em", "tiff": ".tif"}
+_VOLUME_SUFFIX_FAMILY = {".mrc": "mrc", ".mrcs": "mrc", ".map": "mrc", ".rec": "mrc",
+                         ".st": "mrc", ".ali": "mrc", ".preali": "mrc", ".ccp4": "mrc",
+                         ".em": "em", ".tif": "tiff", ".tiff": "tiff"}
+
+
+def register(subparsers) -> None:
+    """Add the ``convert`` subcommand."""
+    parser = subparsers.add_parser(
+        "convert", help="convert particle files between tools, or volumes between formats",
+        description="Convert a particle file (RELION 3.0/3.1/4/5, Dynamo, IMOD, EMAN2, "
+                    "crYOLO, copick, PyTom, TOM/AV3 motl, STOPGAP, CSV) into another, or a "
+                    "volume (MRC/EM/TIFF) into another volume format. Positions keep their "
+                    "physical place (origin shifts applied); orientations are converted "
+                    "between Euler conventions exactly.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  cryovis convert run_data.star picks.tbl --to dynamo "
+               "--tomograms tomograms.star --binning 4\n"
+               "  cryovis convert picks.tbl particles.star --to relion5 "
+               "--tomograms tomograms.star --voxel-size 5.4\n"
+               "  cryovis convert tomo.rec tomo.mrc --invert")
+    parser.add_argument("input", type=Path, metavar="IN", help="particle file or volume")
+    parser.add_argument("output", type=Path, metavar="OUT", help="file to write")
+    parser.add_argument("--to", metavar="FORMAT",
+                        help="output format: relion5, relion4, relion31, relion30, dynamo, "
+                             "imod, eman2, eman2box, cryolo, copick, pytom, motl, stopgap, "
+                             "csv; volumes: mrc, em, tiff (default: from OUT's extension "
+                             "when unambiguous)")
+    parser.add_argument("--from", dest="from_format", metavar="FORMAT",
+                        help="input particle format (default: detected)")
+    parser.add_argument("--voxel-size", type=float, metavar="A",
+                        help="Å per pixel of the input's pixel coordinates, overriding the "
+                             "file (for Å-based inputs: the voxel size to express them in)")
+    parser.add_argument("--tomograms", type=Path, metavar="STAR",
+                        help="RELION 5 tomograms.star: tomogram sizes and tilt-series pixel "
+                             "sizes (needed to read or write RELION 5 centred coordinates)")
+    parser.add_argument("--tomo-size", metavar="XxYxZ",
+                        help="tomogram size in unbinned tilt-series px (RELION 5, EMAN2 json) "
+                             "when there is no tomograms.star")
+    parser.add_argument("--tilt-series-pixel-size", type=float, metavar="A",
+                        help="unbinned tilt-series pixel size (RELION 4/5)")
+    parser.add_argument("--binning", type=float, metavar="B",
+                        help="express positions in voxels B times larger than the input "
+                             "file's pixels (e.g. 4: RELION 4/5 unbinned -> bin-4 tomogram)")
+    parser.add_argument("--out-binning", type=float, metavar="B",
+                        help="the output file's pixels are B times smaller than the "
+                             "particles' voxels (e.g. 4: bin-4 picks -> RELION 4 unbinned "
+                             "px when no tilt-series pixel size is given)")
+    parser.add_argument("--tomo-name", metavar="NAME",
+                        help="keep only particles of this tomogram (exact string match); "
+                             "names inputs that carry none")
+    parser.add_argument("--object-name", metavar="NAME",
+                        help="copick: pickable object name (default: the particles' class)")
+    parser.add_argument("--box-size", type=float, metavar="PX",
+                        help="box size for formats that store one (cbox, box, EMAN2, RELION "
+                             "optics)")
+    parser.add_argument("--invert", action="store_true",
+                        help="volumes: invert the contrast")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=run)
+
+
+def _is_volume(path: Path) -> bool:
+    from formats.motl import is_motive_list
+
+    family = _VOLUME_SUFFIX_FAMILY.get(path.suffix.lower())
+    if family is None:
+        return False
+    return not (family == "em" and path.exists() and is_motive_list(path))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert IN to OUT; prints a one-line summary (or JSON)."""
+    from formats import FormatError
+
+    src: Path = args.input
+    if not src.exists():
+        raise FormatError(src, "no such file")
+    if args.to in VOLUME_FORMATS or (args.to is None and _is_volume(src)):
+        summary = _convert_volume(args)
+    elif _is_volume(src):
+        raise FormatError(src, f"is a volume; volumes convert to {', '.join(VOLUME_FORMATS)} "
+                               f"(got --to {args.to})")
+    else:
+        summary = _convert_particles(args)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(summary["message"])
+    return 0
+
+
+def _convert_volume(args: argparse.Namespace) -> dict[str, Any]:
+    from formats import FormatError, read_volume, write_volume
+
+    out: Path = args.output
+    family = _VOLUME_SUFFIX_FAMILY.get(out.suffix.lower())
+    target = args.to or family
+    if target not in VOLUME_FORMATS:
+        raise FormatError(out, "cannot tell the volume format: give --to mrc|em|tiff or an "
+                               ".mrc/.em/.tif extension")
+    if family != target:
+        raise FormatError(out, f"extension '{out.suffix}' does not match --to {target} "
+                               f"(use {VOLUME_FORMATS[target]})")
+    if not _is_volume(args.input):
+        raise FormatError(args.input, f"is not a volume (--to {target} converts volumes)")
+    vol = read_volume(args.input, voxel_size=args.voxel_size, invert=args.invert)
+    write_volume(out, vol, overwrite=args.force)
+    shape = "x".join(str(s) for s in vol.shape_xyz)
+    return {"kind": "volume", "input": str(args.input), "output": str(out), "to": target,
+            "shape_xyz": list(vol.shape_xyz), "voxel_size": vol.voxel_size,
+            "inverted": bool(args.invert),
+            "message": f"wrote {out} ({target}, {shape} voxels at {vol.voxel_size:g} Å"
+                       f"{', inverted' if args.invert else ''})"}
+
+
+def _target_format(args: argparse.Namespace) -> str:
+    from formats import FORMATS, FormatError
+    from formats.particle_io import _load_formats
+
+    _load_formats()
+    if args.to:
+        if args.to not in FORMATS or FORMATS[args.to].writer is None:
+            writable = sorted(k for k, f in FORMATS.items() if f.writer)
+            raise FormatError(args.output, f"unknown output format '{args.to}' "
+                                           f"(particles: {', '.join(writable)}; volumes: "
+                                           f"{', '.join(VOLUME_FORMATS)})")
+        return args.to
+    suffix = args.output.suffix.lower()
+    matches = [k for k, f in FORMATS.items() if suffix in f.suffixes and f.writer]
+    if len(matches) != 1:
+        raise FormatError(args.output, f"give --to: extension '{suffix or '(none)'}' "
+                                       f"{'fits ' + ', '.join(matches) if matches else 'is unknown'}")
+    return matches[0]
+
+
+def _convert_particles(args: argparse.Namespace) -> dict[str, Any]:
+    from formats import FormatError, detect_format, read_particles, write_particles
+
+    target = _target_format(args)
+    source = args.from_format or detect_format(args.input)
+    shared = {k: v for k, v in {"tomograms": args.tomograms, "tomo_size_xyz": args.tomo_size,
+                                "tilt_series_pixel_size": args.tilt_series_pixel_size}.items()
+              if v is not None}
+    read_opts = dict(shared)
+    if args.voxel_size is not None:
+        read_opts["voxel_size"] = args.voxel_size
+    if args.binning is not None:
+        read_opts["binning"] = args.binning
+    table = read_particles(args.input, format=source, **read_opts)
+    if args.tomo_name is not None:
+        names = table["tomo_name"].fillna("").astype(str)
+        if (names == "").all():
+            table["tomo_name"] = args.tomo_name
+        else:
+            keep = names == args.tomo_name
+            if not keep.any():
+                known = sorted(set(names))[:8]
+                raise FormatError(args.input, f"no particles in tomogram '{args.tomo_name}' "
+                                              f"(names are matched exactly; file has {known})")
+            table = table[keep.to_numpy()].reset_index(drop=True)
+    write_opts = dict(shared)
+    if args.out_binning is not None:
+        write_opts["binning"] = args.out_binning
+    if args.box_size is not None:
+        write_opts["box_size"] = args.box_size
+    if args.object_name is not None:
+        write_opts["object_name"] = args.object_name
+    write_particles(args.output, table, format=target, overwrite=args.force, **write_opts)
+    tomos = sorted(set(table["tomo_name"].astype(str)))
+    sizes = sorted({round(float(v), 6) for v in table["voxel_size"].dropna()})
+    size_text = ", ".join(f"{v:g}" for v in sizes[:3]) + (" Å" if sizes else "unknown")
+    return {"kind": "particles", "input": str(args.input), "output": str(args.output),
+            "from": source, "to": target, "particles": len(table), "tomograms": len(tomos),
+            "voxel_size": sizes,
+            "message": f"converted {len(table)} particles ({len(tomos)} tomogram"
+                       f"{'s' if len(tomos) != 1 else ''}, voxel size {size_text}) "
+                       f"{source} -> {target}: {args.output}"}

@@ -1,0 +1,133 @@
+"""``cryovis train segmenter``: train a segmentation model on tomograms and label maps, or
+reproduce the shipped membrane model with ``--recipe default-membrane``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import CryovisError, require_engine
+
+DEFAULT_CACHE = Path.home() / ".cache" / "cryovis" / "recipes"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train models (segmenter)",
+                                   description="Train models.")
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND")
+    kinds.required = True
+    seg = kinds.add_parser(
+        "segmenter", help="train a 3D U-Net segmenter",
+        description="Train a segmenter on tomograms with label maps (0 background, 1..K "
+        "classes, -1 ignore) or soft pseudo-labels, or reproduce the shipped model with "
+        "--recipe default-membrane. Writes MODEL.pt + MODEL.json (best validation Dice), "
+        "MODEL.state.pt (for --resume) and MODEL_loss.png.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    seg.add_argument("--recipe", help="named recipe (default-membrane) that simulates its own "
+                     "training data")
+    seg.add_argument("--tomograms", nargs="+", metavar="MRC", help="training tomograms")
+    labels = seg.add_mutually_exclusive_group()
+    labels.add_argument("--labels", nargs="+", metavar="MRC", help="label maps, one per tomogram")
+    labels.add_argument("--pseudolabels", nargs="+", metavar="MRC",
+                        help="soft maps in [0,1] (e.g. another tool's output); voxels between "
+                        "0.3 and 0.7 are ignored")
+    seg.add_argument("--val-tomograms", nargs="+", metavar="MRC", default=[],
+                     help="validation tomograms (early stopping, best-model selection)")
+    seg.add_argument("--val-labels", nargs="+", metavar="MRC", default=[],
+                     help="validation label maps")
+    seg.add_argument("--classes", nargs="+", default=None,
+                     help="class names for labels 1..K (default: membrane)")
+    seg.add_argument("--voxel-size", type=float, default=None,
+                     help="model voxel size in Å (data are rescaled to it; default 10)")
+    seg.add_argument("--out", required=True, help="model path MODEL (writes MODEL.pt, .json)")
+    seg.add_argument("--minutes", type=float, default=None,
+                     help="stop this session after N minutes (state saved; --resume continues)")
+    seg.add_argument("--max-steps", type=int, default=None, help="total optimisation steps")
+    seg.add_argument("--from", dest="init_from", default=None, metavar="MODEL",
+                     help="start from this model's weights (fine-tuning)")
+    seg.add_argument("--resume", action="store_true", help="continue from MODEL.state.pt")
+    seg.add_argument("--n-train", type=int, default=None,
+                     help="recipe: use only the first N simulated training tomograms")
+    seg.add_argument("--cache", default=str(DEFAULT_CACHE),
+                     help="recipe: directory for the simulated training tomograms")
+    seg.add_argument("--threads", type=int, default=2, help="CPU threads")
+    seg.add_argument("--no-progress", action="store_true", help="no progress bar")
+    seg.add_argument("--force", action="store_true", help="replace an existing model")
+    seg.set_defaults(func=run)
+
+
+def _pairs(tomos: list[str], labels: list[str], what: str) -> list[tuple[str, str]]:
+    if len(tomos) != len(labels):
+        raise CryovisError(f"{what}: {len(tomos)} tomograms but {len(labels)} label maps")
+    return list(zip(tomos, labels))
+
+
+def run(args) -> int:
+    require_engine("torch", "scipy")
+    import logging
+
+    from ..segmentation.data import load_pair
+    from ..segmentation.recipes import get_recipe, prepare_recipe_data
+    from ..segmentation.train import resolve_config, train_segmenter
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
+                        stream=sys.stderr)
+    config: dict = {}
+    provenance: dict = {"command": "cryovis " + " ".join(sys.argv[1:])}
+    pseudo = False
+    if args.recipe:
+        if args.tomograms or args.labels or args.pseudolabels:
+            raise CryovisError("--recipe simulates its own data; do not pass --tomograms")
+        try:
+            config = get_recipe(args.recipe)
+        except ValueError as exc:
+            raise CryovisError(str(exc)) from None
+        if args.n_train is not None:
+            config["simulation"]["train_seeds"] = config["simulation"]["train_seeds"][
+                : max(1, args.n_train)]
+        paths = prepare_recipe_data(config, args.cache)
+        train_pairs, val_pairs = paths["train"], paths["val"]
+        provenance.update(recipe=args.recipe, data={
+            "simulator": "cryoet_integration.simulate (SimulationConfig.randomised)",
+            "simulation": config["simulation"]})
+    else:
+        if not args.tomograms or not (args.labels or args.pseudolabels):
+            raise CryovisError("give --tomograms with --labels or --pseudolabels, or --recipe")
+        pseudo = bool(args.pseudolabels)
+        train_pairs = _pairs(args.tomograms, args.labels or args.pseudolabels, "--tomograms")
+        val_pairs = _pairs(args.val_tomograms, args.val_labels, "--val-tomograms")
+        provenance.update(data={"tomograms": args.tomograms,
+                                "labels": args.labels or args.pseudolabels,
+                                "pseudolabels": pseudo, "val_tomograms": args.val_tomograms})
+    if args.classes:
+        config["classes"] = args.classes
+    if args.voxel_size:
+        config["voxel_size"] = args.voxel_size
+    if args.max_steps:
+        config["max_steps"] = args.max_steps
+    try:
+        cfg = resolve_config(config)
+    except ValueError as exc:
+        raise CryovisError(str(exc)) from None
+    patch = tuple(cfg["patch_size"])
+    train = [load_pair(t, lab, cfg["voxel_size"], patch, pseudo) for t, lab in train_pairs]
+    val = [load_pair(t, lab, cfg["voxel_size"], patch, False) for t, lab in val_pairs]
+    n_max = max(int(v.label.max()) for v in train)
+    if n_max > len(cfg["classes"]):
+        raise CryovisError(f"labels go up to {n_max} but {len(cfg['classes'])} class name(s) "
+                           "were given (--classes)")
+    try:
+        summary = train_segmenter(train, val, args.out, config, minutes=args.minutes,
+                                  resume=args.resume, init_from=args.init_from,
+                                  provenance=provenance, overwrite=args.force,
+                                  progress=not args.no_progress and sys.stderr.isatty(),
+                                  threads=args.threads)
+    except FileExistsError as exc:
+        raise CryovisError(str(exc)) from None
+    print(json.dumps(summary))
+    if summary["stop"] == "time limit":
+        print(f"stopped after {args.minutes} min at step {summary['steps']}; rerun with "
+              "--resume to continue", file=sys.stderr)
+    return 0

@@ -1,0 +1,180 @@
+"""Dynamo tables (.tbl) and table maps (.doc).
+
+A table is plain whitespace-separated numbers, one particle per row, columns 1-based as
+in the Dynamo wiki: 1 tag, 2 aligned, 3 averaged, 4-6 dx dy dz (px, added to the
+position), 7-9 tdrot tilt narot (ZXZ; R = zxz(tdrot, tilt, narot) extrinsic, inverted),
+10 cc, 13 ftype, 14-17 tilt ranges, 20 tomo (integer), 22 class, 24-26 x y z (px of the
+binned tomogram, MATLAB 1-based), 36 apix (Å/px, 0 when unset).
+The canonical position is x + dx - 1 (0-based voxel centres).
+
+A table map (``.doc``) lines ``index path`` name the tomogram of each index; the reader
+uses ``table_map=`` or a ``<stem>.doc`` next to the table, and the writer writes one
+when tomogram names are not plain integers.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import euler
+from .atomic import atomic_path, check_writable
+from .errors import FormatError, PathLike
+from .particle_common import (
+    apply_binning,
+    class_ids,
+    file_positions,
+    ids_for_names,
+    positive_or_none,
+    recompute_angst,
+    tomo_name_from_path,
+)
+from .particle_io import ParticleFormat, register
+from .particles import make_table, orientations
+
+N_COLUMNS = 36
+MIN_COLUMNS = 26
+
+
+def read_table_map(path: PathLike) -> dict[int, str]:
+    """``{index: tomogram path}`` from a Dynamo table map (.doc)."""
+    p = Path(path)
+    mapping: dict[int, str] = {}
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(p, f"cannot read table map ({exc})") from None
+    for k, line in enumerate(text.splitlines(), 1):
+        parts = line.split(None, 1)
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            index = int(parts[0])
+        except ValueError:
+            raise FormatError(p, f"line {k}: table map index '{parts[0]}' is not an integer") \
+                from None
+        if len(parts) < 2:
+            raise FormatError(p, f"line {k}: index {index} has no tomogram path")
+        mapping[index] = parts[1].strip()
+    return mapping
+
+
+def _parse(p: Path) -> np.ndarray:
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise FormatError(p, f"cannot read ({exc.strerror or exc})") from None
+    if not data.strip():
+        raise FormatError(p, "empty Dynamo table")
+    if b"\x00" in data[:4096]:
+        raise FormatError(p, "binary content, not a Dynamo table")
+    try:
+        df = pd.read_csv(io.BytesIO(data), sep=r"\s+", header=None, index_col=False,
+                         dtype=float, comment="#", engine="c")
+    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise FormatError(p, f"not a numeric Dynamo table ({first})") from None
+    values = df.to_numpy(dtype=float)
+    if values.shape[1] < MIN_COLUMNS:
+        raise FormatError(p, f"Dynamo tables need at least {MIN_COLUMNS} columns (x y z are "
+                             f"24-26); found {values.shape[1]}")
+    if np.isnan(values[:, :MIN_COLUMNS]).any():
+        row = int(np.flatnonzero(np.isnan(values[:, :MIN_COLUMNS]).any(axis=1))[0]) + 1
+        raise FormatError(p, f"row {row} has fewer than {MIN_COLUMNS} columns or a NaN")
+    return values
+
+
+def read_dynamo(path: PathLike, voxel_size: float | None = None,
+                table_map: PathLike | None = None, binning: float | None = None,
+                **_: Any) -> pd.DataFrame:
+    """Read a Dynamo table into the canonical table.
+
+    Args:
+        path: the .tbl file.
+        voxel_size: Å per px (overrides column 36).
+        table_map: .doc naming the tomogram of each index (default: ``<stem>.doc`` beside).
+        binning: table voxel size / table px.
+    """
+    p = Path(path)
+    v = _parse(p)
+    xyz = v[:, 23:26] + v[:, 3:6] - 1.0
+    matrices = euler.dynamo_to_matrix(v[:, 6:9])
+    tomo = v[:, 19].astype(np.int64)
+    map_path = Path(table_map) if table_map is not None else p.with_suffix(".doc")
+    if table_map is not None and not map_path.exists():
+        raise FormatError(map_path, "no such table map")
+    if map_path.exists():
+        mapping = read_table_map(map_path)
+        missing = sorted(set(tomo.tolist()) - set(mapping))
+        if missing:
+            raise FormatError(map_path, f"table map lacks tomogram index(es) {missing[:5]}")
+        names = [tomo_name_from_path(mapping[t]) for t in tomo]
+    else:
+        names = [str(t) for t in tomo]
+    vs = positive_or_none(voxel_size, "voxel size", p)
+    if vs is None and v.shape[1] >= 36:
+        apix = v[:, 35]
+        vs = np.where(apix > 0, apix, np.nan)
+    extra = pd.DataFrame({"dynamo_tag": v[:, 0].astype(np.int64)})
+    table = make_table(xyz, vs, matrices, names, [f"{c:g}" for c in v[:, 21]], v[:, 9], extra)
+    table.attrs["format"] = "dynamo"
+    return recompute_angst(apply_binning(table, positive_or_none(binning, "binning", p)))
+
+
+def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
+                 binning: float | None = None, table_map: PathLike | None = None,
+                 **_: Any) -> None:
+    """Write a Dynamo table (35 columns); a table map ``<stem>.doc`` when names need it.
+
+    Args:
+        path: output .tbl.
+        table: canonical particle table.
+        overwrite: replace existing files (table and map).
+        binning: table voxel size / written px.
+        table_map: where to write the map (default ``<stem>.doc``).
+    """
+    p = Path(path)
+    n = len(table)
+    xyz, pixel = file_positions(table, positive_or_none(binning, "binning", p))
+    tomo_ids, id_names, plain = ids_for_names(table["tomo_name"])
+    angles = euler.matrix_to_dynamo(orientations(table))
+    classes, _ = class_ids(table["class"])
+    cols = np.zeros((n, N_COLUMNS))
+    cols[:, 0] = table["dynamo_tag"].to_numpy() if "dynamo_tag" in table.columns \
+        else np.arange(1, n + 1)
+    cols[:, 1] = 1
+    cols[:, 2] = 1
+    cols[:, 6:9] = angles
+    cols[:, 9] = np.nan_to_num(table["score"].to_numpy(dtype=float))
+    cols[:, 19] = tomo_ids
+    cols[:, 21] = classes
+    cols[:, 23:26] = xyz + 1.0
+    cols[:, 35] = np.nan_to_num(pixel)
+    body = _format(cols)
+    map_target = Path(table_map) if table_map is not None else p.with_suffix(".doc")
+    need_map = not plain and n > 0
+    if need_map:
+        check_writable(map_target, overwrite)
+    with atomic_path(p, overwrite) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+        if need_map:
+            with atomic_path(map_target, overwrite) as tmp_map:
+                tmp_map.write_text("".join(f"{i} {name}.mrc\n" for i, name in id_names.items()),
+                                   encoding="utf-8")
+
+
+def _format(cols: np.ndarray) -> str:
+    """Rows as text: integer columns as integers, the rest with 6 decimals."""
+    df = pd.DataFrame(cols)
+    for c in (0, 1, 2, 12, 19, 20, 21, 22, 30, 31, 33, 34):
+        df[c] = cols[:, c].astype(np.int64)
+    return df.to_csv(None, sep=" ", header=False, index=False, float_format="%.6f",
+                     lineterminator="\n")
+
+
+register(ParticleFormat("dynamo", (".tbl",), read_dynamo, write_dynamo,
+                        "Dynamo table (px of the binned tomogram, 1-based, ZXZ)"))

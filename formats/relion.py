@@ -1,0 +1,438 @@
+"""RELION particle STAR files: 3.0, 3.1, 4 (relion_tomo) and 5, plus Warp/TomoMan flavours.
+
+Reading (one reader; the meaning of the columns is decided from the content):
+
+=================  ===========================================  =============================
+flavour            positions                                    pixel size (Å)
+=================  ===========================================  =============================
+relion30           rlnCoordinate px of the tomogram, corner     rlnDetectorPixelSize*1e4/
+                   (no optics block; TomoMan/Warp 1 too)        rlnMagnification, rlnPixelSize
+relion31           same, optics block                           optics rlnImagePixelSize
+relion4            rlnCoordinate in UNBINNED tilt-series px     optics rlnTomoTiltSeriesPixelSize
+relion5 (centred)  rlnCenteredCoordinate*Angst: Å from the      tilt-series pixel size
+                   centre, centre = rlnTomoSize/2 (unbinned px)
+relion5 (Warp 2)   rlnCoordinate px at rlnImagePixelSize        optics rlnImagePixelSize
+                   (RELION-5 layout without centred columns)
+=================  ===========================================  =============================
+
+Origin shifts are subtracted (true position = coordinate - origin): rlnOriginX/Y/Z in px,
+rlnOrigin*Angst in Å; in RELION 5 the Å shift is first rotated by the subtomogram
+pre-rotation A_sub. Orientation R = A_sub . A_particle (A = RELION's Euler matrix).
+Angles of any magnitude are accepted (Warp 2 writes unwrapped values).
+
+Writing: ``relion30``, ``relion31``, ``relion4`` and ``relion5`` put the whole orientation
+in rlnAngleRot/Tilt/Psi (no subtomogram pre-rotation, zero origins).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import euler
+from .errors import FormatError, PathLike
+from .particle_common import (
+    apply_binning,
+    class_ids,
+    extra_columns,
+    file_positions,
+    positive_or_none,
+    recompute_angst,
+    tomo_name_from_path,
+)
+from .particle_io import ParticleFormat, register
+from .particles import make_table, orientations
+from .star import read_star, star_structure, write_star
+from .tomograms import TomogramsLike, geometry
+
+AXES = ("X", "Y", "Z")
+COORD = [f"rlnCoordinate{a}" for a in AXES]
+CENTRED = [f"rlnCenteredCoordinate{a}Angst" for a in AXES]
+ORIGIN_PX = [f"rlnOrigin{a}" for a in AXES]
+ORIGIN_A = [f"rlnOrigin{a}Angst" for a in AXES]
+ANGLES = ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]
+SUB_ANGLES = ["rlnTomoSubtomogramRot", "rlnTomoSubtomogramTilt", "rlnTomoSubtomogramPsi"]
+PRIORS = ["rlnAngleTiltPrior", "rlnAnglePsiPrior", "rlnAngleRotPrior"]
+SCORES = ["rlnAutopickFigureOfMerit", "rlnLCCmax"]
+PIXEL_LABELS = ["rlnPixelSize", "rlnDetectorPixelSize", "rlnMagnification",
+                "rlnImagePixelSize", "rlnTomoTiltSeriesPixelSize", "rlnMicrographPixelSize"]
+# Columns whose meaning is consumed into the canonical table (never carried as extras).
+STRUCTURAL = set(COORD + CENTRED + ORIGIN_PX + ORIGIN_A + ANGLES + SUB_ANGLES + PIXEL_LABELS
+                 + ["rlnOpticsGroup", "rlnMicrographName", "rlnTomoName", "rlnClassNumber"]
+                 + SCORES)
+VERSIONS = {"relion30": None, "relion31": "30001", "relion4": "30001", "relion5": "50001"}
+NON_PARTICLE = {
+    "tomograms": "a RELION 5 tomograms.star (tomogram list; pass it with --tomograms)",
+    "optimisation_set": "a RELION optimisation set (it names the particles file to read)",
+    "tiltseries": "a RELION tilt-series STAR (per-tilt metadata), not a particle file",
+}
+
+
+def _particle_block_name(structure: dict[str, list[str]]) -> str | None:
+    for name, labels in structure.items():
+        if set(COORD) <= set(labels) or set(CENTRED) <= set(labels):
+            if name == "particles" or "particles" not in structure:
+                return name
+    return None
+
+
+def classify(structure: dict[str, list[str]]) -> str | None:
+    """The flavour of a STAR file from its block structure (see ``star_structure``).
+
+    One of relion30/31/4/5, stopgap, tomograms, optimisation_set, tiltseries, or None.
+    """
+    if "stopgap_motivelist" in structure:
+        return "stopgap"
+    block = _particle_block_name(structure)
+    if block is None:
+        labels = {lab for labs in structure.values() for lab in labs}
+        if {"rlnTomoName", "rlnTomoSizeX"} <= labels:
+            return "tomograms"
+        if "rlnTomoParticlesFile" in labels:
+            return "optimisation_set"
+        if "rlnTomoNominalStageTiltAngle" in labels or "rlnMicrographMovieName" in labels:
+            return "tiltseries"
+        return None
+    labels = set(structure[block])
+    if set(CENTRED) <= labels or "general" in structure:
+        return "relion5"
+    if "optics" in structure:
+        return "relion4" if "rlnTomoName" in labels else "relion31"
+    return "relion30"
+
+
+@functools.lru_cache(maxsize=64)
+def _flavour_cached(path: str, mtime: float, size: int) -> str | None:
+    return classify(star_structure(path))
+
+
+def flavour(path: PathLike) -> str | None:
+    """Flavour of the STAR file at ``path`` (cached by modification time)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return _flavour_cached(str(p), st.st_mtime, st.st_size)
+
+
+def _per_particle(optics: pd.DataFrame | None, particles: pd.DataFrame, label: str,
+                  path: PathLike) -> np.ndarray:
+    """Value of ``label`` per particle: the particle's own column, else its optics group's."""
+    n = len(particles)
+    if label in particles.columns:
+        return pd.to_numeric(particles[label], errors="coerce").to_numpy(dtype=float)
+    if optics is None or label not in optics.columns:
+        return np.full(n, np.nan)
+    values = pd.to_numeric(optics[label], errors="coerce")
+    if "rlnOpticsGroup" in particles.columns and "rlnOpticsGroup" in optics.columns:
+        mapping = pd.Series(values.to_numpy(), index=pd.to_numeric(optics["rlnOpticsGroup"],
+                                                                   errors="coerce"))
+        if mapping.index.duplicated().any():
+            raise FormatError(path, "optics block lists an rlnOpticsGroup twice")
+        groups = pd.to_numeric(particles["rlnOpticsGroup"], errors="coerce")
+        out = groups.map(mapping).to_numpy(dtype=float)
+        if np.isnan(out[groups.notna().to_numpy()]).any() and values.notna().all():
+            bad = groups[np.isnan(out)].iloc[0]
+            raise FormatError(path, f"particles refer to optics group {bad:g}, which the optics "
+                                    "block does not define")
+        return out
+    if len(values) == 1 or values.nunique() == 1:
+        return np.full(n, float(values.iloc[0]))
+    raise FormatError(path, "several optics groups but particles have no rlnOpticsGroup")
+
+
+def _first_finite(*arrays: np.ndarray) -> np.ndarray:
+    out = np.array(arrays[0], dtype=float)
+    for a in arrays[1:]:
+        out = np.where(np.isfinite(out) & (out > 0), out, a)
+    return np.where(out > 0, out, np.nan)
+
+
+def _numeric(particles: pd.DataFrame, labels: list[str], path: PathLike) -> np.ndarray:
+    try:
+        return particles[labels].apply(pd.to_numeric, errors="raise").to_numpy(dtype=float)
+    except (ValueError, TypeError):
+        raise FormatError(path, f"non-numeric values in {labels}") from None
+
+
+def read_relion(path: PathLike, voxel_size: float | None = None,
+                tomograms: TomogramsLike = None, tomo_size_xyz: Any = None,
+                tilt_series_pixel_size: float | None = None, binning: float | None = None,
+                **_: Any) -> pd.DataFrame:
+    """Read a RELION 3.0/3.1/4/5 (or Warp/TomoMan) particle STAR file.
+
+    Args:
+        path: the STAR file.
+        voxel_size: pixel-coordinate files: the true Å per pixel of rlnCoordinate (overrides
+            the file). RELION 5 centred files: the voxel size to express positions in.
+        tomograms: RELION 5 tomograms.star (path or ``read_tomograms`` table) giving
+            tomogram sizes and tilt-series pixel sizes (needed for centred coordinates).
+        tomo_size_xyz: tomogram size (unbinned px, ``"XxYxZ"``) instead of ``tomograms``.
+        tilt_series_pixel_size: Å, instead of the optics/tomograms value.
+        binning: table voxel size / file pixel size (e.g. 4 for bin-4 voxels from RELION 4's
+            unbinned coordinates).
+
+    Returns:
+        The canonical particle table (see ``formats.particles``).
+    """
+    p = Path(path)
+    blocks = read_star(p)
+    structure = {k: list(v.columns) if isinstance(v, pd.DataFrame) else list(v)
+                 for k, v in blocks.items()}
+    kind = classify(structure)
+    if kind in NON_PARTICLE:
+        raise FormatError(p, f"is {NON_PARTICLE[kind]}")
+    if kind == "stopgap":
+        from .stopgap import read_stopgap
+
+        return read_stopgap(p, voxel_size=voxel_size, binning=binning)
+    if kind is None:
+        raise FormatError(p, "no particle block: expected a loop with rlnCoordinateX/Y/Z or "
+                             "rlnCenteredCoordinateX/Y/ZAngst")
+    particles = blocks[_particle_block_name(structure)]
+    optics = blocks.get("optics") if isinstance(blocks.get("optics"), pd.DataFrame) else None
+    n = len(particles)
+    vs_override = positive_or_none(voxel_size, "voxel size", p)
+    names = _tomo_names(particles)
+
+    angles = _numeric(particles, ANGLES, p) if set(ANGLES) <= set(particles.columns) \
+        else np.zeros((n, 3))
+    a_part = euler.relion_to_matrix(angles)
+    if set(SUB_ANGLES) <= set(particles.columns):
+        a_sub = euler.relion_to_matrix(_numeric(particles, SUB_ANGLES, p))
+        matrices = a_sub @ a_part
+    else:
+        a_sub, matrices = None, a_part
+
+    if set(CENTRED) <= set(particles.columns):
+        centred = _numeric(particles, CENTRED, p)
+        ts_optics = _per_particle(optics, particles, "rlnTomoTiltSeriesPixelSize", p)
+        size, ts = geometry(names, p, tomograms, tomo_size_xyz, tilt_series_pixel_size,
+                            need_size=True, fallback_pixel=ts_optics)
+        xyz = centred / ts[:, None] + size / 2.0
+        shift_a = _origin_angst(particles, p)
+        if a_sub is not None:
+            shift_a = np.einsum("nij,nj->ni", a_sub, shift_a)
+        xyz = xyz - shift_a / ts[:, None]
+        pixel = ts
+        if vs_override is not None:
+            xyz = xyz * (ts / vs_override)[:, None]
+            pixel = np.full(n, vs_override)
+    else:
+        xyz = _numeric(particles, COORD, p)
+        pixel = _pixel_size(kind, optics, particles, p, tilt_series_pixel_size)
+        if vs_override is not None:
+            pixel = np.full(n, vs_override)
+        xyz = xyz - _origin_px(particles, pixel, a_sub, p)
+
+    classes = None
+    if "rlnClassNumber" in particles.columns:
+        classes = [None if pd.isna(c) else f"{c:g}" if isinstance(c, float) else str(c)
+                   for c in particles["rlnClassNumber"]]
+    scores = None
+    for label in SCORES:
+        if label in particles.columns:
+            scores = pd.to_numeric(particles[label], errors="coerce").to_numpy(dtype=float)
+            break
+    drop = [c for c in particles.columns if c in STRUCTURAL
+            or (a_sub is not None and c in PRIORS)]
+    table = make_table(xyz, pixel, matrices, names.tolist(), classes, scores,
+                       particles.drop(columns=drop))
+    table.attrs["format"] = kind
+    return recompute_angst(apply_binning(table, positive_or_none(binning, "binning", p)))
+
+
+def _tomo_names(particles: pd.DataFrame) -> pd.Series:
+    if "rlnTomoName" in particles.columns:
+        return particles["rlnTomoName"].astype(str).str.strip().reset_index(drop=True)
+    if "rlnMicrographName" in particles.columns:
+        return particles["rlnMicrographName"].astype(str).map(tomo_name_from_path)\
+            .reset_index(drop=True)
+    return pd.Series([""] * len(particles), dtype=object)
+
+
+def _origin_angst(particles: pd.DataFrame, path: PathLike) -> np.ndarray:
+    if set(ORIGIN_A) <= set(particles.columns):
+        return np.nan_to_num(_numeric(particles, ORIGIN_A, path))
+    return np.zeros((len(particles), 3))
+
+
+def _origin_px(particles: pd.DataFrame, pixel: np.ndarray, a_sub: np.ndarray | None,
+               path: PathLike) -> np.ndarray:
+    """Origin shift in pixels of the coordinates (px columns, or Å / pixel size)."""
+    n = len(particles)
+    if set(ORIGIN_PX) <= set(particles.columns):
+        return np.nan_to_num(_numeric(particles, ORIGIN_PX, path))
+    if set(ORIGIN_A) <= set(particles.columns):
+        shift = _origin_angst(particles, path)
+        if not shift.any():
+            return np.zeros((n, 3))
+        if a_sub is not None:
+            shift = np.einsum("nij,nj->ni", a_sub, shift)
+        if not np.isfinite(pixel).all():
+            raise FormatError(path, "rlnOrigin*Angst shifts need a pixel size, which the file "
+                                    "does not give: pass voxel_size (--voxel-size)")
+        return shift / pixel[:, None]
+    return np.zeros((n, 3))
+
+
+def _pixel_size(kind: str, optics: pd.DataFrame | None, particles: pd.DataFrame,
+                path: PathLike, ts_override: float | None) -> np.ndarray:
+    """Å per pixel of rlnCoordinate for the pixel-coordinate flavours."""
+    def get(label: str) -> np.ndarray:
+        return _per_particle(optics, particles, label, path)
+
+    n = len(particles)
+    if kind == "relion4":
+        if ts_override is not None:
+            return np.full(n, positive_or_none(ts_override, "tilt-series pixel size", path))
+        binning = get("rlnTomoSubtomogramBinning")
+        return _first_finite(get("rlnTomoTiltSeriesPixelSize"), get("rlnMicrographPixelSize"),
+                             get("rlnImagePixelSize") / binning, get("rlnImagePixelSize"),
+                             get("rlnPixelSize"))
+    if kind == "relion5":
+        # Warp 2's RELION-5 export: rlnCoordinate at the exported image pixel size.
+        return _first_finite(get("rlnImagePixelSize"), get("rlnPixelSize"))
+    detector = get("rlnDetectorPixelSize") * 1e4 / get("rlnMagnification")
+    if kind == "relion31":
+        return _first_finite(get("rlnImagePixelSize"), get("rlnPixelSize"), detector,
+                             get("rlnMicrographPixelSize"))
+    return _first_finite(detector, get("rlnPixelSize"), get("rlnImagePixelSize"))
+
+
+# ----------------------------------------------------------------------------- writing
+
+def _common_columns(table: pd.DataFrame) -> dict[str, Any]:
+    angles = euler.matrix_to_relion(orientations(table))
+    cols: dict[str, Any] = {"rlnAngleRot": angles[:, 0], "rlnAngleTilt": angles[:, 1],
+                            "rlnAnglePsi": angles[:, 2]}
+    if table["class"].notna().any():
+        ids, _ = class_ids(table["class"])
+        cols["rlnClassNumber"] = ids
+    if np.isfinite(table["score"].to_numpy(dtype=float)).any():
+        cols["rlnAutopickFigureOfMerit"] = table["score"].to_numpy(dtype=float)
+    return cols
+
+
+def _with_extras(particles: dict[str, Any], table: pd.DataFrame, n: int) -> pd.DataFrame:
+    df = pd.DataFrame(particles, index=pd.RangeIndex(n))
+    for col in extra_columns(table, prefix="rln", exclude=list(df.columns) + list(STRUCTURAL)):
+        if col not in PRIORS:
+            df[col] = table[col].to_numpy()
+    return df
+
+
+def _optics_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group ids (1-based) and the unique rows of ``keys`` (N, k) pixel-size tuples."""
+    uniq, inverse = np.unique(np.round(keys, 9), axis=0, return_inverse=True)
+    return inverse.reshape(-1) + 1, uniq
+
+
+def _names(table: pd.DataFrame) -> pd.Series:
+    return table["tomo_name"].fillna("").astype(str).reset_index(drop=True)
+
+
+def _need_pixel(pixel: np.ndarray, what: str, path: PathLike) -> None:
+    if len(pixel) and not np.isfinite(pixel).all():
+        raise FormatError(path, f"{what} needs the voxel size of the particles, which is "
+                                "unknown: pass voxel_size (--voxel-size)")
+
+
+def write_relion(path: PathLike, table: pd.DataFrame, version: str = "relion5",
+                 overwrite: bool = False, tomograms: TomogramsLike = None,
+                 tomo_size_xyz: Any = None, tilt_series_pixel_size: float | None = None,
+                 binning: float | None = None, box_size: int | None = None,
+                 **_: Any) -> None:
+    """Write a canonical table as a RELION particle STAR file.
+
+    Args:
+        path: output STAR file.
+        table: canonical particle table.
+        version: ``relion30``, ``relion31``, ``relion4`` or ``relion5``.
+        overwrite: replace an existing file.
+        tomograms: RELION 5 tomograms.star (path or table): tomogram sizes (relion5) and
+            tilt-series pixel sizes (relion4/5).
+        tomo_size_xyz: tomogram size in unbinned px (``"XxYxZ"``) instead of ``tomograms``.
+        tilt_series_pixel_size: Å; default voxel_size / binning.
+        binning: table voxel size / file pixel size (RELION 3: written px are that much
+            smaller; RELION 4/5: the tilt-series pixel size is voxel_size / binning).
+        box_size: rlnImageSize (px) for the optics block (RELION 3.1/4/5), if known.
+    """
+    p = Path(path)
+    if version not in VERSIONS:
+        raise FormatError(p, f"unknown RELION version '{version}' (known: {sorted(VERSIONS)})")
+    n = len(table)
+    b = positive_or_none(binning, "binning", p)
+    names = _names(table)
+    common = _common_columns(table)
+    blocks: dict[str, Any] = {}
+    if version in ("relion30", "relion31"):
+        xyz, pixel = file_positions(table, b)
+        particles = {"rlnMicrographName": (names + ".mrc").where(names != "", "tomogram.mrc"),
+                     COORD[0]: xyz[:, 0], COORD[1]: xyz[:, 1], COORD[2]: xyz[:, 2], **common}
+        if version == "relion30":
+            if np.isfinite(pixel).all() and n:
+                particles.update({"rlnMagnification": 10000.0, "rlnDetectorPixelSize": pixel,
+                                  "rlnPixelSize": pixel})
+        else:
+            _need_pixel(pixel, "RELION 3.1", p)
+            group, uniq = _optics_groups(pixel[:, None])
+            optics = {"rlnOpticsGroup": np.arange(1, len(uniq) + 1),
+                      "rlnOpticsGroupName": [f"opticsGroup{i + 1}" for i in range(len(uniq))],
+                      "rlnImagePixelSize": uniq[:, 0], "rlnImageDimensionality": 3}
+            if box_size:
+                optics["rlnImageSize"] = int(box_size)
+            blocks["optics"] = pd.DataFrame(optics)
+            particles["rlnOpticsGroup"] = group
+        blocks["particles" if version == "relion31" else ""] = _with_extras(particles, table, n)
+    else:
+        vs = table["voxel_size"].to_numpy(dtype=float)
+        _need_pixel(vs, version.upper(), p)
+        fallback = vs / (b or 1.0)
+        size, ts = geometry(names, p, tomograms, tomo_size_xyz, tilt_series_pixel_size,
+                            need_size=version == "relion5", fallback_pixel=fallback)
+        unbinned = table[["x", "y", "z"]].to_numpy(dtype=float) * (vs / ts)[:, None]
+        group, uniq = _optics_groups(np.stack([ts, vs], axis=1))
+        optics = {"rlnOpticsGroup": np.arange(1, len(uniq) + 1),
+                  "rlnOpticsGroupName": [f"opticsGroup{i + 1}" for i in range(len(uniq))],
+                  "rlnTomoTiltSeriesPixelSize": uniq[:, 0],
+                  "rlnTomoSubtomogramBinning": uniq[:, 1] / uniq[:, 0],
+                  "rlnImagePixelSize": uniq[:, 1],
+                  "rlnImageDimensionality": 2 if version == "relion5" else 3}
+        if box_size:
+            optics["rlnImageSize"] = int(box_size)
+        particles = {"rlnTomoName": names}
+        if version == "relion5":
+            blocks["general"] = {"rlnTomoSubTomosAre2DStacks": 1}
+            centred = (unbinned - size / 2.0) * ts[:, None]
+            particles.update({CENTRED[i]: centred[:, i] for i in range(3)})
+        else:
+            particles.update({COORD[i]: unbinned[:, i] for i in range(3)})
+        particles.update(common)
+        particles["rlnOpticsGroup"] = group
+        blocks["optics"] = pd.DataFrame(optics)
+        blocks["particles"] = _with_extras(particles, table, n)
+    write_star(p, blocks, overwrite=overwrite, version=VERSIONS[version])
+
+
+def _register(name: str, description: str) -> None:
+    def reader(path: Path, **options: Any) -> pd.DataFrame:
+        return read_relion(path, **options)
+
+    def writer(path: Path, table: pd.DataFrame, overwrite: bool = False,
+               **options: Any) -> None:
+        write_relion(path, table, version=name, overwrite=overwrite, **options)
+
+    reader.sniff = lambda p: flavour(p) == name  # type: ignore[attr-defined]
+    register(ParticleFormat(name, (".star",), reader, writer, description))
+
+
+_register("relion5", "RELION 5 particles STAR (centred Å; needs tomogram sizes)")
+_register("relion4", "RELION 4 tomo particles STAR (unbinned tilt-series px)")
+_register("relion31", "RELION 3.1 subtomogram STAR (optics block, px)")
+_register("relion30", "RELION 3.0 subtomogram STAR (px, no optics)")

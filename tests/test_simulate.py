@@ -1,0 +1,286 @@
+"""Simulator: determinism, label conventions, particle table vs maps, missing wedge, files, CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("scipy")
+
+from scipy import ndimage  # noqa: E402
+
+import formats  # noqa: E402
+from cryoet_integration.cli import main  # noqa: E402
+from cryoet_integration.simulate import (  # noqa: E402
+    SimulationConfig,
+    simulate_tomogram,
+    write_simulation,
+)
+from cryoet_integration.simulate import labels as lab  # noqa: E402
+from cryoet_integration.simulate.shapes import CLASSES  # noqa: E402
+
+SIZE = (64, 64, 32)
+BUSY = SimulationConfig(voxel_size=10.0, n_vesicles=2, n_sheets=1, n_tubes=1, crowding=0.15,
+                        attached_fraction=0.8, fiducials_per_um2=200.0, measure_snr=False)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_tomogram(seed=3, size_xyz=SIZE, config=BUSY)
+
+
+@pytest.fixture(scope="module")
+def big_sim():
+    """A larger crowded field with fine voxels so that many particles lie fully inside."""
+    cfg = dataclasses.replace(BUSY, voxel_size=8.0, crowding=0.25, n_sheets=0, n_tubes=0,
+                              ice_fraction=1.0, tilt_step_deg=6.0,
+                              class_weights={"rod": 2.0, "stalked": 1.0, "barrel": 1.0,
+                                             "cube": 1.0, "globular": 1.0})
+    return simulate_tomogram(seed=5, size_xyz=(96, 96, 48), config=cfg)
+
+
+def test_deterministic_per_seed(sim):
+    again = simulate_tomogram(seed=3, size_xyz=SIZE, config=BUSY)
+    assert np.array_equal(again.tomogram.data, sim.tomogram.data)
+    assert np.array_equal(again.instances, sim.instances)
+    assert again.particles[["x", "y", "z"]].equals(sim.particles[["x", "y", "z"]])
+    other = simulate_tomogram(seed=4, size_xyz=SIZE, config=BUSY)
+    assert not np.array_equal(other.tomogram.data, sim.tomogram.data)
+
+
+def test_randomised_config_is_seeded_and_varies():
+    a, b = SimulationConfig.randomised(11), SimulationConfig.randomised(11)
+    assert a == b
+    drawn = [SimulationConfig.randomised(s) for s in range(40)]
+    sizes = [c.voxel_size for c in drawn]
+    assert 6.0 <= min(sizes) and max(sizes) <= 14.0 and np.ptp(sizes) > 4.0
+    assert len({c.phase_flip for c in drawn}) == 2
+    for c in drawn:
+        c.validate()
+    with pytest.raises(ValueError, match="tilt range"):
+        SimulationConfig(tilt_min_deg=10, tilt_max_deg=-10).validate()
+
+
+def test_outputs_have_contract_types(sim):
+    assert sim.tomogram.data.shape == SIZE[::-1]
+    assert sim.tomogram.data.dtype == np.float32
+    assert sim.tomogram.voxel_size == 10.0
+    assert sim.labels.dtype == np.int16 and sim.instances.dtype == np.int32
+    assert sim.membranes.dtype == np.uint8 and set(np.unique(sim.membranes)) <= {0, 1}
+    json.dumps(sim.metadata)
+    assert sim.metadata["labels"]["membrane"] == 1
+    assert sim.metadata["labels"]["fiducial"] == lab.class_label("fiducial")
+    assert sim.metadata["densities"]["source"] == "procedural"
+    assert set(sim.particles["class"]) <= set(lab.CLASS_ORDER)
+    assert (sim.particles["id"].to_numpy() == np.arange(1, len(sim.particles) + 1)).all()
+
+
+def test_labels_agree_with_instances_and_membranes(sim):
+    inst, labels, memb = sim.instances, sim.labels, sim.membranes
+    assert not np.any((inst > 0) & (memb > 0))
+    assert np.array_equal(labels == lab.MEMBRANE, (memb > 0) & (inst == 0))
+    assert np.array_equal(labels >= 2, inst > 0)
+    names = dict(zip(sim.particles["id"], sim.particles["class"]))
+    for pid in np.unique(inst[inst > 0])[:50]:
+        assert set(np.unique(labels[inst == pid])) == {lab.class_label(names[pid])}
+
+
+def test_particles_do_not_touch(sim):
+    inst = sim.instances
+    for axis in range(3):
+        a = np.moveaxis(inst, axis, 0)
+        left, right = a[:-1], a[1:]
+        touching = (left > 0) & (right > 0) & (left != right)
+        assert not touching.any()
+
+
+def test_centre_ball_inside_each_instance(sim):
+    shape = sim.instances.shape
+    assert len(sim.particles) > 5
+    for row in sim.particles.itertuples():
+        ball = lab.centre_ball(shape, np.array([row.x, row.y, row.z]))
+        assert ball.any()
+        assert np.all(sim.instances[ball] == row.id)
+
+
+def test_membrane_mask_is_5nm_thick_around_a_sphere():
+    from cryoet_integration.simulate import membranes as mem
+    from cryoet_integration.simulate.scene import _Builder
+
+    cfg = SimulationConfig(voxel_size=8.0, ice_fraction=2.0)
+    b = _Builder((40, 64, 64), cfg, np.random.default_rng(0))
+    b.build_slab()
+    centre = np.array([250.0, 260.0, 160.0])
+    assert b.add_membrane(mem.Ellipsoid(centre, np.full(3, 150.0), np.eye(3)))
+    z, y, x = np.indices(b.membranes.shape) * 8.0
+    r = np.sqrt((x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2)
+    d = np.abs(r - 150.0)
+    assert d[b.membranes > 0].max() <= 25.0 + 1e-3
+    assert b.membranes[d <= 25.0 - 1e-3].all()
+    # the density has two head-group peaks about 4 nm apart
+    prof = [b.potential[(r > lo) & (r <= lo + 4)].mean() for lo in range(120, 180, 4)]
+    peaks = [120 + 4 * i + 2 for i in range(1, len(prof) - 1)
+             if prof[i] > prof[i - 1] and prof[i] > prof[i + 1]]
+    assert len(peaks) == 2 and 28 <= peaks[1] - peaks[0] <= 52
+
+
+def test_simulated_membrane_mask_thickness(sim):
+    # the deepest point of the mask lies 2.5 nm (here 2.5 voxels) from its edges
+    depth = ndimage.distance_transform_edt(sim.membranes)
+    inner = depth[(sim.membranes > 0)]
+    assert 2.0 <= inner.max() <= 4.0
+
+
+def test_centroids_and_orientations_match_instance_map(big_sim):
+    inst, table = big_sim.instances, big_sim.particles
+    shape_xyz = np.array(inst.shape[::-1])
+    ids = table.set_index("id")
+    objects = ndimage.find_objects(inst)
+    checked = rods = 0
+    for pid, sl in enumerate(objects, start=1):
+        if sl is None:
+            continue
+        lo = np.array([s.start for s in sl][::-1])
+        hi = np.array([s.stop for s in sl][::-1])
+        if np.any(lo == 0) or np.any(hi == shape_xyz):
+            continue  # cut by the box edge
+        zz, yy, xx = np.nonzero(inst[sl] == pid)
+        pts = np.stack([xx + lo[0], yy + lo[1], zz + lo[2]], 1).astype(float)
+        row = ids.loc[pid]
+        listed = np.array([row.x, row.y, row.z])
+        assert np.linalg.norm(pts.mean(0) - listed) < 1.0, row["class"]
+        checked += 1
+        if row["class"] == "rod":
+            evals, evecs = np.linalg.eigh(np.cov((pts - pts.mean(0)).T))
+            long_axis = evecs[:, -1]
+            r = formats.orientations(table[table["id"] == pid])[0]
+            assert abs(long_axis @ r[:, 2]) > 0.95
+            rods += 1
+    assert checked >= 10 and rods >= 1
+
+
+def test_attached_particles_sit_on_membranes(big_sim):
+    table = big_sim.particles
+    attached = table[table["attached"]]
+    assert len(attached) >= 1
+    near_membrane = ndimage.binary_dilation(big_sim.membranes > 0, iterations=2)
+    for pid in attached["id"]:
+        assert np.any(near_membrane & (big_sim.instances == pid))
+    assert set(attached["class"]) <= {n for n, c in CLASSES.items() if c.binds_membrane}
+
+
+def test_projector_geometry_and_missing_wedge():
+    from cryoet_integration.simulate.projector import forward_project
+    from cryoet_integration.simulate.reconstruct import weighted_back_projection
+
+    vol = np.zeros((1, 16, 4, 32), np.float32)
+    vol[0, 12, :, 20] = 1.0  # x' = 20 - 15.5, z' = 12 - 7.5
+    proj = forward_project(vol, np.array([30.0]))
+    u = 4.5 * np.cos(np.pi / 6) + 4.5 * np.sin(np.pi / 6) + 15.5
+    assert abs((proj[0, 0, 1] * np.arange(32)).sum() / proj[0, 0, 1].sum() - u) < 0.1
+
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(1, 48, 8, 48)).astype(np.float32)
+    angles = np.arange(-60, 61, 3.0)
+    rec = weighted_back_projection(forward_project(noise, angles)[:, 0], angles, 48)
+    power = np.abs(np.fft.fftn(rec)) ** 2
+    kz = np.fft.fftfreq(48)[:, None, None]
+    kx = np.fft.fftfreq(48)[None, None, :]
+    k = np.hypot(kx, kz) * np.ones((1, 8, 1))
+    angle_from_kz = np.degrees(np.arctan2(np.abs(kx), np.abs(kz))) * np.ones((1, 8, 1))
+    band = (k > 0.08) & (k < 0.4)
+    wedge = power[band & (angle_from_kz < 20)].mean()
+    seen = power[band & (angle_from_kz > 40)].mean()
+    assert wedge < 0.05 * seen
+
+
+def test_simulated_tomogram_has_missing_wedge(sim):
+    power = np.abs(np.fft.fftn(sim.tomogram.data)) ** 2
+    nz, _, nx = power.shape
+    kz = np.fft.fftfreq(nz)[:, None, None]
+    kx = np.fft.fftfreq(nx)[None, None, :]
+    k = np.hypot(kx, kz) * np.ones_like(power)
+    angle_from_kz = np.degrees(np.arctan2(np.abs(kx), np.abs(kz))) * np.ones_like(power)
+    band = (k > 0.1) & (k < 0.4)
+    assert power[band & (angle_from_kz < 20)].mean() < 0.1 * power[band & (angle_from_kz > 40)
+                                                                     ].mean()
+
+
+def test_ctf_makes_dense_matter_dark_in_underfocus():
+    from cryoet_integration.simulate.imaging import simulate_tilt_series
+
+    pot = np.zeros((16, 32, 32), np.float32)
+    zz, yy, xx = np.indices(pot.shape)
+    pot[(xx - 15.5) ** 2 + (yy - 15.5) ** 2 + (zz - 7.5) ** 2 < 16] = 2.3
+    cfg = SimulationConfig(tilt_min_deg=-3, tilt_max_deg=3, dose_total=1e6, defocus_um=3.0,
+                           misalign_shift_nm=0, misalign_rotation_deg=0, tilt_error_deg=0)
+    slab = {"normal": [0, 0, 1], "thickness_angst": 160.0}
+    ts = simulate_tilt_series(pot, pot * 0.07, slab, cfg, np.random.default_rng(0))
+    centre = ts.clean[1, 14:18, 14:18].mean()
+    assert centre < -0.01  # darker than the mean background (0)
+
+
+def test_written_files_read_back(sim, tmp_path):
+    paths = write_simulation(sim, tmp_path, name="tomo_007")
+    for key in ("tomogram", "labels", "instances", "membranes"):
+        vol = formats.read_volume(paths[key])
+        assert vol.voxel_size == pytest.approx(10.0, abs=1e-3)
+        assert vol.data.shape == SIZE[::-1]
+    assert np.array_equal(formats.read_volume(paths["labels"]).data, sim.labels)
+    assert np.array_equal(formats.read_volume(paths["instances"]).data, sim.instances)
+    table = formats.read_particles(paths["particles_csv"])
+    assert len(table) == len(sim.particles)
+    assert list(table["id"]) == list(sim.particles["id"])
+    np.testing.assert_allclose(table[["x", "y", "z"]], sim.particles[["x", "y", "z"]],
+                               atol=1e-5)
+    np.testing.assert_allclose(formats.orientations(table), formats.orientations(sim.particles),
+                               atol=1e-4)
+    assert set(table["tomo_name"]) == {"tomo_007"}
+    meta = json.loads((tmp_path / "tomo_007.json").read_text())
+    assert meta["voxel_size_angst"] == 10.0 and meta["name"] == "tomo_007"
+    with pytest.raises(formats.FormatError, match="exists"):
+        write_simulation(sim, tmp_path, name="tomo_007")
+    write_simulation(sim, tmp_path, name="tomo_007", overwrite=True)
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    import starfile
+
+    out = tmp_path / "sims"
+    args = ["simulate", "--out", str(out), "--n", "2", "--size", "48x40x24", "--seed", "1",
+            "--tilt-step", "6"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_tomograms"] == 2
+    for name in ("tomo_000", "tomo_001"):
+        for suffix in (".mrc", "_labels.mrc", "_instances.mrc", "_membranes.mrc",
+                       "_particles.csv", ".json"):
+            assert (out / f"{name}{suffix}").is_file()
+        meta = json.loads((out / f"{name}.json").read_text())
+        vol = formats.read_volume(out / f"{name}.mrc")
+        assert vol.voxel_size == pytest.approx(meta["voxel_size_angst"], abs=1e-3)
+        assert vol.data.shape == (24, 40, 48)
+    seeds = [t["seed"] for t in summary["tomograms"]]
+    assert seeds[0] != seeds[1]
+    star = starfile.read(out / "tomograms.star")
+    assert list(star["rlnTomoName"]) == ["tomo_000", "tomo_001"]
+    assert list(star["rlnTomoSizeX"]) == [48, 48]
+    first = formats.read_volume(out / "tomo_000.mrc").data.copy()
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(args + ["--force"]) == 0
+    assert np.array_equal(formats.read_volume(out / "tomo_000.mrc").data, first)
+
+
+def test_cli_rejects_bad_options(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["simulate", "--out", str(tmp_path), "--size", "64x64"])
+    assert "XxYxZ" in capsys.readouterr().err
+    assert main(["simulate", "--out", str(tmp_path / "x"), "--tilt-range", "50,-50",
+                 "--size", "16x16x16"]) == 2
+    assert "tilt range" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
