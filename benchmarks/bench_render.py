@@ -15,6 +15,7 @@ Run: .venv/bin/python benchmarks/bench_render.py [--quick]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -55,10 +56,11 @@ def phantom(shape=(128, 256, 256), seed=0):
     return raw.astype(np.float32), soft
 
 
-def timed(fn):
+def timed(fn, *args) -> float:
+    """Seconds taken by ``fn(*args)``."""
     t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
+    fn(*args)
+    return time.perf_counter() - t
 
 
 def main() -> None:
@@ -78,25 +80,30 @@ def main() -> None:
     azimuths = AZIMUTHS[:1] if args.quick else AZIMUTHS
     raw, soft = phantom()
     print(f"volume {raw.shape[::-1]} (x, y, z voxels), {len(soft)} classes")
+    print(f"load average at start (1, 5, 15 min): {os.getloadavg()} on {os.cpu_count()} cores")
+    names = ["membrane", "lumen", "particles", "filaments"]
     for backend in backends:
-        settings = RenderSettings(backend=backend)
-        t_prep, scene = timed(lambda: Scene(raw, soft, settings,
-                                            names=["membrane", "lumen", "particles", "filaments"]))
-        t_illum, _ = timed(lambda: scene.stack("ours"))
+        t = time.perf_counter()
+        scene = Scene(raw, soft, RenderSettings(backend=backend), names=names)
+        t_prep = time.perf_counter() - t
+        t = time.perf_counter()
+        scene.stack("ours")
+        t_illum = time.perf_counter() - t
         scene.stack("mip")
         pre = t_prep + t_illum
         print(f"\n[{backend}] precompute {pre:.2f} s (low-pass + thresholds {t_prep:.2f} s, "
               f"classification + AO + shadows {t_illum:.2f} s): "
               f"ratio to goal {pre / GOAL_PRECOMPUTE_S:.2f} (goal {GOAL_PRECOMPUTE_S:.0f} s)")
-        print(f"  thresholds: {', '.join(f'{n}={v:.3f}' for n, v in zip(scene.names, scene.thresholds))}")
+        thresholds = ", ".join(f"{n}={v:.3f}" for n, v in zip(scene.names, scene.thresholds))
+        print(f"  thresholds: {thresholds}")
         for size, goal in GOAL_FRAME_S.items():
             frames, mips = [], []
             for az in azimuths:
                 cam = Camera(size[0], size[1], azimuth=az, elevation=25.0)
                 scene.render(cam, "ours")  # first view of an axis builds its slice-major copy
                 scene.render(cam, "mip")
-                frames.append(timed(lambda: scene.render(cam, "ours"))[0])
-                mips.append(timed(lambda: scene.render(cam, "mip"))[0])
+                frames.append(timed(scene.render, cam, "ours"))
+                mips.append(timed(scene.render, cam, "mip"))
             f, m = statistics.median(frames), statistics.median(mips)
             print(f"  {size[0]}x{size[1]}: further frame median {f:.3f} s "
                   f"(min {min(frames):.3f}, max {max(frames):.3f}) -> ratio to goal "

@@ -6,7 +6,9 @@ forward time of one 64^3 and one 128^3 tile in float32 and under bf16 autocast (
 fp32/bf16), and one training iteration (forward, Dice+BCE+Surface-Dice loss with deep
 supervision, backward, Adam step) on a batch of 2 64^3 patches, fp32 vs bf16. Augmentation is
 reported in ms per patch (default config, 64^3 and 96^3) and as a RATIO to the training
-iteration it feeds.
+iteration it feeds. Preprocessing of a 256x256x128 tomogram (Fourier rescaling 10 -> 13 Å,
+amplitude matching, Wiener deconvolution) is timed with a RATIO to ``scipy.ndimage.zoom``
+(linear) doing the same rescaling.
 
 Run: .venv/bin/python benchmarks/bench_segcore.py [--quick]
 """
@@ -96,6 +98,32 @@ def main() -> None:
         batch_ms = 2 * ms  # two patches per iteration
         print(f"augmentation {size}^3 (default config): {ms:.1f} ms/patch; RATIO to the unet3d "
               f"train iteration (2 patches): {batch_ms / 1e3 / train_seconds['unet3d']:.3f}")
+
+    preprocess_timings()
+
+
+def preprocess_timings() -> None:
+    from scipy import ndimage
+
+    from cryoet_integration.preprocess import (
+        match_amplitude_spectrum,
+        rescale_to_voxel_size,
+        wiener_deconvolve,
+    )
+
+    tomo = np.random.default_rng(1).normal(size=(128, 256, 256)).astype(np.float32)
+    reference = ndimage.gaussian_filter(tomo[:64, :128, :128], 1.0)
+    start = time.perf_counter()
+    ndimage.zoom(tomo, 10 / 13, order=1)
+    t_zoom = time.perf_counter() - start
+    for name, fn in (("Fourier rescale 10->13 A", lambda: rescale_to_voxel_size(tomo, 10, 13)),
+                     ("amplitude matching", lambda: match_amplitude_spectrum(tomo, reference)),
+                     ("Wiener deconvolution", lambda: wiener_deconvolve(tomo, 10.0, 4.0))):
+        start = time.perf_counter()
+        fn()
+        t = time.perf_counter() - start
+        print(f"preprocess 256x256x128: {name} {t:.2f} s; RATIO to ndimage.zoom rescale "
+              f"({t_zoom:.2f} s) = {t / t_zoom:.2f}")
 
 
 if __name__ == "__main__":

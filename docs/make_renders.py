@@ -46,13 +46,13 @@ def panel_figure(path: Path, images: list[np.ndarray], titles: list[str], cols: 
     from matplotlib.figure import Figure
 
     rows = -(-len(images) // cols)
-    fig = Figure(figsize=(4.8 * cols, 2.9 * rows), dpi=100, facecolor="white")
+    fig = Figure(figsize=(4.8 * cols, 3.0 * rows), dpi=100, facecolor="white",
+                 layout="constrained")
     for i, (img, title) in enumerate(zip(images, titles)):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
         ax.set_title(title, fontsize=10)
         ax.axis("off")
-    fig.tight_layout()
     fig.savefig(path, format="png")
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .errors import FormatError, PathLike
-from .particle_common import positive_or_none, recompute_angst
+from .particle_common import positive_or_none, recompute_angst, single_tomogram
 from .particle_io import ParticleFormat, register
 from .particles import make_table, orientations
 
@@ -102,7 +102,7 @@ def write_copick(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
         raise FormatError(p, "copick stores Å: the voxel size is unknown, pass voxel_size "
                              "(--voxel-size)")
     obj = object_name or _only(table["class"], "class", p) or "particle"
-    run = run_name or _only(table["tomo_name"], "tomogram", p)
+    run = run_name or single_tomogram(table, p, "a copick picks file")
     angst = table[["x", "y", "z"]].to_numpy(dtype=float) * vs[:, None]
     mats = orientations(table)
     scores = table["score"].to_numpy(dtype=float)
@@ -129,9 +129,9 @@ def write_copick(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
 def _only(values: pd.Series, what: str, path: Path) -> str | None:
     uniq = [v for v in pd.unique(values.dropna().astype(str)) if v != ""]
     if len(uniq) > 1:
-        raise FormatError(path, f"a copick picks file holds one {what}; the table has "
-                                f"{len(uniq)} ({', '.join(uniq[:4])}); select one "
-                                "(--tomo-name) or name it (object_name/run_name)")
+        raise FormatError(path, f"a copick picks file holds one {what}; the particles have "
+                                f"{len(uniq)} ({', '.join(uniq[:4])}): name the object "
+                                "(--object-name / object_name)")
     return uniq[0] if uniq else None
 
 

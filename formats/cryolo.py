@@ -21,6 +21,7 @@ from .particle_common import (
     file_positions,
     positive_or_none,
     recompute_angst,
+    single_tomogram,
 )
 from .particle_io import ParticleFormat, register
 from .particles import make_table
@@ -68,6 +69,7 @@ def write_cbox(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     """Write a 3D crYOLO CBOX (box size: ``box_size`` px, else the carried Width, else 37)."""
     p = Path(path)
     n = len(table)
+    single_tomogram(table, p, "a crYOLO CBOX file")
     xyz, _ = file_positions(table, positive_or_none(binning, "binning", p))
     size = positive_or_none(box_size, "box size", p)
     if size is not None:

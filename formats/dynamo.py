@@ -168,11 +168,11 @@ def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
 
 
 def _format(cols: np.ndarray) -> str:
-    """Rows as text: integer columns as integers, the rest with 6 decimals."""
+    """Rows as text: integer columns as integers, the rest with 10 significant digits."""
     df = pd.DataFrame(cols)
     for c in (0, 1, 2, 12, 19, 20, 21, 22, 30, 31, 33, 34):
         df[c] = cols[:, c].astype(np.int64)
-    return df.to_csv(None, sep=" ", header=False, index=False, float_format="%.6f",
+    return df.to_csv(None, sep=" ", header=False, index=False, float_format="%.10g",
                      lineterminator="\n")
 
 

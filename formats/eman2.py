@@ -29,6 +29,7 @@ from .particle_common import (
     parse_size_xyz,
     positive_or_none,
     recompute_angst,
+    single_tomogram,
 )
 from .particle_io import ParticleFormat, register
 from .particles import make_table
@@ -91,6 +92,7 @@ def write_eman2_json(path: PathLike, table: pd.DataFrame, overwrite: bool = Fals
     """Write an e2spt info json holding ``boxes_3d``, ``class_list`` and ``apix_unbin``."""
     p = Path(path)
     b = positive_or_none(binning, "binning", p)
+    single_tomogram(table, p, "an EMAN2 info json")
     xyz, pixel = file_positions(table, b)
     size = _need_size(tomo_size_xyz, p)
     apix = np.unique(pixel[np.isfinite(pixel)])
@@ -146,6 +148,7 @@ def write_box(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
               **_: Any) -> None:
     """Write an EMAN .box file with z as a 5th column (lower-left corners, px)."""
     p = Path(path)
+    single_tomogram(table, p, "a .box file")
     xyz, _ = file_positions(table, positive_or_none(binning, "binning", p))
     box = positive_or_none(box_size, "box size", p)
     if box is not None:

@@ -29,6 +29,7 @@ from .particle_common import (
     parse_size_xyz,
     positive_or_none,
     recompute_angst,
+    single_tomogram,
     single_value,
 )
 from .particle_io import ParticleFormat, register
@@ -145,7 +146,7 @@ def write_imod(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     vs = single_value(pixel, "pixel size", p) if len(pixel) else float("nan")
     names = table["class"].where(table["class"].notna(), "").astype(str).to_numpy()
     order = list(pd.unique(names)) or [""]
-    name = str(pd.unique(table["tomo_name"].astype(str))[0]) if len(table) else ""
+    name = single_tomogram(table, p, "an IMOD model")
     out = bytearray(MAGIC)
     out += _MODEL.pack(name.encode("latin-1", "replace")[:127], *(int(s) for s in size),
                        len(order), 0, 1, 1, 0, 255, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0,

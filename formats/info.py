@@ -97,6 +97,7 @@ def _volume(path: Path, opts: Options) -> dict[str, Any]:
     }
     if "mode" in meta:
         out["mrc_mode"] = f"{meta['mode']} ({meta['mode_name']})"
+    out["layout"] = _layout(data, meta.get("ispg"))
     if meta.get("anisotropic_voxel_size"):
         out["voxel_size_xyz_angst"] = list(meta["voxel_size_xyz"])
     if vol.voxel_size:
@@ -109,6 +110,18 @@ def _volume(path: Path, opts: Options) -> dict[str, Any]:
     out.update(_volume_stats(data, meta))
     out["warnings"] = list(meta.get("warnings", []))
     return out
+
+
+def _layout(data: np.ndarray, ispg: int | None) -> str:
+    # MRC space group 0 marks a stack of 2D images (tilt series, particle stacks), 401 a
+    # stack of volumes; other formats carry no such flag.
+    if data.ndim == 2:
+        return "single image"
+    if ispg == 0:
+        return f"stack of {data.shape[0]} images"
+    if ispg == 401:
+        return "stack of volumes"
+    return "volume"
 
 
 def _volume_stats(data: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:

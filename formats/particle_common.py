@@ -126,3 +126,16 @@ def single_value(values: np.ndarray, what: str, path: PathLike) -> float:
         raise FormatError(path, f"this format stores one {what} per file; the particles have "
                                 f"{len(finite)} ({', '.join(f'{v:g}' for v in finite[:5])})")
     return float(finite[0]) if len(finite) else float("nan")
+
+
+def single_tomogram(table: pd.DataFrame, path: PathLike, what: str) -> str:
+    """The one tomogram name of ``table`` ("" if unnamed); FormatError if there are several.
+
+    For formats whose file belongs to one tomogram (IMOD, crYOLO, EMAN2, copick).
+    """
+    names = [n for n in pd.unique(table["tomo_name"].fillna("").astype(str))]
+    if len(names) > 1:
+        raise FormatError(path, f"{what} holds one tomogram; the particles come from "
+                                f"{len(names)} ({', '.join(names[:4])}): select one with "
+                                "--tomo-name (tomo_name)")
+    return names[0] if names else ""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -23,8 +23,8 @@ class ParticleFormat:
 
     name: str
     suffixes: tuple[str, ...]
-    reader: Optional[Callable[..., pd.DataFrame]] = None
-    writer: Optional[Callable[..., None]] = None
+    reader: Callable[..., pd.DataFrame] | None = None
+    writer: Callable[..., None] | None = None
     description: str = ""
 
 
@@ -92,7 +92,7 @@ def write_particles(path: PathLike, table: pd.DataFrame, format: str | None = No
     name = format or detect_format(p)
     _load_formats()
     if name not in FORMATS or FORMATS[name].writer is None:
-        raise FormatError(p, f"cannot write particle format '{name}' "
-                             f"(writable: {', '.join(sorted(k for k, f in FORMATS.items() if f.writer))})")
+        writable = ", ".join(sorted(k for k, f in FORMATS.items() if f.writer))
+        raise FormatError(p, f"cannot write particle format '{name}' (writable: {writable})")
     validate(table, None)
     FORMATS[name].writer(p, table, overwrite=overwrite, **options)

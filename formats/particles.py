@@ -23,7 +23,6 @@ Any other column is carried through untouched.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -41,7 +40,7 @@ def make_table(
     voxel_size: float | np.ndarray | None = None,
     matrices: np.ndarray | None = None,
     tomo_name: str | Sequence[str] | None = None,
-    classes: Sequence[Optional[str]] | None = None,
+    classes: Sequence[str | None] | None = None,
     scores: Sequence[float] | np.ndarray | None = None,
     extra: pd.DataFrame | None = None,
 ) -> pd.DataFrame:

@@ -249,7 +249,7 @@ def _format_loop(df: pd.DataFrame, float_format: str, na_rep: str = "nan") -> st
     return header + body
 
 
-def star_text(blocks: Mapping[str, Block], float_format: str = "%.6f",
+def star_text(blocks: Mapping[str, Block], float_format: str = "%.10g",
               version: str | None = None, na_rep: str = "nan") -> str:
     """The text of a STAR file holding ``blocks`` (see ``write_star``)."""
     parts = []
@@ -265,7 +265,7 @@ def star_text(blocks: Mapping[str, Block], float_format: str = "%.6f",
 
 
 def write_star(path: PathLike, blocks: Mapping[str, Block], overwrite: bool = False,
-               float_format: str = "%.6f", version: str | None = None,
+               float_format: str = "%.10g", version: str | None = None,
                na_rep: str = "nan") -> None:
     """Write STAR blocks atomically.
 

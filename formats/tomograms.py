@@ -59,9 +59,9 @@ def read_tomograms(path: PathLike) -> pd.DataFrame:
     if bad.any():
         raise FormatError(path, f"tomogram {out['tomo_name'][bad].iloc[0]!r} has a missing or "
                                 "non-numeric size or pixel size")
-    if out["tomo_name"].duplicated().any():
-        raise FormatError(path, f"tomogram {out['tomo_name'][out['tomo_name'].duplicated()].iloc[0]!r}"
-                                " is listed twice")
+    twice = out["tomo_name"][out["tomo_name"].duplicated()]
+    if len(twice):
+        raise FormatError(path, f"tomogram {twice.iloc[0]!r} is listed twice")
     return out.reset_index(drop=True)
 
 

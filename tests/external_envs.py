@@ -45,6 +45,7 @@ SCIPION_REQUIREMENTS = ("scipion-pyworkflow", "scipion-em", "scipion-em-tomo", "
 PROJECT = "cryoet-integration"
 
 COMPLETE_MARKER = ".cryovis-env-complete"
+PROJECT_STAMP = ".cryovis-project-digest"
 
 
 class ExternalEnvError(RuntimeError):
@@ -152,8 +153,11 @@ def _build_scipion(env: Path) -> None:
 
 def _build_chimerax(env: Path) -> None:
     # setup.sh calls `python3 -m venv`: put the chosen interpreter first on PATH as python3.
+    # A wrapper that execs it, not a symlink: venv links to the path it was started as.
     with tempfile.TemporaryDirectory(prefix="cryovis-py-") as shim:
-        (Path(shim) / "python3").symlink_to(base_python())
+        wrapper = Path(shim) / "python3"
+        wrapper.write_text(f'#!/bin/sh\nexec "{base_python()}" "$@"\n')
+        wrapper.chmod(0o755)
         run_env = dict(os.environ, PATH=f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
         _run(["bash", CHIMERAX_KIT / "setup.sh", env], f"ChimeraX headless setup into {env}",
              env=run_env)
@@ -173,7 +177,7 @@ def installed_versions(env: Path) -> dict[str, str]:
     """``{distribution name (normalised): version}`` of everything installed in ``env``."""
     code = ("import json, re\nfrom importlib import metadata\n"
             "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version"
-            " for d in metadata.distributions()}))")
+            " for d in metadata.distributions() if d.metadata['Name']}))")
     return json.loads(_run([env_python(env), "-c", code], f"reading versions in {env}"))
 
 
@@ -185,40 +189,67 @@ def base_requirements(wheel: Path) -> list[str]:
     return [req for req in meta.get_all("Requires-Dist") or [] if "extra ==" not in req]
 
 
-@functools.cache
-def project_wheel() -> Path:
-    """A wheel of this checkout, built once per process into a temporary folder.
+PACKAGE_FILES = ("pyproject.toml", "README.md")
+PACKAGE_DIRS = ("cryoet_integration", "formats")
 
-    Built from a copy of the sources so that setuptools' ``build/`` and ``*.egg-info``
-    never appear in the work tree.
+
+@functools.cache
+def project_snapshot() -> tuple[Path, str]:
+    """A copy of the files the package is built from, and a digest of them (once per process).
+
+    Copying keeps setuptools' ``build/`` and ``*.egg-info`` out of the work tree, and pins
+    what is built and stamped to one moment while others edit the tree.
     """
     tmp = Path(tempfile.mkdtemp(prefix="cryovis-wheel-"))
     atexit.register(shutil.rmtree, tmp, True)
     src = tmp / "src"
     src.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in ("pyproject.toml", "README.md"):
+    for name in PACKAGE_FILES:
         shutil.copy2(REPO / name, src / name)
-    for pkg in ("cryoet_integration", "formats"):
-        shutil.copytree(REPO / pkg, src / pkg, ignore=ignore)
+    for pkg in PACKAGE_DIRS:
+        shutil.copytree(REPO / pkg, src / pkg,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+    digest = hashlib.sha256()
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(src).as_posix().encode() + b"\0" + path.read_bytes())
+    return src, digest.hexdigest()
+
+
+@functools.cache
+def project_wheel() -> Path:
+    """A wheel of this checkout's snapshot, built once per process into a temporary folder."""
+    src, _ = project_snapshot()
+    dist = src.parent / "dist"
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-          "-w", tmp / "dist", src], "building the project wheel")
-    wheels = sorted((tmp / "dist").glob("*.whl"))
+          "-w", dist, src], "building the project wheel")
+    wheels = sorted(dist.glob("*.whl"))
     if len(wheels) != 1:
-        raise ExternalEnvError(f"{tmp / 'dist'}: expected one wheel, found {len(wheels)}")
+        raise ExternalEnvError(f"{dist}: expected one wheel, found {len(wheels)}")
     return wheels[0]
 
 
-def install_project(env: Path) -> None:
+def _installed_digest(env: Path) -> str | None:
+    stamp = env / PROJECT_STAMP
+    dist_info = list(env.glob("lib/python*/site-packages/cryoet_integration-*.dist-info"))
+    return stamp.read_text().strip() if stamp.is_file() and dist_info else None
+
+
+def install_project(env: Path, force: bool = False) -> None:
     """Install this checkout's base package into ``env`` without moving the env's pins.
 
     The base requirement lines are installed first under a constraints file that fixes the
     version of everything already in the env (numpy, mrcfile, scipy, ...: pip fails rather
     than move them; it may only add what is missing), then the wheel replaces any earlier
-    copy with ``--no-deps``. Raises ``ExternalEnvError``.
+    copy with ``--no-deps``. Nothing is done when the env already holds a copy of exactly
+    these sources (a stamp in the env records their digest), unless ``force``.
+    Raises ``ExternalEnvError``.
     """
-    wheel = project_wheel()
+    _, digest = project_snapshot()
     with env_lock(env):
+        if not force and _installed_digest(env) == digest:
+            return
+        (env / PROJECT_STAMP).unlink(missing_ok=True)
+        wheel = project_wheel()
         pins = {k: v for k, v in installed_versions(env).items() if k != PROJECT}
         with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="cryovis-pins-",
                                          delete=False) as fh:
@@ -230,6 +261,7 @@ def install_project(env: Path) -> None:
             os.unlink(fh.name)
         _run([env_python(env), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
               wheel], f"installing {wheel.name} into {env}")
+        (env / PROJECT_STAMP).write_text(digest + "\n")
 
 
 def pip_check(env: Path) -> str:

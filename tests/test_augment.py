@@ -139,3 +139,15 @@ def test_bad_config_and_shapes():
         Augmenter({"zoom": {"prob": 1.0}})
     with pytest.raises(ValueError, match="equal shape"):
         Augmenter()(np.zeros((4, 4, 4)), np.zeros((4, 4, 5)))
+
+
+def test_non_cubic_patches_keep_their_shape():
+    image = _field(shape=(8, 12, 16))
+    label = _label_of(image).astype(np.int8)
+    config = {name: {"p": 1.0} for name in TRANSFORMS}
+    config["swap"] = {"p": 1.0, "swap_z": True}
+    aug = Augmenter(config, seed=4)
+    for _ in range(4):
+        out_image, out_label = aug(image, label)
+        assert out_image.shape == out_label.shape == image.shape
+        assert out_label.dtype == np.int8

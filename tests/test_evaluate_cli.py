@@ -99,8 +99,12 @@ def test_segmentation_cli(tmp_path):
     assert len(res["per_slice_dice"]) == 12 and res["per_slice_dice"][0] is None
     assert fig.stat().st_size > 1000
     low = _run("segmentation", "--truth", str(tmp_path / "truth.mrc"), "--prediction",
-               str(tmp_path / "pred.mrc"), "--threshold", "0.2", "--json", "-")
-    assert json.loads(low.stdout)["dice"] == 1.0
+               str(tmp_path / "pred.mrc"), "--threshold", "0.2", "--wedge-caps", "--json", "-")
+    low_res = json.loads(low.stdout)
+    assert low_res["dice"] == 1.0
+    # The truth is a flat sheet: all of it is cap, and the prediction covers it.
+    assert low_res["missing_wedge_caps"]["cap_voxels"] == int(truth.sum())
+    assert low_res["missing_wedge_caps"]["inside"]["dice"] == 1.0
 
 
 def test_segmentation_cli_multiclass_soft_maps(tmp_path):

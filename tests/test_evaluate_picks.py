@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cryoet_integration.evaluate import evaluate_picks
 from cryoet_integration.evaluate.picks import dilate_instances
@@ -173,3 +175,23 @@ def test_truth_on_background_without_id_is_an_error():
     truth = make_table([(1, 1, 1)], classes=["ribosome"])
     with pytest.raises(ValueError, match="background"):
         evaluate_picks(_instances(), truth, _picks(PERFECT))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.floats(-5, 55), st.floats(-5, 45), st.floats(-5, 35),
+                          st.sampled_from(["ribosome", "proteasome", "fiducial"])),
+                max_size=30))
+def test_counts_always_add_up(rows):
+    picks = _picks([(c, x, y, z) for x, y, z, c in rows])
+    res = evaluate_picks(_instances(), _truth(), picks)
+    assert res["TP"] + res["FN"] == res["n_true"] == 3
+    assert res["RR"] == len(rows)
+    assert res["FP"] + res["TP"] + res["duplicate_picks"] + res["picks_on_excluded"] == len(rows)
+    assert 0 <= res["precision"] <= 1 and 0 <= res["recall"] <= 1
+    assert res["multiple_hits"] <= res["TP"] <= res["RR"]
+    assert sum(map(sum, res["confusion"]["matrix"])) == res["n_true"]
+    # Reversing the order changes which pick is first, never the localisation counts.
+    reversed_picks = _picks([(c, x, y, z) for x, y, z, c in rows][::-1])
+    rev = evaluate_picks(_instances(), _truth(), reversed_picks)
+    assert (rev["TP"], rev["FP"], rev["multiple_hits"]) == (res["TP"], res["FP"],
+                                                             res["multiple_hits"])

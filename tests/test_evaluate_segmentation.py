@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cryoet_integration.evaluate import evaluate_segmentation, missing_wedge_cap_mask
-from cryoet_integration.evaluate.segmentation import skeleton
+from cryoet_integration.evaluate.segmentation import skeleton, wedge_cap_scores
 
 
 def _shell(shape=(48, 48, 48), r_in=14.0, r_out=18.0, centre=None) -> np.ndarray:
@@ -156,3 +156,6 @@ def test_scores_inside_and_outside_caps():
     inside = evaluate_segmentation(truth, pred, region=caps)
     outside = evaluate_segmentation(truth, pred, region=~caps)
     assert inside["dice"] == 0.0 and outside["dice"] == 1.0
+    scores = wedge_cap_scores(truth.astype(np.uint8), pred.astype(np.float32), angle_deg=30)
+    assert scores["inside"]["dice"] == 0.0 and scores["outside"]["dice"] == 1.0
+    assert scores["cap_voxels"] == int(caps.sum())

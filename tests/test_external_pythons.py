@@ -14,12 +14,15 @@ import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import external_envs
 import pytest
 from external_envs import (
+    COMPLETE_MARKER,
     PROJECT,
     chimerax_env,
     env_python,
@@ -33,8 +36,8 @@ SCRIPT = Path(__file__).parent / "external" / "read_fixtures.py"
 SCIPION_NUMPY = "1.26.1"
 CHIMERAX_NUMPY = "1.26.4"
 
-pytestmark = pytest.mark.skipif(os.environ.get("CRYOVIS_SKIP_EXTERNAL") == "1",
-                                reason="CRYOVIS_SKIP_EXTERNAL=1")
+external = pytest.mark.skipif(os.environ.get("CRYOVIS_SKIP_EXTERNAL") == "1",
+                              reason="CRYOVIS_SKIP_EXTERNAL=1")
 
 
 def run_summary(cmd: list[str], out: Path, cwd: Path) -> dict:
@@ -116,11 +119,13 @@ def check_reads_like_main(summary: dict, main: dict, env: Path, numpy_version: s
     assert not diffs, f"{len(diffs)} differences, e.g.:\n" + "\n".join(diffs[:20])
 
 
+@external
 @pytest.mark.scipion
 def test_scipion_install_keeps_numpy(scipion):
     check_versions_kept(scipion, SCIPION_NUMPY)
 
 
+@external
 @pytest.mark.scipion
 def test_scipion_reads_fixtures_like_main_venv(scipion, main_summary, fixtures_dir, tmp_path):
     out = tmp_path / "out.json"
@@ -129,6 +134,7 @@ def test_scipion_reads_fixtures_like_main_venv(scipion, main_summary, fixtures_d
                           SCIPION_NUMPY)
 
 
+@external
 @pytest.mark.scipion
 def test_scipion_core_imports_beside_formats(scipion, tmp_path):
     # The plugin will import both in one process: pwem and tomo must still load.
@@ -139,11 +145,39 @@ def test_scipion_core_imports_beside_formats(scipion, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+@external
+@pytest.mark.scipion
+def test_scipion_cryovis_convert_matches_main_venv(scipion, fixtures_dir, tmp_path):
+    # The console script of the base install (no engine) converts there as it does here.
+    import numpy as np
+
+    import formats
+
+    src = fixtures_dir / "dynamo" / "dynamotable_t_double.tbl"
+    outputs = {}
+    for name, exe in (("main", Path(sys.executable).parent / "cryovis"),
+                      ("scipion", scipion["env"] / "bin" / "cryovis")):
+        out = tmp_path / f"{name}.star"
+        proc = subprocess.run([str(exe), "convert", str(src), str(out), "--to", "relion4",
+                               "--voxel-size", "10"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs[name] = formats.read_particles(out)
+    main, foreign = outputs["main"], outputs["scipion"]
+    assert len(foreign) == len(main) == 300
+    cols = ["x", "y", "z", "r00", "r01", "r02", "r10", "r11", "r12", "r20", "r21", "r22"]
+    np.testing.assert_allclose(foreign[cols].to_numpy(float), main[cols].to_numpy(float),
+                               atol=1e-9)
+    assert list(foreign["tomo_name"]) == list(main["tomo_name"])
+
+
+@external
 @pytest.mark.chimerax
 def test_chimerax_install_keeps_numpy(chimerax):
     check_versions_kept(chimerax, CHIMERAX_NUMPY)
 
 
+@external
 @pytest.mark.chimerax
 def test_chimerax_reads_fixtures_like_main_venv(chimerax, main_summary, fixtures_dir, tmp_path):
     out = tmp_path / "out.json"
@@ -152,6 +186,7 @@ def test_chimerax_reads_fixtures_like_main_venv(chimerax, main_summary, fixtures
                           CHIMERAX_NUMPY)
 
 
+@external
 @pytest.mark.chimerax
 def test_chimerax_session_script_reads_fixtures(chimerax, main_summary, fixtures_dir, tmp_path):
     out = tmp_path / "out.json"
@@ -161,3 +196,44 @@ def test_chimerax_session_script_reads_fixtures(chimerax, main_summary, fixtures
     summary = run_summary(cmd, out, tmp_path)
     assert summary["in_chimerax_session"] is True
     check_reads_like_main(summary, main_summary, chimerax["env"], CHIMERAX_NUMPY)
+
+
+def test_interrupted_build_is_rebuilt(tmp_path):
+    env = tmp_path / "env"
+    calls = []
+
+    def interrupted(path: Path) -> None:
+        path.mkdir()
+        (path / "half").write_text("x")
+        raise KeyboardInterrupt
+
+    def complete(path: Path) -> None:
+        calls.append(path)
+        path.mkdir()
+
+    with pytest.raises(KeyboardInterrupt):
+        external_envs._ensure(env, interrupted)
+    assert (env / "half").exists() and not (env / COMPLETE_MARKER).exists()
+    assert external_envs._ensure(env, complete) == env
+    assert not (env / "half").exists() and (env / COMPLETE_MARKER).is_file()
+    external_envs._ensure(env, complete)
+    assert len(calls) == 1, "a complete env must be reused, not rebuilt"
+
+
+def test_chimerax_key_follows_the_kit(tmp_path, shared_dir, monkeypatch):
+    kit = tmp_path / "kit"
+    shutil.copytree(shared_dir / "chimerax-headless", kit)
+    monkeypatch.setattr(external_envs, "CHIMERAX_KIT", kit)
+    first = external_envs.chimerax_env_path()
+    assert first.name.startswith("chimerax-")
+    assert external_envs.chimerax_env_path() == first
+    (kit / "requirements.txt").write_text((kit / "requirements.txt").read_text() + "tqdm\n")
+    assert external_envs.chimerax_env_path() != first
+
+
+def test_summary_differences_are_found():
+    a = {"f": {"count": 3, "sums": {"x": [1.0, 0]}, "shape": [2, 2]}}
+    noise = {"f": {"count": 3, "sums": {"x": [1.0 + 1e-13, 0]}, "shape": [2, 2]}}
+    assert differences(a, noise) == []
+    b = {"f": {"count": 4, "sums": {"x": [1.001, 0]}, "shape": [2, 3], "new": 1}}
+    assert len(differences(a, b)) == 4

@@ -3,11 +3,13 @@
 Volumes go through ``read_volume`` (.mrc, .em, .tif); particle files through every reader
 registered in ``formats.FORMATS`` (the registry is iterated, so new formats are covered
 without touching this file). Mutations flip bytes, overwrite bytes with random values, and
-truncate real fixture files of the reader's suffix.
+truncate real fixture files of the reader's suffix. ``CRYOVIS_FUZZ_EXAMPLES=500`` runs a
+deeper, randomised hunt.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -22,7 +24,10 @@ from formats.particle_io import _load_formats
 
 _load_formats()
 READERS = sorted(name for name, fmt in FORMATS.items() if fmt.reader is not None)
-FUZZ = settings(max_examples=50, deadline=None, derandomize=True,
+# CI runs a fixed, reproducible 50 examples per reader; CRYOVIS_FUZZ_EXAMPLES=N runs N
+# fresh random examples instead (a deeper hunt, by hand).
+_DEEP = int(os.environ.get("CRYOVIS_FUZZ_EXAMPLES", "0"))
+FUZZ = settings(max_examples=_DEEP or 50, deadline=None, derandomize=not _DEEP,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import mrcfile
 import numpy as np
 import pytest
+from cli_batch import run_batch, run_one
 from conftest import FIXTURES
 
 from formats import Volume, write_volume
@@ -20,8 +21,19 @@ ALL_FIXTURES = sorted(p for p in FIXTURES.rglob("*") if p.is_file())
 
 
 def cryovis(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cryoet_integration.cli", *args],
-                          capture_output=True, text=True, timeout=120)
+    return run_one(list(args))
+
+
+def test_cli_every_fixture_exits_0_text_and_json():
+    arg_lists = [["info", str(p)] for p in ALL_FIXTURES]
+    arg_lists += [["info", str(p), "--json"] for p in ALL_FIXTURES]
+    runs = run_batch(arg_lists)
+    for args, run in zip(arg_lists, runs):
+        assert run.returncode == 0 and run.stderr == "", (args, run.stderr)
+        if "--json" in args:
+            assert json.loads(run.stdout)["path"] == args[1]
+        else:
+            assert run.stdout.startswith(f"path: {args[1]}")
 
 
 @pytest.mark.parametrize("path", ALL_FIXTURES, ids=lambda p: str(p.relative_to(FIXTURES)))
@@ -41,6 +53,7 @@ def test_volume_facts_and_lazy_stats(fixtures_dir, monkeypatch):
     data = mrcfile.read(path)
     assert s["shape_xyz"] == [20, 20, 20] and s["voxel_size_angst"] == pytest.approx(11.4)
     assert s["mrc_mode"] == "2 (float32)" and s["nstart_xyz"] == [-2, 0, 0]
+    assert s["layout"] == "volume"
     assert s["min"] == pytest.approx(float(data.min()))
     assert s["mean"] == pytest.approx(float(data.mean(dtype=np.float64)), rel=1e-6)
     monkeypatch.setattr(info_mod, "STATS_LIMIT_BYTES", 100)
@@ -48,6 +61,15 @@ def test_volume_facts_and_lazy_stats(fixtures_dir, monkeypatch):
     assert big["stats_source"].startswith("header")
     with mrcfile.open(path) as m:
         assert big["max"] == pytest.approx(float(m.header.dmax))
+
+
+def test_image_and_stack_layout(fixtures_dir, tmp_path):
+    assert summarize(fixtures_dir / "mrc" / "boxmanager_test_0.mrc")["layout"] == "single image"
+    stack = tmp_path / "tilts.mrcs"
+    with mrcfile.new(stack) as m:
+        m.set_data(np.zeros((5, 4, 4), np.float32))
+        m.set_image_stack()
+    assert summarize(stack)["layout"] == "stack of 5 images"
 
 
 def test_volume_with_nan_and_override(tmp_path):

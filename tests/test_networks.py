@@ -67,6 +67,15 @@ def test_bad_config():
         build_network({"channels": 3})
     with pytest.raises(ValueError, match="norm"):
         build_network({"norm": "layer"})
+    with pytest.raises(ValueError, match="widths"):
+        build_network({"depth": 3, "widths": [8, 16]})
+
+
+def test_explicit_widths():
+    net = build_network({"arch": "rsunet", "depth": 3, "widths": [6, 7, 9]})
+    assert net.encoder[2][1][0].out_channels == 9
+    outs = net.train()(torch.randn(1, 1, 4, 8, 8))
+    assert [o.shape[1:] for o in outs] == [(1, 4, 8, 8), (1, 4, 4, 4)]
 
 
 @pytest.mark.parametrize("arch", sorted(NETWORKS))

@@ -37,6 +37,12 @@ def test_uniform_fog_transmittance_matches_beer_lambert():
     # 10 samples one voxel apart along z, each of opacity 0.2
     assert out[3, 8, 8] == pytest.approx(1 - 0.8 ** 10, rel=1e-4)
     assert out[0, 8, 8] == pytest.approx(1 - 0.8 ** 10, rel=1e-4)  # white emission
+    # three samples per slice interval, each over a third of a voxel: the same opacity per
+    # unit length, except that the first interval ramps up linearly from the empty outside
+    finer = march(OrientedStack(data), Camera(16, 16, zoom=2.0).geometry((10, 16, 16)),
+                  backend="numpy", substeps=3)
+    first = ((1 - 0.2 / 3) * (1 - 0.4 / 3) * 0.8) ** (1 / 3)
+    assert finer[3, 8, 8] == pytest.approx(1 - 0.8 ** 9 * first, rel=1e-4)
 
 
 def test_oblique_rays_are_corrected_for_step_length():
@@ -88,11 +94,14 @@ def test_numpy_and_torch_agree():
     rng = np.random.default_rng(3)
     data = rng.random((4, 14, 18, 22)).astype(np.float32)
     data[:3] *= data[3]
+    data[:, 9:, 4:] = 0  # empty space, which the numpy path skips
+    data[:, :, :, :6] = 0
     stack = OrientedStack(data)
     for cam in (Camera(40, 30, azimuth=35, elevation=20),
                 Camera(40, 30, azimuth=-120, elevation=50, projection="perspective", zoom=1.4)):
         geom = cam.geometry(data.shape[1:])
         for mode in ("composite", "max"):
-            a = march(stack, geom, mode, backend="numpy")
-            b = march(stack, geom, mode, backend="torch")
-            np.testing.assert_allclose(a, b, atol=2e-4)
+            for substeps in (1, 2):
+                a = march(stack, geom, mode, backend="numpy", substeps=substeps)
+                b = march(stack, geom, mode, backend="torch", substeps=substeps)
+                np.testing.assert_allclose(a, b, atol=2e-4)

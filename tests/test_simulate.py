@@ -240,6 +240,11 @@ def test_written_files_read_back(sim, tmp_path):
     np.testing.assert_allclose(formats.orientations(table), formats.orientations(sim.particles),
                                atol=1e-4)
     assert set(table["tomo_name"]) == {"tomo_007"}
+    star = formats.read_particles(paths["particles_star"], tomo_size_xyz="64x64x32")
+    np.testing.assert_allclose(star[["x", "y", "z"]], sim.particles[["x", "y", "z"]],
+                               atol=1e-3)
+    np.testing.assert_allclose(formats.orientations(star), formats.orientations(sim.particles),
+                               atol=1e-4)
     meta = json.loads((tmp_path / "tomo_007.json").read_text())
     assert meta["voxel_size_angst"] == 10.0 and meta["name"] == "tomo_007"
     with pytest.raises(formats.FormatError, match="exists"):
@@ -248,7 +253,7 @@ def test_written_files_read_back(sim, tmp_path):
 
 
 def test_cli_end_to_end(tmp_path, capsys):
-    import starfile
+    from formats.tomograms import read_tomograms
 
     out = tmp_path / "sims"
     args = ["simulate", "--out", str(out), "--n", "2", "--size", "48x40x24", "--seed", "1",
@@ -258,7 +263,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert summary["n_tomograms"] == 2
     for name in ("tomo_000", "tomo_001"):
         for suffix in (".mrc", "_labels.mrc", "_instances.mrc", "_membranes.mrc",
-                       "_particles.csv", ".json"):
+                       "_particles.csv", "_particles.star", ".json"):
             assert (out / f"{name}{suffix}").is_file()
         meta = json.loads((out / f"{name}.json").read_text())
         vol = formats.read_volume(out / f"{name}.mrc")
@@ -266,9 +271,14 @@ def test_cli_end_to_end(tmp_path, capsys):
         assert vol.data.shape == (24, 40, 48)
     seeds = [t["seed"] for t in summary["tomograms"]]
     assert seeds[0] != seeds[1]
-    star = starfile.read(out / "tomograms.star")
-    assert list(star["rlnTomoName"]) == ["tomo_000", "tomo_001"]
-    assert list(star["rlnTomoSizeX"]) == [48, 48]
+    tomos = read_tomograms(out / "tomograms.star")
+    assert list(tomos["tomo_name"]) == ["tomo_000", "tomo_001"]
+    assert list(tomos["size_x"]) == [48, 48]
+    picks = formats.read_particles(out / "tomo_001_particles.star",
+                                   tomograms=out / "tomograms.star")
+    csv = formats.read_particles(out / "tomo_001_particles.csv")
+    np.testing.assert_allclose(picks[["x", "y", "z"]], csv[["x", "y", "z"]], atol=1e-3)
+    assert picks["voxel_size"].iloc[0] == pytest.approx(csv["voxel_size"].iloc[0])
     first = formats.read_volume(out / "tomo_000.mrc").data.copy()
     assert main(args) == 2
     assert "exists" in capsys.readouterr().err

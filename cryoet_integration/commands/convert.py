@@ -146,8 +146,8 @@ def _target_format(args: argparse.Namespace) -> str:
     suffix = args.output.suffix.lower()
     matches = [k for k, f in FORMATS.items() if suffix in f.suffixes and f.writer]
     if len(matches) != 1:
-        raise FormatError(args.output, f"give --to: extension '{suffix or '(none)'}' "
-                                       f"{'fits ' + ', '.join(matches) if matches else 'is unknown'}")
+        fits = f"fits {', '.join(matches)}" if matches else "is unknown"
+        raise FormatError(args.output, f"give --to: extension '{suffix or '(none)'}' {fits}")
     return matches[0]
 
 

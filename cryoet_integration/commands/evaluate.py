@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     picks.add_argument("--tomo-name", metavar="NAME",
                        help="use only the rows of this tomogram (files listing several)")
     picks.add_argument("--size-group", action="append", default=[], metavar="CLASS=GROUP",
-                       help="assign a class to a size group (default: tertiles of region volume)")
+                       help="assign a class to a size group (default: classes split in thirds "
+                            "by median instance-region volume)")
     _outputs(picks)
     picks.set_defaults(func=run_picks)
 
@@ -50,6 +51,9 @@ def register(subparsers) -> None:
                      help="score every label value > 0 separately (label maps)")
     seg.add_argument("--region", type=Path, help="score only inside this mask (MRC)")
     seg.add_argument("--no-surface", action="store_true", help="skip Surface-Dice")
+    seg.add_argument("--wedge-caps", type=float, nargs="?", const=30.0, metavar="DEG",
+                     help="also score inside/outside the missing-wedge caps of the true "
+                          "membranes (normal within DEG of z; default 30; binary mode)")
     _outputs(seg)
     seg.set_defaults(func=run_segmentation)
 
@@ -135,6 +139,8 @@ def run_segmentation(args) -> int:
     from ..evaluate import evaluate_segmentation
 
     _check_outputs(args)
+    if args.wedge_caps is not None and args.multiclass:
+        raise CryovisError("--wedge-caps scores a binary membrane mask; drop --multiclass")
     if len(args.prediction) > 1 and not args.multiclass:
         raise CryovisError("several --prediction files need --multiclass "
                            "(one soft map per class)")
@@ -157,6 +163,11 @@ def run_segmentation(args) -> int:
     result = evaluate_segmentation(truth.data, prediction, threshold=args.threshold,
                                    multiclass=args.multiclass, region=region,
                                    surface=not args.no_surface)
+    if args.wedge_caps is not None:
+        from ..evaluate.segmentation import wedge_cap_scores
+
+        result["missing_wedge_caps"] = wedge_cap_scores(truth.data, prediction, args.threshold,
+                                                        args.wedge_caps)
     result["files"] = {"truth": str(args.truth),
                        "prediction": [str(p) for p in args.prediction],
                        "region": None if args.region is None else str(args.region)}

@@ -88,6 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--background", default="black", help="background colour (name or #rrggbb)")
     p.add_argument("--detail", type=float, default=1.0,
                    help="rays per voxel across the view (1 = the volume's own resolution)")
+    p.add_argument("--substeps", type=int, default=1,
+                   help="samples per slice interval along each ray (default 1)")
     p.add_argument("--backend", choices=["auto", "numpy", "torch"], default="auto")
     p.add_argument("--histograms", metavar="DIR",
                    help="write histogram_<class>.png with the estimated threshold per class")
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         light_dir=tuple(_floats(args.light_dir, 3, "--light-dir")),  # type: ignore[arg-type]
         ao_strength=args.ao_strength, shadow_strength=args.shadow_strength,
         uncertainty=args.uncertainty, bloom=args.bloom, background=background,
-        detail=args.detail, backend=args.backend)
+        detail=args.detail, substeps=args.substeps, backend=args.backend)
     camera = Camera(width, height, args.azimuth, args.elevation, args.zoom, args.projection)
 
     t0 = time.perf_counter()

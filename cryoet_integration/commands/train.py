@@ -124,7 +124,7 @@ def run(args) -> int:
                                   provenance=provenance, overwrite=args.force,
                                   progress=not args.no_progress and sys.stderr.isatty(),
                                   threads=args.threads)
-    except FileExistsError as exc:
+    except (FileExistsError, FileNotFoundError) as exc:
         raise CryovisError(str(exc)) from None
     print(json.dumps(summary))
     if summary["stop"] == "time limit":

@@ -80,6 +80,16 @@ def print_table(result: dict[str, Any], kind: str) -> None:
         for name, scores in per_class.items():
             table.add_row(name, *[_fmt(scores.get(c)) for c in cols])
         console.print(table)
+    caps = result.get("missing_wedge_caps")
+    if caps:
+        table = Table(title=f"Missing-wedge caps (normal within {caps['angle_deg']:g}° of z)")
+        table.add_column("region")
+        for c in ("dice", "surface_dice", "precision", "recall"):
+            table.add_column(c, justify="right")
+        for name in ("inside", "outside"):
+            table.add_row(f"{name} caps", *[_fmt(caps[name].get(c)) for c in
+                                            ("dice", "surface_dice", "precision", "recall")])
+        console.print(table)
     if kind == "picks" and result.get("size_groups"):
         table = Table(title="F1 by size group")
         table.add_column("group")

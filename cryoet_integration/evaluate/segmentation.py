@@ -203,9 +203,9 @@ def _multiclass(t: np.ndarray, p: np.ndarray, region: np.ndarray | None,
         per_class[names.get(lab, str(lab))] = scores
     background = binary_scores(p == 0, t == 0, region, surface=False)
 
-    def mean(key: str) -> float | None:
-        vals = [s[key] for s in per_class.values() if s.get(key) is not None]
-        return float(np.mean(vals)) if vals else None
+    def mean(key: str) -> float:
+        # No label in truth or prediction: both empty, which scores 1.0 by convention.
+        return float(np.mean([s[key] for s in per_class.values()])) if per_class else 1.0
 
     curve = np.full(t.shape[0], np.nan)
     if per_class:
@@ -213,14 +213,13 @@ def _multiclass(t: np.ndarray, p: np.ndarray, region: np.ndarray | None,
         finite = np.isfinite(curves)
         np.divide(np.where(finite, curves, 0.0).sum(axis=0), finite.sum(axis=0), out=curve,
                   where=finite.any(axis=0))
-    all_empty = not per_class
     result: dict[str, Any] = {
         "mode": "multiclass",
-        "dice": mean("dice") if not all_empty else 1.0,
-        "iou": mean("iou") if not all_empty else 1.0,
+        "dice": mean("dice"),
+        "iou": mean("iou"),
         "miou": float(np.mean([background["iou"]] + [s["iou"] for s in per_class.values()])),
-        "precision": mean("precision") if not all_empty else 1.0,
-        "recall": mean("recall") if not all_empty else 1.0,
+        "precision": mean("precision"),
+        "recall": mean("recall"),
         "pixel_accuracy": float(np.count_nonzero(t[sel] == p[sel])) / max(int(sel.sum()), 1),
         "per_slice_dice": curve.tolist(),
         "per_slice_dice_mean": float(np.nanmean(curve)) if np.isfinite(curve).any() else None,
@@ -228,9 +227,8 @@ def _multiclass(t: np.ndarray, p: np.ndarray, region: np.ndarray | None,
     }
     result["F1"] = result["dice"]
     if surface:
-        result["surface_dice"] = mean("surface_dice") if not all_empty else 1.0
-        result["surface_precision"] = mean("surface_precision") if not all_empty else 1.0
-        result["surface_recall"] = mean("surface_recall") if not all_empty else 1.0
+        for key in ("surface_dice", "surface_precision", "surface_recall"):
+            result[key] = mean(key)
     return result
 
 
@@ -276,3 +274,23 @@ def missing_wedge_cap_mask(membrane_mask: np.ndarray | Volume, angle_deg: float 
     defined = eigval[:, 2] > 1e-6
     cap[idx] = defined & (normal_z >= np.cos(np.deg2rad(angle_deg)))
     return cap
+
+
+def wedge_cap_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume,
+                     threshold: float = 0.5, angle_deg: float = 30.0) -> dict[str, Any]:
+    """Binary scores inside and outside the missing-wedge caps of the true membranes.
+
+    The caps come from :func:`missing_wedge_cap_mask` of the binarised truth; "outside" is
+    every other voxel (the rest of the membranes and the background), so precision there
+    also counts false positives away from the caps. Inside the caps every voxel is true
+    membrane, so precision is 1 whenever anything is predicted there and recall (and the
+    Dice that follows from it) is the informative number. Arrays are ``[z, y, x]``.
+    """
+    t = binarize(_array(truth), 0.5)
+    caps = missing_wedge_cap_mask(t, angle_deg)
+    inside = evaluate_segmentation(t, prediction, threshold, region=caps)
+    outside = evaluate_segmentation(t, prediction, threshold, region=~caps)
+    keys = ("dice", "surface_dice", "precision", "recall", "iou", "region_voxels")
+    return {"angle_deg": angle_deg, "cap_voxels": int(caps.sum()),
+            "membrane_voxels": int(t.sum()),
+            "inside": {k: inside[k] for k in keys}, "outside": {k: outside[k] for k in keys}}

@@ -96,7 +96,7 @@ def pick_blobs(
     border = int(np.ceil((border_angst if border_angst is not None else diameter_angst / 2) / vs))
     if border > 0:
         inner = np.zeros_like(peaks)
-        inner[border:-border or None, border:-border or None, border:-border or None] = True
+        inner[border:-border, border:-border, border:-border] = True
         peaks &= inner
     z, y, x = np.nonzero(peaks)
     scores = zscore[z, y, x]

@@ -8,7 +8,8 @@ ray per voxel (times ``detail``). A final 2D warp maps the base plane to the out
 is where images larger than the volume are upsampled. Opacity is corrected for the sample
 spacing along each ray, ``1 - (1 - alpha) ** step`` with the step in voxels.
 
-Two backends compute the same thing: numpy (always available) and torch (``grid_sample``).
+Two backends compute the same thing: numpy (always available) and torch (``grid_sample``
+for the slice resampling and the final warp); compositing is shared numpy code.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class OrientedStack:
             raise ValueError(f"need channels [C, z, y, x] with every axis >= 2, got {data.shape}")
         self.data = np.asarray(data, dtype=np.float32)
         self._cache: dict[int, np.ndarray] = {}
+        self._boxes: dict[int, np.ndarray] = {}
 
     @property
     def shape_zyx(self) -> tuple[int, int, int]:
@@ -44,6 +46,19 @@ class OrientedStack:
             axes = (3 - pa, 0, 3 - a2, 3 - a1)
             self._cache[pa] = np.ascontiguousarray(self.data.transpose(axes))
         return self._cache[pa]
+
+    def boxes(self, pa: int) -> np.ndarray:
+        """Per slice of :meth:`along`, the rows and columns ``[r0, r1, c0, c1)`` holding
+        non-zero values (all zero for an empty slice), ``[n_pa, 4]`` int."""
+        if pa not in self._boxes:
+            nonzero = np.any(self.along(pa) != 0, axis=1)
+            rows, cols = nonzero.any(axis=2), nonzero.any(axis=1)
+            out = np.zeros((len(nonzero), 4), np.int64)
+            for k in np.flatnonzero(rows.any(axis=1)):
+                r, c = np.flatnonzero(rows[k]), np.flatnonzero(cols[k])
+                out[k] = r[0], r[-1] + 1, c[0], c[-1] + 1
+            self._boxes[pa] = out
+        return self._boxes[pa]
 
 
 class _Plan:
@@ -123,11 +138,31 @@ class _Plan:
         return np.linalg.norm(b - e, axis=-1) / abs(self.k0 - e[self.pa])
 
     def output_coords(self) -> tuple[np.ndarray, np.ndarray]:
-        """Fractional intermediate-grid (column, row) of every output pixel, ``[H, W]`` each."""
+        """Fractional intermediate-grid (column, row) of every output pixel, ``[H, W]`` each.
+
+        A pixel's point on the centre plane and (in perspective) its ray direction are affine
+        in (column, row), so each needed component is an outer sum of two 1D arrays.
+        """
         g = self.geom
-        rows, cols = np.mgrid[0:g.height, 0:g.width]
-        base = self.base_of_rays(*g.rays(cols, rows))
-        return (base[..., 0] - self.lo[0]) / self.h, (base[..., 1] - self.lo[1]) / self.h
+        cols = (np.arange(g.width) - (g.width - 1) / 2.0) * g.pixel
+        rows = ((g.height - 1) / 2.0 - np.arange(g.height)) * g.pixel
+
+        def component(axis: int, start: np.ndarray) -> np.ndarray:
+            return (start[axis] + rows[:, None] * g.up[axis]
+                    + cols[None, :] * g.right[axis]).astype(np.float32)
+
+        if g.eye is None:
+            p_pa, d = component(self.pa, g.centre), -g.back
+            t = (self.k0 - p_pa) / np.float32(d[self.pa])
+            x1 = component(self.a1, g.centre) + t * np.float32(d[self.a1])
+            x2 = component(self.a2, g.centre) + t * np.float32(d[self.a2])
+        else:
+            offset = g.centre - g.eye  # ray direction = offset + in-plane displacement
+            scale = np.float32(self.k0 - g.eye[self.pa]) / component(self.pa, offset)
+            x1 = np.float32(g.eye[self.a1]) + component(self.a1, offset) * scale
+            x2 = np.float32(g.eye[self.a2]) + component(self.a2, offset) * scale
+        return ((x1 - np.float32(self.lo[0])) / np.float32(self.h),
+                (x2 - np.float32(self.lo[1])) / np.float32(self.h))
 
 
 def _axis_weights(q: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
@@ -139,107 +174,110 @@ def _axis_weights(q: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
 
 
 def _resample_numpy(slab: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
-    """Bilinear samples ``[K, C, N2, N1]`` of slices ``[K, C, n2, n1]`` (zero outside)."""
-    i0, i1, w0, w1 = _axis_weights(q1, slab.shape[3])
-    cols = (np.take_along_axis(slab, i0[:, None, None, :], axis=3) * w0[:, None, None, :]
-            + np.take_along_axis(slab, i1[:, None, None, :], axis=3) * w1[:, None, None, :])
-    j0, j1, v0, v1 = _axis_weights(q2, slab.shape[2])
-    return (np.take_along_axis(cols, j0[:, None, :, None], axis=2) * v0[:, None, :, None]
-            + np.take_along_axis(cols, j1[:, None, :, None], axis=2) * v1[:, None, :, None])
+    """Bilinear samples ``[C, N2, N1]`` of one slice ``[C, n2, n1]`` at rows ``q2`` and
+    columns ``q1`` (zero outside); rows first, which gathers whole contiguous rows."""
+    j0, j1, v0, v1 = _axis_weights(q2, slab.shape[1])
+    rows = slab[:, j0, :] * v0[None, :, None] + slab[:, j1, :] * v1[None, :, None]
+    i0, i1, w0, w1 = _axis_weights(q1, slab.shape[2])
+    return rows[:, :, i0] * w0 + rows[:, :, i1] * w1
 
 
-def _substeps(samples, previous, substeps: int):
+def _support(q: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """The index range of increasing positions ``q`` whose bilinear stencil touches the
+    source range ``[lo, hi)``."""
+    return int(np.searchsorted(q, lo - 1, "right")), int(np.searchsorted(q, hi, "left"))
+
+
+def _substeps(samples: np.ndarray, previous: np.ndarray, substeps: int) -> np.ndarray:
     """Samples at ``substeps`` evenly spaced points per slice interval along each ray, by
-    linear interpolation between consecutive slice crossings (``previous`` is the last
-    crossing of the former chunk); works for numpy arrays and torch tensors alike."""
+    linear interpolation between consecutive slice crossings (``previous`` is the crossing
+    before the first of ``samples``)."""
     if substeps == 1:
         return samples
-    lead = samples[:1] * 0 if previous is None else previous[None]
-    pairs_a = lead if len(samples) == 1 else _cat(lead, samples[:-1])
-    parts = [pairs_a + (samples - pairs_a) * (j / substeps) for j in range(1, substeps + 1)]
-    stacked = _stack1(parts)
-    return stacked.reshape((-1,) + tuple(samples.shape[1:]))
+    starts = np.concatenate([previous[None], samples[:-1]], axis=0)
+    parts = [starts + (samples - starts) * np.float32(j / substeps)
+             for j in range(1, substeps + 1)]
+    return np.stack(parts, axis=1).reshape((-1,) + samples.shape[1:])
 
 
-def _cat(a, b):
-    if isinstance(a, np.ndarray):
-        return np.concatenate([a, b], axis=0)
+def _resample_chunk_numpy(slabs, ks, q1, q2, spans, box, channels):
+    ja, jb, ia, ib = box
+    out = np.zeros((len(ks), channels, jb - ja, ib - ia), np.float32)
+    for i, (k, span) in enumerate(zip(ks, spans)):
+        if span is not None:
+            a, b, c, d = span
+            out[i, :, a - ja:b - ja, c - ia:d - ia] = _resample_numpy(slabs[k], q1[i, c:d],
+                                                                      q2[i, a:b])
+    return out
+
+
+def _resample_chunk_torch(slabs, ks, q1, q2, spans, box, channels):
     import torch
+    import torch.nn.functional as F
 
-    return torch.cat([a, b], dim=0)
+    ja, jb, ia, ib = box
+    src_n2, src_n1 = slabs.shape[2], slabs.shape[3]
+    gx = torch.from_numpy((2.0 * q1[:, ia:ib] / (src_n1 - 1) - 1.0).astype(np.float32))
+    gy = torch.from_numpy((2.0 * q2[:, ja:jb] / (src_n2 - 1) - 1.0).astype(np.float32))
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    with torch.no_grad():
+        out = F.grid_sample(torch.from_numpy(slabs[ks]), grid, mode="bilinear",
+                            padding_mode="zeros", align_corners=True)
+    return out.numpy()
 
 
-def _stack1(parts):
-    if isinstance(parts[0], np.ndarray):
-        return np.stack(parts, axis=1)
-    import torch
-
-    return torch.stack(parts, dim=1)
-
-
-def _march_numpy(slabs, plan: _Plan, mode: str, chunk: int, channels: int, substeps: int):
+def _march_slices(slabs, plan: _Plan, mode: str, chunk: int, channels: int, substeps: int,
+                  boxes: np.ndarray, backend: str) -> np.ndarray:
+    # Empty-space skipping: a chunk of slices is resampled and composited only over the grid
+    # rows and columns whose bilinear stencil touches the non-zero box of one of its slices
+    # (or, with substeps, of the slice before).
+    resample = _resample_chunk_torch if backend == "torch" else _resample_chunk_numpy
     n1, n2 = len(plan.x1), len(plan.x2)
-    step = plan.step().astype(np.float32) / np.float32(substeps)
+    step = np.broadcast_to(plan.step().astype(np.float32) / np.float32(substeps), (n2, n1))
     acc = np.zeros((channels - 1 if mode == "composite" else channels, n2, n1), np.float32)
     trans = np.ones((n2, n1), np.float32)
-    previous = None
+    previous = np.zeros((channels, n2, n1), np.float32)
+    prev_span = None
     for start in range(0, plan.n, chunk):
         ks = plan.order[start:start + chunk]
         q1, q2 = plan.slice_maps(ks)
-        crossings = _resample_numpy(slabs[ks], q1, q2)
-        samples = _substeps(crossings, previous, substeps)
-        previous = crossings[-1]
+        spans = []
+        for i, k in enumerate(ks):
+            r0, r1, c0, c1 = boxes[k]
+            ja, jb = _support(q2[i], r0, r1) if r1 > r0 else (0, 0)
+            ia, ib = _support(q1[i], c0, c1) if r1 > r0 else (0, 0)
+            spans.append((ja, jb, ia, ib) if jb > ja and ib > ia else None)
+        used = [b for b in spans if b is not None]
+        if substeps > 1 and prev_span is not None:
+            used.append(prev_span)
+        if not used:
+            prev_span = None
+            continue
+        box = (min(b[0] for b in used), max(b[1] for b in used),
+               min(b[2] for b in used), max(b[3] for b in used))
+        region = np.s_[box[0]:box[1], box[2]:box[3]]
+        crossings = resample(slabs, ks, q1, q2, spans, box, channels)
+        samples = _substeps(crossings, previous[(slice(None),) + region], substeps)
+        if substeps > 1:
+            previous[:] = 0
+            previous[(slice(None),) + region] = crossings[-1]
+            prev_span = box if spans[-1] is not None else None
         if mode == "max":
-            np.maximum(acc, samples.max(axis=0), out=acc)
+            sub = acc[(slice(None),) + region]
+            np.maximum(sub, samples.max(axis=0), out=sub)
             continue
         alpha = np.clip(samples[:, -1], 0.0, 1.0 - _EPS)
-        corrected = -np.expm1(step * np.log1p(-alpha))
+        corrected = -np.expm1(step[region] * np.log1p(-alpha))
         color = samples[:, :-1] * (corrected / np.maximum(alpha, _EPS))[:, None]
         through = np.cumprod(1.0 - corrected, axis=0)
-        before = np.concatenate([np.ones_like(through[:1]), through[:-1]], axis=0) * trans
-        acc += np.einsum("khw,kchw->chw", before, color)
-        trans = trans * through[-1]
+        t_region = trans[region]
+        before = np.concatenate([np.ones_like(through[:1]), through[:-1]], axis=0) * t_region
+        acc[(slice(None),) + region] += np.einsum("khw,kchw->chw", before, color)
+        trans[region] = t_region * through[-1]
         if float(trans.max()) < 1.0 / 1024:
             break
     coverage = 1.0 - trans if mode == "composite" else np.ones_like(trans)
     return np.concatenate([acc, coverage[None]], axis=0)
-
-
-def _march_torch(slabs, plan: _Plan, mode: str, chunk: int, channels: int, substeps: int):
-    import torch
-    import torch.nn.functional as F
-
-    n1, n2 = len(plan.x1), len(plan.x2)
-    src_n1, src_n2 = slabs.shape[3], slabs.shape[2]
-    step = torch.from_numpy(plan.step().astype(np.float32) / np.float32(substeps))
-    acc = torch.zeros((channels - 1 if mode == "composite" else channels, n2, n1))
-    trans = torch.ones((n2, n1))
-    previous = None
-    with torch.no_grad():
-        for start in range(0, plan.n, chunk):
-            ks = plan.order[start:start + chunk]
-            q1, q2 = plan.slice_maps(ks)
-            gx = torch.from_numpy((2.0 * q1 / (src_n1 - 1) - 1.0).astype(np.float32))
-            gy = torch.from_numpy((2.0 * q2 / (src_n2 - 1) - 1.0).astype(np.float32))
-            grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-            crossings = F.grid_sample(torch.from_numpy(slabs[ks]), grid, mode="bilinear",
-                                      padding_mode="zeros", align_corners=True)
-            samples = _substeps(crossings, previous, substeps)
-            previous = crossings[-1]
-            if mode == "max":
-                acc = torch.maximum(acc, samples.amax(dim=0))
-                continue
-            alpha = samples[:, -1].clamp(0.0, 1.0 - _EPS)
-            corrected = -torch.expm1(step * torch.log1p(-alpha))
-            color = samples[:, :-1] * (corrected / alpha.clamp_min(_EPS))[:, None]
-            through = torch.cumprod(1.0 - corrected, dim=0)
-            before = torch.cat([torch.ones_like(through[:1]), through[:-1]], dim=0) * trans
-            acc += torch.einsum("khw,kchw->chw", before, color)
-            trans = trans * through[-1]
-            if float(trans.max()) < 1.0 / 1024:
-                break
-    coverage = 1.0 - trans if mode == "composite" else torch.ones_like(trans)
-    return torch.cat([acc, coverage[None]], dim=0).numpy()
 
 
 def _warp(image: np.ndarray, cols: np.ndarray, rows: np.ndarray, backend: str) -> np.ndarray:
@@ -309,9 +347,9 @@ def march(stack: OrientedStack, geom: ViewGeometry, mode: str = "composite",
     if plan.empty:
         return np.zeros((channels, geom.height, geom.width), np.float32)
     slabs = stack.along(plan.pa)
-    marcher = _march_torch if backend == "torch" else _march_numpy
     if int(substeps) < 1:
         raise ValueError(f"substeps must be a positive integer, got {substeps}")
-    intermediate = marcher(slabs, plan, mode, chunk, stack.data.shape[0], int(substeps))
+    intermediate = _march_slices(slabs, plan, mode, chunk, stack.data.shape[0], int(substeps),
+                                 stack.boxes(plan.pa), backend)
     cols, rows = plan.output_coords()
     return _warp(intermediate, cols, rows, backend).astype(np.float32, copy=False)

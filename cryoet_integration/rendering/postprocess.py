@@ -25,7 +25,6 @@ def bloom(rgb: np.ndarray, strength: float = 0.6, threshold: float = 0.55,
         return rgb
     if not 0 <= threshold < 1:
         raise ValueError(f"bloom threshold must be in [0, 1), got {threshold}")
-    from scipy import ndimage
 
     luminance = rgb @ np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
     knee = np.clip((luminance - threshold) / (1.0 - threshold), 0.0, 1.0) ** 2
@@ -51,8 +50,21 @@ def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
         axis=(1, 3))
     small = ndimage.gaussian_filter(small, sigma=(sigma / factor, sigma / factor, 0),
                                     mode="constant")
-    big = ndimage.zoom(small, (factor, factor, 1), order=1, grid_mode=True, mode="grid-constant")
-    return big[:h, :w].astype(np.float32)
+    return _upsample_axis(_upsample_axis(small, factor, h, 0), factor, w, 1)
+
+
+def _upsample_axis(image: np.ndarray, factor: int, size: int, axis: int) -> np.ndarray:
+    """Linear interpolation of ``image`` onto ``size`` pixels along ``axis``, each old pixel
+    covering ``factor`` new ones (pixel centres aligned, edges held)."""
+    pos = (np.arange(size) + 0.5) / factor - 0.5
+    n = image.shape[axis]
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, n - 1)
+    i1 = np.clip(i0 + 1, 0, n - 1)
+    f = np.clip(pos - i0, 0.0, 1.0).astype(np.float32)
+    shape = [1] * image.ndim
+    shape[axis] = size
+    f = f.reshape(shape)
+    return np.take(image, i0, axis=axis) * (1 - f) + np.take(image, i1, axis=axis) * f
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:

@@ -5,9 +5,11 @@ amplitude random-walk augmentation and IsoNet-style missing-wedge augmentation).
 
 Geometry always moves image and label together; labels use nearest-neighbour interpolation,
 so integer classes and the ignore label (-1) survive unchanged. Out-of-patch samples are
-filled by mirroring for both, keeping them aligned. z is treated as special (missing wedge):
-axis swaps and 90-degree rotations act in the xy plane unless ``swap_z`` is set, and arbitrary
-rotations tilt out of the xy plane by at most ``tilt_range`` degrees.
+filled by mirroring for both, keeping them aligned. The output shape always equals the input
+shape (quarter turns and axis swaps that would change it are not used). z is treated as
+special (missing wedge): axis swaps and 90-degree rotations act in the xy plane unless
+``swap_z`` is set, and arbitrary rotations tilt out of the xy plane by at most ``tilt_range``
+degrees.
 
 ``Augmenter(config, seed)``: ``config`` maps transform names to option dicts that override
 ``DEFAULT_CONFIG`` (set ``{"p": 0}`` to disable one); each transform fires with probability
@@ -22,6 +24,8 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+
+from cryoet_integration.preprocess import radial_frequency
 
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     # geometric (image and label)
@@ -87,13 +91,6 @@ def affine_pair(image: np.ndarray, label: np.ndarray | None, matrix: np.ndarray,
     return out.astype(image.dtype, copy=False), lab
 
 
-def _radius_grid(shape: tuple[int, ...]) -> np.ndarray:
-    """Radial frequency of an rfftn grid, in units of the shortest axis' frequency step."""
-    freqs = [np.fft.fftfreq(n) for n in shape[:-1]] + [np.fft.rfftfreq(shape[-1])]
-    grids = np.meshgrid(*freqs, indexing="ij", sparse=True)
-    return np.sqrt(sum(g ** 2 for g in grids)) * min(shape)
-
-
 def fourier_amplitude_walk(image: np.ndarray, rng: np.random.Generator,
                            sigma: float = 0.2) -> np.ndarray:
     """MemBrain v2 Fourier amplitude augmentation.
@@ -108,7 +105,9 @@ def fourier_amplitude_walk(image: np.ndarray, rng: np.random.Generator,
     steps = rng.normal(0.0, sigma, n - 1)
     for i in range(1, n):
         walk[i] = abs(walk[i - 1] + steps[i - 1])
-    shell = np.minimum(np.rint(_radius_grid(image.shape)).astype(int), n - 1)
+    # shells one frequency step (of the shortest axis) wide
+    shell = np.minimum(np.rint(radial_frequency(image.shape) * min(image.shape)).astype(int),
+                       n - 1)
     spectrum = np.fft.rfftn(image) * walk[shell]
     out = np.fft.irfftn(spectrum, s=image.shape, axes=(0, 1, 2))
     return _match_moments(out, image)
@@ -172,8 +171,10 @@ class Augmenter:
 
     def _geometric(self, image, label):
         both = [image, label] if label is not None else [image]
+        square = image.shape[1] == image.shape[2]
         if self._fires("rot90"):
-            k = int(self.rng.integers(1, 4))
+            # quarter turns of a non-square xy patch would change its shape
+            k = int(self.rng.integers(1, 4)) if square else 2
             both = [np.rot90(a, k, axes=(1, 2)) for a in both]
         if self._fires("flip"):
             for axis in range(3):
@@ -182,7 +183,8 @@ class Augmenter:
         if self._fires("swap"):
             perm = (self.rng.permutation(3) if self.config["swap"]["swap_z"]
                     else np.array([0, 2, 1]))
-            both = [np.transpose(a, perm) for a in both]
+            if tuple(image.shape[i] for i in perm) == image.shape:
+                both = [np.transpose(a, perm) for a in both]
         image = np.ascontiguousarray(both[0])
         label = np.ascontiguousarray(both[1]) if label is not None else None
         matrix = np.eye(3)

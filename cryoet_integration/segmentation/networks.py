@@ -35,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "norm": "instance",
     "deep_supervision": True,
     "max_channels": 320,
+    "widths": None,
 }
 
 
@@ -48,6 +49,17 @@ def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown norm {kind!r}: use instance, batch, group or none")
+
+
+def _widths(base: int, depth: int, max_channels: int, widths: list[int] | None) -> list[int]:
+    """Feature maps per level: ``widths`` if given, else ``min(base * 2**i, max_channels)``."""
+    if widths is None:
+        widths = [min(base * 2 ** i, max_channels) for i in range(depth)]
+    elif len(widths) != depth:
+        raise ValueError(f"widths {list(widths)} must have depth={depth} entries")
+    if depth < 2 or min(widths) < 1:
+        raise ValueError(f"need depth >= 2 and positive widths, got {list(widths)}")
+    return [int(w) for w in widths]
 
 
 def _pad(kernel: Triple) -> Triple:
@@ -122,17 +134,17 @@ class UNet3D(_SegNet):
     """Residual 3D U-Net (nnU-Net / MemBrain-seg style) with isotropic 2x downsampling.
 
     ``depth`` counts resolution levels (4 = three downsamplings); level ``i`` has
-    ``min(base_channels * 2**i, max_channels)`` feature maps. Downsampling is a stride-2
-    convolution, upsampling a stride-2 transposed convolution, skips are concatenated.
+    ``min(base_channels * 2**i, max_channels)`` feature maps, or ``widths[i]`` if given.
+    Downsampling is a stride-2 convolution, upsampling a stride-2 transposed convolution, skips
+    are concatenated.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, base_channels: int = 16,
                  depth: int = 4, residual: bool = True, norm: str = "instance",
-                 deep_supervision: bool = True, max_channels: int = 320):
+                 deep_supervision: bool = True, max_channels: int = 320,
+                 widths: list[int] | None = None):
         super().__init__()
-        if depth < 2:
-            raise ValueError("depth must be >= 2")
-        widths = [min(base_channels * 2 ** i, max_channels) for i in range(depth)]
+        widths = _widths(base_channels, depth, max_channels, widths)
         self.deep_supervision = deep_supervision
         self.size_multiple = (2 ** (depth - 1),) * 3
         self.encoder = nn.ModuleList()
@@ -160,16 +172,16 @@ class RSUNet(_SegNet):
     Each level is an anisotropic (1,3,3) convolution, a residual block of two (3,3,3)
     convolutions and another (1,3,3) convolution. Pooling and upsampling are (1,2,2) only (no
     z-downsampling); skips are added, not concatenated ("symmetric"). The input is embedded by
-    a (1,5,5) convolution.
+    a (1,5,5) convolution. Since z is never pooled, deep levels cost as much as the top one
+    with doubling widths; Lee et al.'s slower growth is ``widths=[28, 36, 48, 64]``.
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int = 1, base_channels: int = 16,
                  depth: int = 4, residual: bool = True, norm: str = "instance",
-                 deep_supervision: bool = True, max_channels: int = 320):
+                 deep_supervision: bool = True, max_channels: int = 320,
+                 widths: list[int] | None = None):
         super().__init__()
-        if depth < 2:
-            raise ValueError("depth must be >= 2")
-        widths = [min(base_channels * 2 ** i, max_channels) for i in range(depth)]
+        widths = _widths(base_channels, depth, max_channels, widths)
         self.deep_supervision = deep_supervision
         self.size_multiple = (1, 2 ** (depth - 1), 2 ** (depth - 1))
         self.embed = nn.Sequential(

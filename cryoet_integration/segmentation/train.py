@@ -157,6 +157,8 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
     cfg = resolve_config(config)
     torch.set_num_threads(threads)
     weights, _ = model_paths(out)
+    if not weights.parent.is_dir():
+        raise FileNotFoundError(f"{weights.parent}: output directory does not exist")
     if not resume and not overwrite:
         for p in (weights, state_path(out)):
             if p.exists():
@@ -217,6 +219,7 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
 
     bar = _progress_bar(progress, cfg["max_steps"], step)
     start_wall = last_ckpt = time.monotonic()
+    first = step
     cpu_mark = time.process_time()
     reason = "max_steps"
     net.train()
@@ -240,6 +243,10 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
         history["step"].append(step)
         history["loss"].append(float(loss))
         bar.update(step, float(loss))
+        if step % 20 == 0:
+            recent = history["loss"][-20:]
+            log.info("step %d: loss %.4f (20-step mean), %.2f s/step", step,
+                     float(np.mean(recent)), (time.monotonic() - start_wall) / (step - first))
         if val and step % cfg["validate_every"] == 0:
             score = validation_dice(net, crops, n_classes, bf16)
             history["val_step"].append(step)

@@ -31,6 +31,7 @@ class SimulationConfig:
     n_tubes: int = 0  # capsule-shaped tubules
     tube_radius_nm: tuple[float, float] = (10.0, 25.0)
     leaflet_spacing_nm: float = 4.0  # head-group peak to peak
+    head_density_v: float = 1.6  # lipid head groups above ice
     crowding: float = 0.08  # target fraction of the ice volume filled by particles
     class_weights: dict[str, float] | None = None  # by particle count; None: uniform
     attached_fraction: float = 0.4  # membrane-binding particles placed on a membrane
@@ -56,6 +57,7 @@ class SimulationConfig:
     # Reconstruction ---------------------------------------------------------------------------
     phase_flip: bool = False  # correct the CTF by phase flipping before back-projection
     filter_cutoff: float = 0.5  # end of the cosine roll-off of the ramp, cycles per voxel
+    sirt_iterations: int = 0  # > 0: SIRT-like filter of that many iterations instead of WBP
     measure_snr: bool = True  # reconstruct the noise-free series too (SHREC's SNR)
 
     @classmethod
@@ -64,8 +66,9 @@ class SimulationConfig:
 
         Ranges cover what real data sets vary: voxel size 6-14 Å, defocus 1.5-6 µm,
         total dose 40-180 e/Å², ice 0.5-1.3 x the box depth, 0-6 vesicles, 0-2 sheets and
-        tubes, crowding 2-20 %, cytosol texture 0-0.3 V, tilt range ±(45-70)° with up to 10° asymmetry and 1-4° steps,
-        residual misalignment up to 1.5 nm.
+        tubes, crowding 2-20 %, cytosol texture 0-0.3 V, tilt range ±(45-70)° with up to
+        10° asymmetry and 1-4° steps, residual misalignment up to 1.5 nm, head-group
+        density 1-2.2 V, and one in three reconstructions SIRT-like (5-40 iterations).
         """
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x51C0]))
         n_ves = int(rng.integers(0, 7))
@@ -107,6 +110,8 @@ class SimulationConfig:
             tilt_error_deg=float(rng.uniform(0, 0.3)),
             phase_flip=bool(rng.random() < 0.25),
             filter_cutoff=float(rng.uniform(0.3, 0.5)),
+            sirt_iterations=int(rng.integers(5, 41)) if rng.random() < 0.35 else 0,
+            head_density_v=float(rng.uniform(1.0, 2.2)),
         )
 
     def tilt_angles(self) -> np.ndarray:
@@ -131,6 +136,7 @@ class SimulationConfig:
             (self.background_v >= 0 and self.background_scale_nm > 0,
              "background_v must be >= 0 V and background_scale_nm > 0"),
             (0 < self.filter_cutoff <= 0.5, "filter_cutoff must be in (0, 0.5] cycles/voxel"),
+            (self.sirt_iterations >= 0, "sirt_iterations must be >= 0"),
             (min(self.n_vesicles, self.n_sheets, self.n_tubes) >= 0,
              "membrane counts must be >= 0"),
         ]

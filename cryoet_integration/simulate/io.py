@@ -3,7 +3,7 @@
 Per tomogram ``{name}``: ``{name}.mrc`` (tomogram), ``{name}_labels.mrc`` (int16),
 ``{name}_instances.mrc`` (int16, or float32 beyond 32767 particles: MRC has no int32 mode),
 ``{name}_membranes.mrc`` (uint8 data stored as int8), ``{name}_particles.csv``,
-``{name}_particles.star`` (RELION 5, when formats has that writer) and ``{name}.json``;
+``{name}_particles.star`` (RELION 5, centred Å) and ``{name}.json``;
 folder-wide ``tomograms.star`` (RELION 5) and ``summary.json`` are maintained by
 ``write_collection_files``.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from formats import FORMATS, Volume, write_particles, write_volume
+from formats import Volume, write_particles, write_volume
 from formats.atomic import atomic_path, check_writable
 from formats.errors import FormatError
 
@@ -34,13 +34,6 @@ def write_json(path: Path, data: Any, overwrite: bool) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_path(path, overwrite) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def _relion5_available() -> bool:
-    from formats.particle_io import _load_formats
-
-    _load_formats()
-    return "relion5" in FORMATS and FORMATS["relion5"].writer is not None
 
 
 def write_simulation(sim, out_dir, name: str = "tomo_000", overwrite: bool = False
@@ -63,13 +56,8 @@ def write_simulation(sim, out_dir, name: str = "tomo_000", overwrite: bool = Fal
         "instances": (f"{name}_instances.mrc", instances),
         "membranes": (f"{name}_membranes.mrc", sim.membranes.astype(np.int8)),
     }
-    star_ok = _relion5_available()
-    targets = [out / f for f, _ in volumes.values()] + [out / f"{name}_particles.csv",
-                                                        out / f"{name}.json"]
-    if star_ok:
-        targets.append(out / f"{name}_particles.star")
-    for t in targets:
-        check_writable(t, overwrite)
+    for target in expected_files(out, name):
+        check_writable(target, overwrite)
 
     paths: dict[str, str] = {}
     for key, (fname, data) in volumes.items():
@@ -79,17 +67,14 @@ def write_simulation(sim, out_dir, name: str = "tomo_000", overwrite: bool = Fal
     table["tomo_name"] = pd.Series([name] * len(table), dtype=object)
     write_particles(out / f"{name}_particles.csv", table, format="csv", overwrite=overwrite)
     paths["particles_csv"] = str(out / f"{name}_particles.csv")
-    if star_ok:
-        size = sim.tomogram.shape_xyz
-        write_particles(out / f"{name}_particles.star", table, format="relion5",
-                        overwrite=overwrite, tomogram_sizes={name: size},
-                        pixel_size=vs)
-        paths["particles_star"] = str(out / f"{name}_particles.star")
+    size = sim.tomogram.shape_xyz
+    write_particles(out / f"{name}_particles.star", table, format="relion5",
+                    overwrite=overwrite, tomo_size_xyz="x".join(str(s) for s in size),
+                    tilt_series_pixel_size=vs)
+    paths["particles_star"] = str(out / f"{name}_particles.star")
     meta = dict(sim.metadata)
     meta["name"] = name
     meta["files"] = {k: Path(v).name for k, v in paths.items()}
-    if not star_ok:
-        meta["files_missing"] = {"particles_star": "formats has no RELION 5 writer yet"}
     write_json(out / f"{name}.json", meta, overwrite)
     paths["metadata"] = str(out / f"{name}.json")
     return paths
@@ -99,9 +84,8 @@ def expected_files(out_dir, name: str) -> list[Path]:
     """The per-tomogram files ``write_simulation`` writes for ``name`` in ``out_dir``."""
     out = Path(out_dir)
     files = [f"{name}.mrc", f"{name}_labels.mrc", f"{name}_instances.mrc",
-             f"{name}_membranes.mrc", f"{name}_particles.csv", f"{name}.json"]
-    if _relion5_available():
-        files.append(f"{name}_particles.star")
+             f"{name}_membranes.mrc", f"{name}_particles.csv", f"{name}_particles.star",
+             f"{name}.json"]
     return [out / f for f in files]
 
 
@@ -111,7 +95,7 @@ def write_tomograms_star(path: Path, records: list[dict], overwrite: bool) -> No
     Each record needs ``name``, ``voxel_size`` (Å), ``size_xyz``, ``voltage_kv``, ``cs_mm``,
     ``amplitude_contrast``.
     """
-    import starfile
+    from formats.star import write_star
 
     table = pd.DataFrame({
         "rlnTomoName": [r["name"] for r in records],
@@ -128,8 +112,7 @@ def write_tomograms_star(path: Path, records: list[dict], overwrite: bool) -> No
         "rlnTomoSizeZ": [int(r["size_xyz"][2]) for r in records],
         "rlnTomoReconstructedTomogram": [f"{r['name']}.mrc" for r in records],
     })
-    with atomic_path(path, overwrite) as tmp:
-        starfile.write({"global": table}, tmp)
+    write_star(path, {"global": table}, overwrite=overwrite, version="50001")
 
 
 def write_collection_files(out_dir, records: list[dict], size_xyz, base_seed: int,

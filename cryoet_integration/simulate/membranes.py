@@ -14,7 +14,6 @@ import dataclasses
 import numpy as np
 
 MASK_HALF_WIDTH_ANGST = 25.0  # label contract: the bilayer is every voxel within 2.5 nm
-HEAD_DENSITY_V = 1.6  # phosphate head groups above ice
 TAIL_DENSITY_V = -0.4  # hydrocarbon core below ice
 HEAD_SIGMA_ANGST = 5.0
 TAIL_SIGMA_ANGST = 7.0
@@ -117,11 +116,20 @@ class Sheet:
             hv += c * kv
         return h, hu, hv
 
-    def distance(self, p: np.ndarray) -> np.ndarray:
-        """Signed distance (Å) of points ``p`` (..., 3) Å to the mid-surface."""
+    def distance(self, p: np.ndarray, exact_within: float = 200.0) -> np.ndarray:
+        """Signed distance (Å) of points ``p`` (..., 3) Å to the mid-surface.
+
+        Exact (first order) within ``exact_within`` Å of the undulation envelope; further
+        out the height above the base plane stands in (it has the right sign and is larger
+        than ``exact_within``), which saves evaluating the waves over the whole field.
+        """
         local = (p - self.origin) @ self.frame
-        h, hu, hv = self._height(local[..., 0], local[..., 1])
-        return (local[..., 2] - h) / np.sqrt(1.0 + hu ** 2 + hv ** 2)
+        w = local[..., 2]
+        out = w.copy()
+        near = np.abs(w) <= float(np.abs(self.waves[:, 0]).sum()) + exact_within
+        h, hu, hv = self._height(local[..., 0][near], local[..., 1][near])
+        out[near] = (w[near] - h) / np.sqrt(1.0 + hu ** 2 + hv ** 2)
+        return out
 
     def bounds(self, margin: float) -> tuple[np.ndarray, np.ndarray]:
         """Unbounded: the sheet crosses the whole field."""
@@ -142,12 +150,12 @@ class Sheet:
                 "normal": self.frame[:, 2].tolist(), "waves": self.waves.tolist()}
 
 
-def bilayer_density(d: np.ndarray, leaflet_spacing_angst: float, voxel_size: float
-                    ) -> np.ndarray:
+def bilayer_density(d: np.ndarray, leaflet_spacing_angst: float, voxel_size: float,
+                    head_density_v: float = 1.6) -> np.ndarray:
     """Excess potential (V) of a lipid bilayer at signed distance ``d`` (Å) from its middle.
 
-    Two Gaussian head-group peaks ``leaflet_spacing_angst`` apart around a low-density
-    hydrocarbon core. Each Gaussian is widened by the voxel footprint (peak lowered to keep
+    Two Gaussian head-group peaks (``head_density_v`` V) ``leaflet_spacing_angst`` apart
+    around a low-density hydrocarbon core. Each Gaussian is widened by the voxel footprint (peak lowered to keep
     its area), so the map is not aliased at coarse voxel sizes.
     """
     foot = 0.42 * voxel_size  # sd of a box of one voxel width
@@ -155,7 +163,7 @@ def bilayer_density(d: np.ndarray, leaflet_spacing_angst: float, voxel_size: flo
     st = np.hypot(TAIL_SIGMA_ANGST, foot)
     half = leaflet_spacing_angst / 2
     heads = (np.exp(-0.5 * ((d - half) / sh) ** 2) + np.exp(-0.5 * ((d + half) / sh) ** 2))
-    out = HEAD_DENSITY_V * HEAD_SIGMA_ANGST / sh * heads
+    out = head_density_v * HEAD_SIGMA_ANGST / sh * heads
     out += TAIL_DENSITY_V * TAIL_SIGMA_ANGST / st * np.exp(-0.5 * (d / st) ** 2)
     return out.astype(np.float32)
 

@@ -104,8 +104,11 @@ class _Builder:
         if t < depth:
             centre[2] += self.rng.uniform(-0.4, 0.4) * (depth - t)
         self.slab = {"normal": normal, "centre": centre, "thickness": float(t)}
-        _, pts = _grid_angst(self.shape, self.vs)
-        self.slab_dist = ((pts - centre) @ normal).astype(np.float32)
+        nz, ny, nx = self.shape
+        axes = [(np.arange(n, dtype=np.float32) * self.vs - centre[k]) * normal[k]
+                for k, n in enumerate((nx, ny, nz))]
+        self.slab_dist = (axes[2][:, None, None] + axes[1][None, :, None]
+                          + axes[0][None, None, :]).astype(np.float32)
         self.in_slab = np.abs(self.slab_dist) <= t / 2
         # a one-voxel linear ramp at the ice surfaces, so densities are not cut sharply
         self.slab_soft = np.clip(0.5 - (np.abs(self.slab_dist) - t / 2) / self.vs, 0, 1)
@@ -140,7 +143,8 @@ class _Builder:
         near = np.abs(d) <= mem.MASK_HALF_WIDTH_ANGST + _MEMBRANE_GAP_ANGST
         if np.any(near & (self.membranes[sl] > 0)):
             return False
-        density = mem.bilayer_density(d, self.cfg.leaflet_spacing_nm * 10.0, self.vs)
+        density = mem.bilayer_density(d, self.cfg.leaflet_spacing_nm * 10.0, self.vs,
+                                      self.cfg.head_density_v)
         if lumen_v:
             inner = np.clip(0.5 - (d + mem.MASK_HALF_WIDTH_ANGST) / self.vs, 0, 1)
             density += np.float32(lumen_v) * inner

@@ -34,6 +34,16 @@ class Primitive:
     yaw_deg: float = 0.0  # ellipsoid rotation about z
     carve: bool = False  # remove instead of add
 
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Axis-aligned box (lo, hi) x,y,z Å holding the primitive."""
+        c = np.asarray(self.centre, dtype=float)
+        if self.end is not None:
+            e = np.asarray(self.end, dtype=float)
+            return np.minimum(c, e) - self.radius, np.maximum(c, e) + self.radius
+        r = np.asarray(self.radii, dtype=float)
+        reach = np.array([max(r[0], r[1]), max(r[0], r[1]), r[2]])
+        return c - reach, c + reach
+
     def inside(self, p: np.ndarray) -> np.ndarray:
         """Boolean mask of points ``p`` (..., 3) x,y,z Å inside this primitive."""
         c = np.asarray(self.centre, dtype=float)
@@ -71,6 +81,27 @@ class ParticleClass:
                 out &= ~prim.inside(p)
         return out
 
+    def rasterise(self, ax: np.ndarray, ay: np.ndarray, az: np.ndarray) -> np.ndarray:
+        """Boolean ``[z, y, x]`` grid of the shape at ascending axis coordinates (Å).
+
+        Same result as ``inside`` on the full grid, evaluating each primitive in its box only.
+        """
+        out = np.zeros((len(az), len(ay), len(ax)), dtype=bool)
+        for carve in (False, True):
+            for prim in self.primitives:
+                if prim.carve != carve:
+                    continue
+                lo, hi = prim.bounds()
+                sl = tuple(slice(np.searchsorted(a, lo[k]), np.searchsorted(a, hi[k], "right"))
+                           for k, a in ((2, az), (1, ay), (0, ax)))
+                zz, yy, xx = np.meshgrid(az[sl[0]], ay[sl[1]], ax[sl[2]], indexing="ij")
+                hit = prim.inside(np.stack([xx, yy, zz], axis=-1))
+                if carve:
+                    out[sl] &= ~hit
+                else:
+                    out[sl] |= hit
+        return out
+
     @functools.cached_property
     def geometry(self) -> tuple[np.ndarray, float, float]:
         """(centroid x,y,z Å in the primitive frame, radius Å from it, base depth Å below it).
@@ -80,8 +111,8 @@ class ParticleClass:
         """
         ext = self.extent()
         axis = np.arange(-ext, ext + 1e-6, 3.0)
-        p = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), axis=-1)
-        pts = p[self.inside(p)]
+        zi, yi, xi = np.nonzero(self.rasterise(axis, axis, axis))
+        pts = np.stack([axis[xi], axis[yi], axis[zi]], axis=1)
         centroid = pts.mean(axis=0)
         rel = pts - centroid
         return centroid, float(np.sqrt((rel ** 2).sum(1)).max()), float(-rel[:, 2].min())
@@ -214,9 +245,7 @@ def class_template(cls: ParticleClass, voxel_size: float) -> np.ndarray:
     n = 2 * half + 1
     sub = 3
     offsets = (np.arange(n * sub) - (n * sub - 1) / 2) * (voxel_size / sub)
-    # Axis order z, y, x so the boolean grid is already [z, y, x].
-    zz, yy, xx = np.meshgrid(offsets + centroid[2], offsets + centroid[1], offsets + centroid[0],
-                             indexing="ij")
-    solid = cls.inside(np.stack([xx, yy, zz], axis=-1)).astype(np.float32)
+    solid = cls.rasterise(offsets + centroid[0], offsets + centroid[1],
+                          offsets + centroid[2]).astype(np.float32)
     occupancy = solid.reshape(n, sub, n, sub, n, sub).mean(axis=(1, 3, 5))
     return (ndimage.gaussian_filter(occupancy, sigma_vox) * cls.density_v).astype(np.float32)
