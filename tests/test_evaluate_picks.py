@@ -79,6 +79,8 @@ def test_hand_computed_case():
     # Classification: true [ribo, ribo, prot] vs first-hit [ribo, prot, background].
     assert res["per_class"]["ribosome"]["F1"] == pytest.approx(2 / 3)
     assert res["per_class"]["proteasome"]["F1"] == 0.0
+    assert res["per_class"]["ribosome"]["localisation_recall"] == 1.0
+    assert res["per_class"]["proteasome"]["localisation_recall"] == 0.0
     labels = res["confusion"]["labels"]
     assert labels == ["proteasome", "ribosome", "background"]
     assert res["confusion"]["matrix"] == [[0, 0, 1], [1, 1, 0]] + [[0, 0, 0]]

@@ -83,8 +83,8 @@ def _has_av():
 
 
 @pytest.mark.filterwarnings("ignore:Data array contains NaN")
-@pytest.mark.parametrize("problem", ["shape", "voxel", "nan", "exists", "colour", "size",
-                                     "thresholds", "suffix"])
+@pytest.mark.parametrize("problem", ["shape", "voxel", "nan", "range", "exists", "colour",
+                                     "size", "thresholds", "suffix"])
 def test_bad_inputs_give_one_line_and_no_output(mrcs, tmp_path, capsys, problem):
     out = tmp_path / "view.png"
     classes = f"{mrcs['memb']},{mrcs['parts']}"
@@ -101,6 +101,10 @@ def test_bad_inputs_give_one_line_and_no_output(mrcs, tmp_path, capsys, problem)
         data[3, 3, 3] = np.nan
         write_volume(tmp_path / "nan.mrc", data, voxel_size=10.0)
         classes = f"{mrcs['memb']},{tmp_path / 'nan.mrc'}"
+    elif problem == "range":
+        data = np.asarray(read_volume(mrcs["parts"]).data) * 255.0
+        write_volume(tmp_path / "bytes.mrc", data, voxel_size=10.0)
+        classes = f"{mrcs['memb']},{tmp_path / 'bytes.mrc'}"
     elif problem == "exists":
         out.write_bytes(b"keep me")
     elif problem == "colour":

@@ -294,3 +294,16 @@ def test_cli_rejects_bad_options(tmp_path, capsys):
                  "--size", "16x16x16"]) == 2
     assert "tilt range" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_vesicle_distances_are_accurate_near_the_bilayer(seed):
+    from cryoet_integration.simulate import membranes as mem
+
+    rng = np.random.default_rng(seed)
+    ves = mem.random_vesicle(rng, np.zeros(3), float(rng.uniform(150, 600)))
+    for _ in range(50):
+        point, normal = ves.sample_surface(rng)
+        offsets = np.array([-25.0, -10.0, 0.0, 10.0, 25.0])
+        d = ves.distance(point + offsets[:, None] * normal)
+        np.testing.assert_allclose(d, offsets, atol=1.5)

@@ -202,6 +202,12 @@ def evaluate_picks(
     actual = [c for c, inc in zip(truth_classes, included) if inc]
     predicted = [first_class[r] or BACKGROUND for r in np.flatnonzero(included)]
     confusion, per_class = _classification(actual, predicted)
+    # Class-agnostic pickers score 0 in classification; how many of each class they found
+    # at all is still worth knowing (not part of the SHREC tables).
+    found = n_hits[included] > 0
+    for c in set(actual):
+        of_class = np.array([a == c for a in actual])
+        per_class[c]["localisation_recall"] = float(found[of_class].mean())
     region_volume = np.bincount(inst.ravel(), minlength=int(truth_ids.max(initial=0)) + 1)
     volumes = region_volume[truth_ids[included]] if n_true else np.zeros(0)
     groups = _size_groups(actual, volumes, size_groups)

@@ -72,7 +72,7 @@ def print_table(result: dict[str, Any], kind: str) -> None:
     per_class = result.get("per_class") or {}
     if per_class:
         table = Table(title="Per class")
-        cols = (["n_true", "precision", "recall", "F1"] if kind == "picks"
+        cols = (["n_true", "precision", "recall", "F1", "localisation_recall"] if kind == "picks"
                 else ["dice", "surface_dice", "iou", "precision", "recall"])
         table.add_column("class")
         for c in cols:

@@ -82,6 +82,9 @@ def _check_inputs(raw: np.ndarray, classes: Sequence[np.ndarray], names: Sequenc
                              f"{raw.shape}")
         if not np.all(np.isfinite(c)):
             raise ValueError(f"{name}: contains NaN or infinite values")
+        lo, hi = float(c.min()), float(c.max())
+        if lo < -0.01 or hi > 1.01:  # small overshoots from interpolation are clipped
+            raise ValueError(f"{name}: values {lo:g}..{hi:g} are not probabilities in [0, 1]")
 
 
 class Scene:

@@ -56,6 +56,70 @@ class Ellipsoid:
         return {"kind": self.kind, "centre_angst": self.centre.tolist(),
                 "radii_angst": self.radii.tolist(), "axes": self.rot.T.tolist()}
 
+    def scaled(self, factor: float, kind: str) -> Ellipsoid:
+        """A concentric copy ``factor`` times the size (the inner wall of a double membrane)."""
+        return Ellipsoid(self.centre, self.radii * factor, self.rot, kind)
+
+
+@dataclasses.dataclass
+class Blob:
+    """A deformed vesicle: radius ``R (1 + g(u))`` along each direction ``u`` from the centre.
+
+    ``g(u) = sum a_i cos(f_i w_i . u + phase_i)``; ``modes`` rows are (a_i, f_i, w_i (3),
+    phase_i). Smooth, star-shaped, up to ~25 % out of round.
+    """
+
+    centre: np.ndarray
+    radius: float
+    modes: np.ndarray
+    kind: str = "blob"
+
+    def _g(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g = np.zeros(u.shape[:-1], dtype=u.dtype)
+        grad = np.zeros_like(u)
+        for a, f, wx, wy, wz, ph in self.modes:
+            w = np.array([wx, wy, wz], dtype=u.dtype)
+            arg = f * (u @ w) + ph
+            g += a * np.cos(arg)
+            grad -= (a * f * np.sin(arg))[..., None] * w
+        return g, grad
+
+    def _field(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        v = p - self.centre
+        rho = np.maximum(np.sqrt(np.einsum("...i,...i->...", v, v)), 1e-6)
+        u = v / rho[..., None]
+        g, grad_u = self._g(u)
+        tangential = grad_u - np.einsum("...i,...i->...", grad_u, u)[..., None] * u
+        grad = u - self.radius * tangential / rho[..., None]
+        return rho - self.radius * (1.0 + g), grad
+
+    def distance(self, p: np.ndarray) -> np.ndarray:
+        """Signed distance (Å) of points ``p`` (..., 3) Å to the mid-surface."""
+        f, grad = self._field(p)
+        return f / np.maximum(np.linalg.norm(grad, axis=-1), 1e-12)
+
+    def bounds(self, margin: float) -> tuple[np.ndarray, np.ndarray]:
+        """Axis-aligned box (lo, hi) x,y,z Å holding the surface plus ``margin`` Å."""
+        reach = self.radius * (1.0 + float(np.abs(self.modes[:, 0]).sum())) + margin
+        return self.centre - reach, self.centre + reach
+
+    def sample_surface(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A random mid-surface point (Å) and its outward unit normal."""
+        u = _unit(rng.normal(size=3))
+        g, _ = self._g(u[None])
+        point = self.centre + self.radius * (1.0 + float(g[0])) * u
+        _, grad = self._field(point[None])
+        return point, _unit(grad[0])
+
+    def describe(self) -> dict:
+        """JSON-serialisable parameters."""
+        return {"kind": self.kind, "centre_angst": self.centre.tolist(),
+                "radius_angst": float(self.radius), "modes": self.modes.tolist()}
+
+    def scaled(self, factor: float, kind: str) -> Blob:
+        """A concentric copy ``factor`` times the size (the inner wall of a double membrane)."""
+        return Blob(self.centre, self.radius * factor, self.modes, kind)
+
 
 @dataclasses.dataclass
 class Capsule:
@@ -175,15 +239,26 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     return Rotation.random(random_state=rng).as_matrix()
 
 
-def random_ellipsoid(rng: np.random.Generator, centre: np.ndarray, radius: float,
-                     kind: str = "vesicle") -> Ellipsoid:
-    """A vesicle of mean radius ``radius`` Å; one in two is an ellipsoid (axes up to 1.5:1)."""
-    if rng.random() < 0.5:
-        radii = np.full(3, radius)
-    else:
+def random_vesicle(rng: np.random.Generator, centre: np.ndarray, radius: float
+                   ) -> Ellipsoid | Blob:
+    """A vesicle of mean radius ``radius`` Å centred at ``centre`` (Å).
+
+    One in three is a sphere, one in three an ellipsoid (axes up to 1.5:1) and one in three
+    a smoothly deformed blob.
+    """
+    c = np.asarray(centre, float)
+    pick = rng.random()
+    if pick < 1 / 3:
+        return Ellipsoid(c, np.full(3, radius), random_rotation(rng), "vesicle")
+    if pick < 2 / 3:
         radii = radius * rng.uniform(0.75, 1.15, size=3)
-        kind = "ellipsoid" if kind == "vesicle" else kind
-    return Ellipsoid(np.asarray(centre, float), radii, random_rotation(rng), kind)
+        return Ellipsoid(c, radii, random_rotation(rng), "ellipsoid")
+    n = int(rng.integers(2, 5))
+    modes = np.empty((n, 6))
+    for i in range(n):
+        modes[i] = (rng.uniform(0.02, 0.15) / np.sqrt(n), rng.uniform(1.0, 3.0),
+                    *_unit(rng.normal(size=3)), rng.uniform(0, 2 * np.pi))
+    return Blob(c, float(radius), modes)
 
 
 def random_sheet(rng: np.random.Generator, origin: np.ndarray, scale_angst: float) -> Sheet:

@@ -166,14 +166,12 @@ class _Builder:
                 r = rng.uniform(lo_r, max(lo_r, min(hi_r, largest)))
                 centre = self.random_point_in_slab(0.7 * r)
                 lumen = float(rng.uniform(-0.1, 0.4))
-                ves = mem.random_ellipsoid(rng, centre, r)
+                ves = mem.random_vesicle(rng, centre, r)
                 inner_r = r - rng.uniform(80, 200)
                 double = rng.random() < 0.25 and inner_r > 100
                 if self.add_membrane(ves, 0.0 if double else lumen):
                     if double:
-                        inner = mem.Ellipsoid(ves.centre, ves.radii * inner_r / r, ves.rot,
-                                              "inner_vesicle")
-                        self.add_membrane(inner, lumen)
+                        self.add_membrane(ves.scaled(inner_r / r, "inner_vesicle"), lumen)
                     break
         for _ in range(cfg.n_sheets):
             for _attempt in range(20):
