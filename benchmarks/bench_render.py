@@ -66,23 +66,27 @@ def timed(fn, *args) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one view per size")
+    parser.add_argument("--torch-threads", default="1,2",
+                        help="torch thread counts to measure, comma-separated (default 1,2)")
     args = parser.parse_args()
     from cryoet_integration.rendering import Camera, RenderSettings, Scene
 
-    backends = ["numpy"]
+    backends = [("numpy", 0)]
     try:
         import torch
-
-        torch.set_num_threads(2)
-        backends.append("torch")
     except ImportError:
-        pass
+        torch = None
+    if torch is not None:
+        backends += [("torch", int(n)) for n in args.torch_threads.split(",")]
     azimuths = AZIMUTHS[:1] if args.quick else AZIMUTHS
     raw, soft = phantom()
     print(f"volume {raw.shape[::-1]} (x, y, z voxels), {len(soft)} classes")
     print(f"load average at start (1, 5, 15 min): {os.getloadavg()} on {os.cpu_count()} cores")
     names = ["membrane", "lumen", "particles", "filaments"]
-    for backend in backends:
+    for backend, threads in backends:
+        if threads:
+            torch.set_num_threads(threads)
+        label = f"{backend}, {threads} thread{'s' * (threads > 1)}" if threads else backend
         t = time.perf_counter()
         scene = Scene(raw, soft, RenderSettings(backend=backend), names=names)
         t_prep = time.perf_counter() - t
@@ -91,7 +95,7 @@ def main() -> None:
         t_illum = time.perf_counter() - t
         scene.stack("mip")
         pre = t_prep + t_illum
-        print(f"\n[{backend}] precompute {pre:.2f} s (low-pass + thresholds {t_prep:.2f} s, "
+        print(f"\n[{label}] precompute {pre:.2f} s (low-pass + thresholds {t_prep:.2f} s, "
               f"classification + AO + shadows {t_illum:.2f} s): "
               f"ratio to goal {pre / GOAL_PRECOMPUTE_S:.2f} (goal {GOAL_PRECOMPUTE_S:.0f} s)")
         thresholds = ", ".join(f"{n}={v:.3f}" for n, v in zip(scene.names, scene.thresholds))

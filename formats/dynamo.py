@@ -35,6 +35,7 @@ from .particle_common import (
 )
 from .particle_io import ParticleFormat, register
 from .particles import make_table, orientations
+from .textfmt import format_column, format_rows
 
 N_COLUMNS = 36
 MIN_COLUMNS = 26
@@ -160,21 +161,15 @@ def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     if need_map:
         check_writable(map_target, overwrite)
     with atomic_path(p, overwrite) as tmp:
-        tmp.write_text(body, encoding="utf-8")
+        tmp.write_bytes(body)
         if need_map:
             with atomic_path(map_target, overwrite) as tmp_map:
                 tmp_map.write_text("".join(f"{i} {name}.mrc\n" for i, name in id_names.items()),
                                    encoding="utf-8")
 
 
-def _format(cols: np.ndarray) -> str:
-    """Rows as text: integer columns as integers, the rest with 10 significant digits."""
-    df = pd.DataFrame(cols)
-    for c in (0, 1, 2, 12, 19, 20, 21, 22, 30, 31, 33, 34):
-        df[c] = cols[:, c].astype(np.int64)
-    return df.to_csv(None, sep=" ", header=False, index=False, float_format="%.10g",
-                     lineterminator="\n")
-
-
-register(ParticleFormat("dynamo", (".tbl",), read_dynamo, write_dynamo,
-                        "Dynamo table (px of the binned tomogram, 1-based, ZXZ)"))
+def _format(cols: np.ndarray) -> bytes:
+    """Rows as text: integer columns as integers, the rest fixed-point (see textfmt)."""
+    ints = {0, 1, 2, 12, 19, 20, 21, 22, 30, 31, 33, 34}
+    return format_rows([format_column(cols[:, c].astype(np.int64) if c in ints else cols[:, c])
+                        for c in range(cols.shape[1])])

@@ -13,7 +13,6 @@ Columns whose label names a file or a name (``rlnTomoName``, ``rlnMicrographName
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Iterable, Mapping
@@ -25,6 +24,7 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .errors import FormatError, PathLike
+from .textfmt import format_table
 
 Block = Union[pd.DataFrame, dict]
 
@@ -35,7 +35,6 @@ _STRING_LABEL = re.compile(
     re.IGNORECASE,
 )
 _NA_VALUES = ["<NA>", "nan", "NaN", "NAN", "-nan"]
-_EMPTY = "\x00cryovis-empty\x00"
 
 
 def _is_string_label(label: str) -> bool:
@@ -224,60 +223,43 @@ def _format_scalar(value) -> str:
     return text
 
 
-def _format_loop(df: pd.DataFrame, float_format: str, na_rep: str = "nan") -> str:
+def _format_loop(df: pd.DataFrame, na_rep: str = "nan") -> bytes:
     header = "loop_\n" + "".join(f"_{col} #{i + 1}\n" for i, col in enumerate(df.columns))
     if len(df) == 0:
-        return header
-    out = df.copy(deep=False)
-    empty_seen = False
-    for col in out.columns:
-        series = out[col]
-        if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-            text = series.astype(str)
-            empty = text.str.len() == 0
-            if empty.any():
-                empty_seen = True
-                text = text.where(~empty, _EMPTY)
-            out[col] = text
-        elif pd.api.types.is_bool_dtype(series.dtype):
-            out[col] = series.astype(int)
-    body = out.to_csv(None, sep=" ", header=False, index=False, float_format=float_format,
-                      quoting=csv.QUOTE_MINIMAL, quotechar='"', lineterminator="\n",
-                      na_rep=na_rep)
-    if empty_seen:
-        body = body.replace(_EMPTY, '""')
-    return header + body
+        return header.encode("utf-8")
+    return header.encode("utf-8") + format_table(df, na_rep=na_rep)
 
 
-def star_text(blocks: Mapping[str, Block], float_format: str = "%.10g",
-              version: str | None = None, na_rep: str = "nan") -> str:
-    """The text of a STAR file holding ``blocks`` (see ``write_star``)."""
-    parts = []
+def star_bytes(blocks: Mapping[str, Block], version: str | None = None,
+               na_rep: str = "nan") -> bytes:
+    """The content of a STAR file holding ``blocks`` (see ``write_star``)."""
+    parts: list[bytes] = []
     for name, block in blocks.items():
         if version:
-            parts.append(f"\n# version {version}\n")
-        parts.append(f"\ndata_{name}\n\n")
+            parts.append(f"\n# version {version}\n".encode())
+        parts.append(f"\ndata_{name}\n\n".encode("utf-8"))
         if isinstance(block, pd.DataFrame):
-            parts.append(_format_loop(block, float_format, na_rep))
+            parts.append(_format_loop(block, na_rep))
         else:
-            parts.append(_format_kv(block))
-    return "".join(parts) + "\n"
+            parts.append(_format_kv(block).encode("utf-8"))
+    parts.append(b"\n")
+    return b"".join(parts)
 
 
 def write_star(path: PathLike, blocks: Mapping[str, Block], overwrite: bool = False,
-               float_format: str = "%.10g", version: str | None = None,
-               na_rep: str = "nan") -> None:
+               version: str | None = None, na_rep: str = "nan") -> None:
     """Write STAR blocks atomically.
+
+    Loop cells are written right-aligned with 6 (or 9, for columns below 100) decimals,
+    see ``formats.textfmt``.
 
     Args:
         path: output file.
         blocks: ``{name: DataFrame (loop) | dict (key/value)}``, written in order.
         overwrite: replace an existing file.
-        float_format: printf format of float cells.
         version: RELION ``# version`` comment before each block (e.g. ``"50001"``).
         na_rep: text of missing values (crYOLO uses ``<NA>``).
     """
-    text = star_text(blocks, float_format=float_format, version=version, na_rep=na_rep)
+    data = star_bytes(blocks, version=version, na_rep=na_rep)
     with atomic_path(path, overwrite) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        tmp.write_bytes(data)

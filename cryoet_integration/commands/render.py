@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         classes.append(data)
     try:
         scene = Scene(raw, classes or [np.zeros_like(raw, dtype=np.float32)], settings,
-                      names=[p.stem for p in class_paths] or ["none"])
+                      names=[str(p) for p in class_paths] or ["none"])
     except ValueError as exc:
         raise CryovisError(str(exc)) from None
     t_prep = time.perf_counter()
