@@ -173,3 +173,7 @@ def _format(cols: np.ndarray) -> bytes:
     ints = {0, 1, 2, 12, 19, 20, 21, 22, 30, 31, 33, 34}
     return format_rows([format_column(cols[:, c].astype(np.int64) if c in ints else cols[:, c])
                         for c in range(cols.shape[1])])
+
+
+register(ParticleFormat("dynamo", (".tbl",), read_dynamo, write_dynamo,
+                        "Dynamo table (px of the binned tomogram, 1-based, ZXZ)"))

@@ -237,7 +237,7 @@ def star_bytes(blocks: Mapping[str, Block], version: str | None = None,
     for name, block in blocks.items():
         if version:
             parts.append(f"\n# version {version}\n".encode())
-        parts.append(f"\ndata_{name}\n\n".encode("utf-8"))
+        parts.append(f"\ndata_{name}\n\n".encode())
         if isinstance(block, pd.DataFrame):
             parts.append(_format_loop(block, na_rep))
         else:
