@@ -29,6 +29,7 @@ from .particle_common import (
     class_ids,
     file_positions,
     ids_for_names,
+    map_unique,
     positive_or_none,
     recompute_angst,
     tomo_name_from_path,
@@ -113,15 +114,15 @@ def read_dynamo(path: PathLike, voxel_size: float | None = None,
         missing = sorted(set(tomo.tolist()) - set(mapping))
         if missing:
             raise FormatError(map_path, f"table map lacks tomogram index(es) {missing[:5]}")
-        names = [tomo_name_from_path(mapping[t]) for t in tomo]
+        names = map_unique(tomo, lambda t: tomo_name_from_path(mapping[t]))
     else:
-        names = [str(t) for t in tomo]
+        names = tomo
     vs = positive_or_none(voxel_size, "voxel size", p)
     if vs is None and v.shape[1] >= 36:
         apix = v[:, 35]
         vs = np.where(apix > 0, apix, np.nan)
     extra = pd.DataFrame({"dynamo_tag": v[:, 0].astype(np.int64)})
-    table = make_table(xyz, vs, matrices, names, [f"{c:g}" for c in v[:, 21]], v[:, 9], extra)
+    table = make_table(xyz, vs, matrices, names, v[:, 21], v[:, 9], extra)
     table.attrs["format"] = "dynamo"
     return recompute_angst(apply_binning(table, positive_or_none(binning, "binning", p)))
 

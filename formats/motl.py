@@ -85,11 +85,9 @@ def read_motl(path: PathLike, voxel_size: float | None = None,
         raise FormatError(p, "non-finite positions or shifts in the motive list")
     xyz = motl[:, 7:10] + motl[:, 10:13] - 1.0
     matrices = euler.tom_to_matrix(motl[:, 16:19])
-    names = [f"{t:g}" for t in motl[:, 4]]
-    classes = [f"{c:g}" for c in motl[:, 19]]
     extra = pd.DataFrame({"motl_subtomo_id": motl[:, 3], "motl_object_id": motl[:, 5]})
     vs = positive_or_none(voxel_size, "voxel size", p)
-    table = make_table(xyz, vs, matrices, names, classes, motl[:, 0], extra)
+    table = make_table(xyz, vs, matrices, motl[:, 4], motl[:, 19], motl[:, 0], extra)
     table.attrs["format"] = "motl"
     return recompute_angst(apply_binning(table, positive_or_none(binning, "binning", p)))
 

@@ -35,6 +35,13 @@ def tomo_name_from_path(value: str) -> str:
     return stem if dot and stem else base
 
 
+def map_unique(values, fn) -> np.ndarray:
+    """``fn`` applied to each distinct value only, spread back to every row (object array)."""
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    return np.array([fn(u) for u in uniques] + [None], dtype=object)[codes]
+
+
 def positive_or_none(value: Any, what: str, path: PathLike | None) -> float | None:
     """``value`` as a positive float, None when None; FormatError otherwise."""
     if value is None:
@@ -95,13 +102,13 @@ def ids_for_names(names: Sequence[str] | pd.Series) -> tuple[np.ndarray, dict[in
     Returns:
         (ids, {id: name}, names_are_ids)
     """
-    series = pd.Series(names, dtype=object).fillna("").astype(str)
-    uniques = pd.unique(series)
-    if len(uniques) and all(_INT_TEXT.match(u) for u in uniques):
-        ids = series.astype(np.int64).to_numpy()
-        return ids, {int(u): u for u in uniques}, True
-    codes, labels = pd.factorize(series)
-    return codes.astype(np.int64) + 1, {i + 1: str(n) for i, n in enumerate(labels)}, False
+    series = names if isinstance(names, pd.Series) else pd.Series(names, dtype=object)
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    labels = ["" if pd.isna(u) else str(u) for u in uniques]
+    if labels and all(_INT_TEXT.match(u) for u in labels):
+        values = np.array([int(u) for u in labels], dtype=np.int64)
+        return values[codes], {int(u): u for u in labels}, True
+    return codes.astype(np.int64) + 1, {i + 1: n for i, n in enumerate(labels)}, False
 
 
 def extra_columns(table: pd.DataFrame, prefix: str | None = None,

@@ -68,15 +68,33 @@ def make_table(
     if tomo_name is None or isinstance(tomo_name, str):
         table["tomo_name"] = pd.Series([tomo_name or ""] * n, dtype=object)
     else:
-        table["tomo_name"] = pd.Series([str(t) for t in tomo_name], dtype=object)
-    table["class"] = pd.Series([None] * n if classes is None else
-                               [None if c is None else str(c) for c in classes], dtype=object)
+        table["tomo_name"] = pd.Series(as_text(tomo_name, missing=""), dtype=object)
+    table["class"] = pd.Series([None] * n if classes is None else as_text(classes),
+                               dtype=object)
     table["score"] = np.full(n, np.nan) if scores is None else np.asarray(scores, dtype=float)
     if extra is not None:
         for col in extra.columns:
             if col not in table.columns:
-                table[col] = extra[col].to_numpy()
+                table[col] = extra[col].reset_index(drop=True)
     return table
+
+
+def as_text(values, missing: str | None = None) -> np.ndarray:
+    """Labels as an object array of strings; numbers without a fraction print as integers.
+
+    ``1.0`` -> ``"1"`` (class numbers read as floats), ``"001"`` stays ``"001"``; missing
+    values (None/NaN) become ``missing``. Formats each distinct value once.
+    """
+    series = values if isinstance(values, pd.Series) else pd.Series(values, dtype=object)
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    labels = [_label(u) for u in uniques]
+    return np.array(labels + [missing], dtype=object)[codes]
+
+
+def _label(value) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def orientations(table: pd.DataFrame) -> np.ndarray:

@@ -40,12 +40,13 @@ from .particle_common import (
     class_ids,
     extra_columns,
     file_positions,
+    map_unique,
     positive_or_none,
     recompute_angst,
     tomo_name_from_path,
 )
 from .particle_io import ParticleFormat, register
-from .particles import make_table, orientations
+from .particles import as_text, make_table, orientations
 from .star import read_star, star_structure, write_star
 from .tomograms import TomogramsLike, geometry
 
@@ -230,10 +231,7 @@ def read_relion(path: PathLike, voxel_size: float | None = None,
             pixel = np.full(n, vs_override)
         xyz = xyz - _origin_px(particles, pixel, a_sub, p)
 
-    classes = None
-    if "rlnClassNumber" in particles.columns:
-        classes = [None if pd.isna(c) else f"{c:g}" if isinstance(c, float) else str(c)
-                   for c in particles["rlnClassNumber"]]
+    classes = particles["rlnClassNumber"] if "rlnClassNumber" in particles.columns else None
     scores = None
     for label in SCORES:
         if label in particles.columns:
@@ -241,7 +239,7 @@ def read_relion(path: PathLike, voxel_size: float | None = None,
             break
     drop = [c for c in particles.columns if c in STRUCTURAL
             or (a_sub is not None and c in PRIORS)]
-    table = make_table(xyz, pixel, matrices, names.tolist(), classes, scores,
+    table = make_table(xyz, pixel, matrices, names, classes, scores,
                        particles.drop(columns=drop))
     table.attrs["format"] = kind
     return recompute_angst(apply_binning(table, positive_or_none(binning, "binning", p)))
@@ -249,10 +247,10 @@ def read_relion(path: PathLike, voxel_size: float | None = None,
 
 def _tomo_names(particles: pd.DataFrame) -> pd.Series:
     if "rlnTomoName" in particles.columns:
-        return particles["rlnTomoName"].astype(str).str.strip().reset_index(drop=True)
+        return particles["rlnTomoName"].reset_index(drop=True)
     if "rlnMicrographName" in particles.columns:
-        return particles["rlnMicrographName"].astype(str).map(tomo_name_from_path)\
-            .reset_index(drop=True)
+        return pd.Series(map_unique(particles["rlnMicrographName"].astype(str),
+                                    tomo_name_from_path), dtype=object)
     return pd.Series([""] * len(particles), dtype=object)
 
 
@@ -329,12 +327,15 @@ def _with_extras(particles: dict[str, Any], table: pd.DataFrame, n: int) -> pd.D
 
 def _optics_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Group ids (1-based) and the unique rows of ``keys`` (N, k) pixel-size tuples."""
-    uniq, inverse = np.unique(np.round(keys, 9), axis=0, return_inverse=True)
+    keys = np.round(keys, 9)
+    if len(keys) == 0 or (keys == keys[0]).all():
+        return np.ones(len(keys), dtype=np.int64), keys[:1]
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
     return inverse.reshape(-1) + 1, uniq
 
 
 def _names(table: pd.DataFrame) -> pd.Series:
-    return table["tomo_name"].fillna("").astype(str).reset_index(drop=True)
+    return pd.Series(as_text(table["tomo_name"], missing=""), dtype=object)
 
 
 def _need_pixel(pixel: np.ndarray, what: str, path: PathLike) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Union
@@ -130,9 +131,15 @@ def _parse_body(body: bytes, labels: list[str], path: PathLike, block: str,
                              for lab in labels})
     dtype = {lab: str for lab in labels if lab in extra_str or _is_string_label(lab)}
     try:
-        df = pd.read_csv(io.BytesIO(body), sep=r"\s+", header=None, names=labels,
-                         index_col=False, quotechar='"', comment="#", dtype=dtype,
-                         na_values=_NA_VALUES, keep_default_na=False, engine="c")
+        with warnings.catch_warnings():
+            # pandas only warns (and drops data) when a row has more values than labels
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(io.BytesIO(body), sep=r"\s+", header=None, names=labels,
+                             index_col=False, quotechar='"', comment="#", dtype=dtype,
+                             na_values=_NA_VALUES, keep_default_na=False, engine="c")
+    except pd.errors.ParserWarning:
+        raise FormatError(path, f"block data_{block}: malformed loop rows (a row has more "
+                                f"values than the {len(labels)} column labels)") from None
     except (pd.errors.ParserError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise FormatError(path, f"block data_{block}: malformed loop rows ({msg})") from None

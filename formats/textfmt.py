@@ -24,12 +24,17 @@ _MAX_FIXED = 1e12
 def _digits(values: np.ndarray) -> np.ndarray:
     """Number of decimal digits of non-negative int64 values (1 for 0)."""
     nd = np.ones(values.shape, dtype=np.int64)
-    for p in range(1, 19):
+    top = int(values.max()) if len(values) else 0
+    for p in range(1, len(str(top))):
         nd += values >= 10**p
     return nd
 
 
 def _fixed(x: np.ndarray, decimals: int) -> np.ndarray:
+    if len(x) > 1 and np.isfinite(x[0]) and (x == x[0]).all():
+        # constant column (Dynamo's unused ones): format one value, repeat the row
+        one = _fixed(x[:1], 0 if float(x[0]).is_integer() else decimals)
+        return np.broadcast_to(one, (len(x), one.shape[1]))
     finite = np.isfinite(x)
     scaled = np.zeros(x.shape, dtype=np.int64)
     scaled[finite] = np.round(np.abs(x[finite]) * 10.0**decimals).astype(np.int64)
@@ -78,21 +83,17 @@ def _put_text(out: np.ndarray, rows: np.ndarray, texts: Sequence[str]) -> np.nda
     return out
 
 
-def _strings(values: Sequence[str], na_rep: str) -> np.ndarray:
-    s = pd.Series(values, dtype=object)
-    s = s.where(s.notna(), na_rep).astype(str)
-    quote = s.str.contains(r"\s", regex=True) | (s.str.len() == 0)
-    if quote.any():
-        s = s.where(~quote, '"' + s + '"')
-    arr = s.to_numpy(dtype=str)
-    try:
-        raw = arr.astype("S")
-    except UnicodeEncodeError:
-        raw = np.array([v.encode("utf-8") for v in arr], dtype="S")
+def _strings(values: Sequence[str] | pd.Series, na_rep: str) -> np.ndarray:
+    # Each distinct string is quoted and encoded once; rows index the encoded table.
+    codes, uniques = pd.factorize(values if isinstance(values, pd.Series)
+                                  else pd.Series(values, dtype=object), use_na_sentinel=True)
+    texts = [str(u) for u in uniques] + [na_rep]
+    texts = [f'"{t}"' if (t == "" or any(c.isspace() for c in t)) else t for t in texts]
+    raw = np.array([t.encode("utf-8") for t in texts], dtype="S")
     width = max(raw.dtype.itemsize, 1)
-    out = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(len(arr), width).copy()
-    out[out == 0] = _SPACE
-    return out
+    table = np.frombuffer(raw.tobytes(), dtype=np.uint8).reshape(len(texts), width).copy()
+    table[table == 0] = _SPACE
+    return table[codes]
 
 
 def format_column(values: np.ndarray | pd.Series, na_rep: str = "nan") -> np.ndarray:
@@ -115,7 +116,7 @@ def format_column(values: np.ndarray | pd.Series, na_rep: str = "nan") -> np.nda
             rows = np.flatnonzero(np.isnan(x))
             out = _put_text(out, rows, [na_rep] * len(rows))
         return out
-    return _strings(series.tolist(), na_rep)
+    return _strings(series, na_rep)
 
 
 def format_rows(columns: Sequence[np.ndarray], sep: bytes = b" ") -> bytes:

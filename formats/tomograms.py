@@ -120,16 +120,17 @@ def geometry(names: pd.Series, path: PathLike | None, tomograms: TomogramsLike =
     tomos = as_tomograms(tomograms, path)
     if tomos is not None:
         keyed = tomos.set_index("tomo_name")
-        key = names.astype(str).str.strip()
-        unknown = sorted(set(pd.unique(key)) - set(keyed.index))
+        codes, uniques = pd.factorize(names, use_na_sentinel=False)
+        uniques = [str(u) for u in uniques]
+        unknown = sorted(set(uniques) - set(keyed.index))
         if unknown and tomo_size_xyz is None:
             raise FormatError(path, f"tomogram(s) {unknown[:5]} are not in tomograms.star "
                                     f"(it lists {list(keyed.index)[:8]}); names must match "
                                     "exactly")
-        for i, col in enumerate(("size_x", "size_y", "size_z")):
-            size[:, i] = key.map(keyed[col]).to_numpy(dtype=float)
-        from_tomos = key.map(keyed["tilt_series_pixel_size"]).to_numpy(dtype=float)
-        pixel = np.where(np.isfinite(from_tomos), from_tomos, pixel)
+        cols = ["size_x", "size_y", "size_z", "tilt_series_pixel_size"]
+        per_unique = keyed.reindex(uniques)[cols].to_numpy(dtype=float)[codes]
+        size[:] = per_unique[:, :3]
+        pixel = np.where(np.isfinite(per_unique[:, 3]), per_unique[:, 3], pixel)
     explicit_size = parse_size_xyz(tomo_size_xyz, path)
     if explicit_size is not None:
         size[:] = explicit_size

@@ -14,8 +14,13 @@ holds a lock and writes a completion marker last; a directory without the marker
 remains of an interrupted build and is rebuilt from scratch. (Venvs hard-code their own
 path in their scripts, so "build in a temp dir, then rename" would leave a broken env.)
 
-Environment variables: ``CRYOVIS_ENV_CACHE`` (cache root), ``CRYOVIS_EXTERNAL_PYTHON``
-(the interpreter the envs are made from; default ``python3.11``).
+``install_project`` stamps the env with a digest of the sources it installed and does
+nothing when they have not changed since.
+
+Build them ahead of a test run with ``.venv/bin/python tests/external_envs.py [scipion]
+[chimerax]``. Environment variables: ``CRYOVIS_ENV_CACHE`` (cache root),
+``CRYOVIS_EXTERNAL_PYTHON`` (the interpreter the envs are made from; default ``python3.11``),
+``CRYOVIS_SHARED`` (the shared folder holding ``chimerax-headless/``).
 """
 
 from __future__ import annotations
@@ -121,14 +126,16 @@ def env_lock(env: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _run(cmd: Sequence[str], what: str, env: dict | None = None) -> str:
+NETWORK_HINT = ("; it needs the package index (a fresh machine without network access cannot"
+                " build the foreign envs)")
+
+
+def _run(cmd: Sequence[str], what: str, env: dict | None = None, hint: str = "") -> str:
     proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-        raise ExternalEnvError(
-            f"{what} failed (exit {proc.returncode}); without network access to the package "
-            f"index a fresh machine cannot build the foreign envs.\n"
-            f"Command: {' '.join(map(str, cmd))}\n{tail}")
+        raise ExternalEnvError(f"{what} failed (exit {proc.returncode}){hint}.\n"
+                               f"Command: {' '.join(map(str, cmd))}\n{tail}")
     return proc.stdout
 
 
@@ -148,7 +155,7 @@ def _ensure(env: Path, build) -> Path:
 def _build_scipion(env: Path) -> None:
     _run([base_python(), "-m", "venv", env], f"creating venv {env}")
     _run([env_python(env), "-m", "pip", "install", "-q", *SCIPION_REQUIREMENTS],
-         f"installing Scipion 3 into {env}")
+         f"installing Scipion 3 into {env}", hint=NETWORK_HINT)
 
 
 def _build_chimerax(env: Path) -> None:
@@ -160,7 +167,7 @@ def _build_chimerax(env: Path) -> None:
         wrapper.chmod(0o755)
         run_env = dict(os.environ, PATH=f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
         _run(["bash", CHIMERAX_KIT / "setup.sh", env], f"ChimeraX headless setup into {env}",
-             env=run_env)
+             env=run_env, hint=NETWORK_HINT)
 
 
 def scipion_env() -> Path:
@@ -256,7 +263,8 @@ def install_project(env: Path, force: bool = False) -> None:
             fh.write("".join(f"{name}=={ver}\n" for name, ver in pins.items()))
         try:
             _run([env_python(env), "-m", "pip", "install", "-q", "-c", fh.name,
-                  *base_requirements(wheel)], f"installing the base requirements into {env}")
+                  *base_requirements(wheel)], f"installing the base requirements into {env}",
+                 hint=NETWORK_HINT)
         finally:
             os.unlink(fh.name)
         _run([env_python(env), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",

@@ -113,19 +113,22 @@ def check_versions_kept(state: dict, numpy_version: str) -> None:
 
 def check_reads_like_main(summary: dict, main: dict, env: Path, numpy_version: str) -> None:
     assert summary["numpy"] == numpy_version
-    assert Path(summary["formats_file"]).is_relative_to(env), summary["formats_file"]
+    assert Path(summary["formats_file"]).resolve().is_relative_to(env.resolve()), \
+        summary["formats_file"]
     assert summary["registry"] == main["registry"]
     diffs = differences(main["files"], summary["files"])
     assert not diffs, f"{len(diffs)} differences, e.g.:\n" + "\n".join(diffs[:20])
 
 
 @external
+@pytest.mark.slow
 @pytest.mark.scipion
 def test_scipion_install_keeps_numpy(scipion):
     check_versions_kept(scipion, SCIPION_NUMPY)
 
 
 @external
+@pytest.mark.slow
 @pytest.mark.scipion
 def test_scipion_reads_fixtures_like_main_venv(scipion, main_summary, fixtures_dir, tmp_path):
     out = tmp_path / "out.json"
@@ -135,6 +138,7 @@ def test_scipion_reads_fixtures_like_main_venv(scipion, main_summary, fixtures_d
 
 
 @external
+@pytest.mark.slow
 @pytest.mark.scipion
 def test_scipion_core_imports_beside_formats(scipion, tmp_path):
     # The plugin will import both in one process: pwem and tomo must still load.
@@ -146,6 +150,7 @@ def test_scipion_core_imports_beside_formats(scipion, tmp_path):
 
 
 @external
+@pytest.mark.slow
 @pytest.mark.scipion
 def test_scipion_cryovis_convert_matches_main_venv(scipion, fixtures_dir, tmp_path):
     # The console script of the base install (no engine) converts there as it does here.
@@ -172,12 +177,14 @@ def test_scipion_cryovis_convert_matches_main_venv(scipion, fixtures_dir, tmp_pa
 
 
 @external
+@pytest.mark.slow
 @pytest.mark.chimerax
 def test_chimerax_install_keeps_numpy(chimerax):
     check_versions_kept(chimerax, CHIMERAX_NUMPY)
 
 
 @external
+@pytest.mark.slow
 @pytest.mark.chimerax
 def test_chimerax_reads_fixtures_like_main_venv(chimerax, main_summary, fixtures_dir, tmp_path):
     out = tmp_path / "out.json"
@@ -187,6 +194,7 @@ def test_chimerax_reads_fixtures_like_main_venv(chimerax, main_summary, fixtures
 
 
 @external
+@pytest.mark.slow
 @pytest.mark.chimerax
 def test_chimerax_session_script_reads_fixtures(chimerax, main_summary, fixtures_dir, tmp_path):
     out = tmp_path / "out.json"

@@ -105,3 +105,26 @@ def test_numpy_and_torch_agree():
                 a = march(stack, geom, mode, backend="numpy", substeps=substeps)
                 b = march(stack, geom, mode, backend="torch", substeps=substeps)
                 np.testing.assert_allclose(a, b, atol=2e-4)
+
+
+@pytest.mark.parametrize("projection", ["ortho", "perspective"])
+def test_points_land_where_the_camera_projects_them(projection):
+    shape = (40, 48, 56)
+    point = np.array([40.0, 12.0, 30.0])  # x, y, z voxels
+    x, y, z = point.astype(int)
+    data = np.zeros((4,) + shape, np.float32)
+    data[:, z - 1:z + 2, y - 1:y + 2, x - 1:x + 2] = 1.0
+    for az, el in ((30, 20), (-70, 40), (120, -30)):
+        geom = Camera(200, 160, az, el, zoom=1.2, projection=projection).geometry(shape)
+        img = march(OrientedStack(data), geom, backend="numpy")[3]
+        rows, cols = np.indices(img.shape)
+        got = ((img * cols).sum() / img.sum(), (img * rows).sum() / img.sum())
+        on_plane = point
+        if geom.eye is not None:  # where the eye-to-point ray meets the centre plane
+            v = point - geom.eye
+            t = np.dot(geom.centre - geom.eye, geom.back) / np.dot(v, geom.back)
+            on_plane = geom.eye + t * v
+        rel = on_plane - geom.centre
+        want = (np.dot(rel, geom.right) / geom.pixel + (geom.width - 1) / 2,
+                (geom.height - 1) / 2 - np.dot(rel, geom.up) / geom.pixel)
+        np.testing.assert_allclose(got, want, atol=0.5)

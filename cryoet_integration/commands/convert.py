@@ -152,6 +152,9 @@ def _target_format(args: argparse.Namespace) -> str:
 
 
 def _convert_particles(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+
     from formats import FormatError, detect_format, read_particles, write_particles
 
     target = _target_format(args)
@@ -184,8 +187,8 @@ def _convert_particles(args: argparse.Namespace) -> dict[str, Any]:
     if args.object_name is not None:
         write_opts["object_name"] = args.object_name
     write_particles(args.output, table, format=target, overwrite=args.force, **write_opts)
-    tomos = sorted(set(table["tomo_name"].astype(str)))
-    sizes = sorted({round(float(v), 6) for v in table["voxel_size"].dropna()})
+    tomos = pd.unique(table["tomo_name"])
+    sizes = [float(v) for v in np.unique(np.round(table["voxel_size"].dropna(), 6))]
     size_text = ", ".join(f"{v:g}" for v in sizes[:3]) + (" Å" if sizes else "unknown")
     return {"kind": "particles", "input": str(args.input), "output": str(args.output),
             "from": source, "to": target, "particles": len(table), "tomograms": len(tomos),

@@ -43,8 +43,9 @@ class RenderSettings:
         opacity: opacity scale per voxel of path for fully selected voxels (0, 1].
         light_dir: direction towards the light, ``(x, y, z)`` in the volume frame.
         ao_strength, shadow_strength: 0..1.
-        uncertainty: blend each class colour towards grey by the normalised entropy of the
-            soft probabilities (classes plus the remainder as background).
+        uncertainty: blend each class colour towards grey by the entropy of the soft
+            probabilities (classes plus the remainder as background), in units of an even
+            two-way split (``min(H / ln 2, 1)``).
         bloom: bloom strength (0 disables).
         background: RGB in [0, 1].
         detail: rays per voxel across the view (1 = sample at the volume's resolution).
@@ -152,7 +153,9 @@ class Scene:
         for q in parts:
             q = q / norm
             ent -= q * np.log(np.maximum(q, 1e-12))
-        return (ent / np.log(len(parts))).astype(np.float32)
+        # scaled so that an even two-way split (p = 0.5 against one alternative) is fully
+        # uncertain; more-way splits saturate
+        return np.clip(ent / np.log(2.0), 0.0, 1.0).astype(np.float32)
 
     def _ours(self) -> OrientedStack:
         s = self.settings
