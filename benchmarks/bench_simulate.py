@@ -22,8 +22,6 @@ GOAL_S = 120.0
 
 def main() -> None:
     """Run the benchmark and print a JSON summary."""
-    import torch
-
     from cryoet_integration.simulate import SimulationConfig, simulate_tomogram
     from cryoet_integration.simulate.reconstruct import weighted_back_projection
 
@@ -32,7 +30,6 @@ def main() -> None:
     parser.add_argument("--randomised", type=int, default=3, help="randomised runs")
     args = parser.parse_args()
     size = tuple(int(s) for s in args.size.split("x"))
-    torch.set_num_threads(2)
 
     cfg = SimulationConfig()
     angles = cfg.tilt_angles()

@@ -141,6 +141,8 @@ def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     """
     p = Path(path)
     n = len(table)
+    if n == 0:
+        raise FormatError(p, "no particles to write (an empty Dynamo table is not readable)")
     xyz, pixel = file_positions(table, positive_or_none(binning, "binning", p))
     tomo_ids, id_names, plain = ids_for_names(table["tomo_name"])
     angles = euler.matrix_to_dynamo(orientations(table))
@@ -158,7 +160,7 @@ def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     cols[:, 35] = np.nan_to_num(pixel)
     body = _format(cols)
     map_target = Path(table_map) if table_map is not None else p.with_suffix(".doc")
-    need_map = not plain and n > 0
+    need_map = not plain
     if need_map:
         check_writable(map_target, overwrite)
     with atomic_path(p, overwrite) as tmp:

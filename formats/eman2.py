@@ -148,6 +148,8 @@ def write_box(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
               **_: Any) -> None:
     """Write an EMAN .box file with z as a 5th column (lower-left corners, px)."""
     p = Path(path)
+    if len(table) == 0:
+        raise FormatError(p, "no particles to write (an empty .box file is not readable)")
     single_tomogram(table, p, "a .box file")
     xyz, _ = file_positions(table, positive_or_none(binning, "binning", p))
     box = positive_or_none(box_size, "box size", p)

@@ -30,14 +30,12 @@ def _as_n33(matrices: np.ndarray) -> np.ndarray:
     return np.asarray(matrices, dtype=float).reshape(-1, 3, 3)
 
 
-def _transpose(m: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(np.swapaxes(m, -1, -2))
-
-
-def _rz_rmid_rz(a: np.ndarray, b: np.ndarray, c: np.ndarray, mid: str) -> np.ndarray:
-    """Rz(a) . R_mid(b) . Rz(c) for mid axis 'y' or 'x' (angles in radians)."""
+def _rz_rmid_rz(a: np.ndarray, b: np.ndarray, c: np.ndarray, mid: str,
+                transpose: bool = False) -> np.ndarray:
+    """Rz(a) . R_mid(b) . Rz(c) (or its transpose) for mid axis 'y' or 'x' (radians)."""
     ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
-    m = np.empty((len(a), 3, 3))
+    full = np.empty((len(a), 3, 3))
+    m = np.swapaxes(full, 1, 2) if transpose else full
     if mid == "y":
         m[:, 0, 0] = ca * cb * cc - sa * sc
         m[:, 0, 1] = -ca * cb * sc - sa * cc
@@ -57,7 +55,7 @@ def _rz_rmid_rz(a: np.ndarray, b: np.ndarray, c: np.ndarray, mid: str) -> np.nda
         m[:, 2, 0] = sb * sc
         m[:, 2, 1] = sb * cc
     m[:, 2, 2] = cb
-    return m
+    return full
 
 
 def _angles_rz_rmid_rz(m: np.ndarray, mid: str) -> np.ndarray:
@@ -83,38 +81,42 @@ def _angles_rz_rmid_rz(m: np.ndarray, mid: str) -> np.ndarray:
 
 
 def wrap_degrees(angles: np.ndarray) -> np.ndarray:
-    """Angles wrapped into (-180, 180] (Warp writes unwrapped values up to ~20000)."""
+    """Angles wrapped into (-180, 180] (Warp writes unwrapped values up to ~20000).
+
+    The matrix functions accept any magnitude directly (sin/cos are periodic); this is for
+    displaying or comparing angles.
+    """
     a = np.mod(np.asarray(angles, dtype=float) + 180.0, 360.0) - 180.0
     return np.where(a == -180.0, 180.0, a)
 
 
 def relion_to_matrix(angles: np.ndarray) -> np.ndarray:
     """(N, 3) RELION rot, tilt, psi (deg) -> (N, 3, 3) orientation R (particle -> tomogram)."""
-    a = np.radians(wrap_degrees(_as_n3(angles)))
-    return _transpose(_rz_rmid_rz(a[:, 0], a[:, 1], a[:, 2], "y"))
+    a = np.radians(_as_n3(angles))
+    return _rz_rmid_rz(a[:, 0], a[:, 1], a[:, 2], "y", transpose=True)
 
 
 def matrix_to_relion(matrices: np.ndarray) -> np.ndarray:
     """(N, 3, 3) orientation R -> (N, 3) RELION rot, tilt, psi (deg), tilt in [0, 180]."""
-    return _angles_rz_rmid_rz(_transpose(_as_n33(matrices)), "y")
+    return _angles_rz_rmid_rz(np.swapaxes(_as_n33(matrices), 1, 2), "y")
 
 
 def dynamo_to_matrix(angles: np.ndarray) -> np.ndarray:
     """(N, 3) Dynamo tdrot, tilt, narot (deg) -> (N, 3, 3) orientation R."""
-    a = np.radians(wrap_degrees(_as_n3(angles)))
+    a = np.radians(_as_n3(angles))
     # extrinsic zxz (tdrot, tilt, narot) = Rz(narot) Rx(tilt) Rz(tdrot); R is its inverse
-    return _transpose(_rz_rmid_rz(a[:, 2], a[:, 1], a[:, 0], "x"))
+    return _rz_rmid_rz(a[:, 2], a[:, 1], a[:, 0], "x", transpose=True)
 
 
 def matrix_to_dynamo(matrices: np.ndarray) -> np.ndarray:
     """(N, 3, 3) orientation R -> (N, 3) Dynamo tdrot, tilt, narot (deg)."""
-    narot_tilt_tdrot = _angles_rz_rmid_rz(_transpose(_as_n33(matrices)), "x")
+    narot_tilt_tdrot = _angles_rz_rmid_rz(np.swapaxes(_as_n33(matrices), 1, 2), "x")
     return narot_tilt_tdrot[:, ::-1].copy()
 
 
 def tom_to_matrix(angles: np.ndarray) -> np.ndarray:
     """(N, 3) TOM/AV3 phi, psi, theta (deg, file order) -> (N, 3, 3) orientation R."""
-    a = np.radians(wrap_degrees(_as_n3(angles)))
+    a = np.radians(_as_n3(angles))
     # extrinsic zxz (phi, theta, psi) = Rz(psi) Rx(theta) Rz(phi), not inverted
     return _rz_rmid_rz(a[:, 1], a[:, 2], a[:, 0], "x")
 

@@ -91,6 +91,8 @@ def write_pytom(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
                 binning: float | None = None, **_: Any) -> None:
     """Write a PyTom particle list (positions in PickPosition, zero shifts)."""
     p = Path(path)
+    if len(table) == 0:
+        raise FormatError(p, "no particles to write (PyTom lists need at least one)")
     xyz, _ = file_positions(table, positive_or_none(binning, "binning", p))
     angles = euler.matrix_to_tom(orientations(table))
     root = ET.Element("ParticleList")

@@ -136,12 +136,11 @@ def _per_particle(optics: pd.DataFrame | None, particles: pd.DataFrame, label: s
         if mapping.index.duplicated().any():
             raise FormatError(path, "optics block lists an rlnOpticsGroup twice")
         groups = pd.to_numeric(particles["rlnOpticsGroup"], errors="coerce")
-        out = groups.map(mapping).to_numpy(dtype=float)
-        if np.isnan(out[groups.notna().to_numpy()]).any() and values.notna().all():
-            bad = groups[np.isnan(out)].iloc[0]
-            raise FormatError(path, f"particles refer to optics group {bad:g}, which the optics "
-                                    "block does not define")
-        return out
+        undefined = sorted(set(pd.unique(groups.dropna())) - set(mapping.index))
+        if undefined:
+            raise FormatError(path, f"particles refer to optics group {undefined[0]:g}, which "
+                                    "the optics block does not define")
+        return groups.map(mapping).to_numpy(dtype=float)
     if len(values) == 1 or values.nunique() == 1:
         return np.full(n, float(values.iloc[0]))
     raise FormatError(path, "several optics groups but particles have no rlnOpticsGroup")

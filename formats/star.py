@@ -32,7 +32,7 @@ Block = Union[pd.DataFrame, dict]
 # Labels that are text even when every value looks like a number.
 _STRING_LABEL = re.compile(
     r"(Name|File|FileName|Image|Movie|Tomogram|TomogramHalf[12]|StarFile|Directive|Frames"
-    r"|Metadata|halfset|motl_name|tomo_name|subtomo_name|Origin)$",
+    r"|Metadata|halfset|motl_name|tomo_name|subtomo_name)$",
     re.IGNORECASE,
 )
 _NA_VALUES = ["<NA>", "nan", "NaN", "NAN", "-nan"]
@@ -118,10 +118,20 @@ def _loop_labels(data: bytes, pos: int, path: PathLike, block: str) -> tuple[lis
 
 
 def _body_end(data: bytes, pos: int) -> int:
-    """End of a loop body: the next line starting with data_, loop_ or _label."""
-    ends = [data.find(tag, max(pos - 1, 0)) for tag in (b"\ndata_", b"\nloop_", b"\n_")]
-    ends = [e + 1 for e in ends if e >= 0]
-    return min(ends) if ends else len(data)
+    """End of a loop body: the next line starting with data_, loop_ or _label.
+
+    One vectorised pass over the line starts instead of three scans of the whole body.
+    """
+    start = max(pos - 1, 0)
+    arr = np.frombuffer(data, dtype=np.uint8)[start:]
+    newlines = np.flatnonzero(arr[:-1] == 10)
+    first = arr[newlines + 1]
+    cand = newlines[(first == ord("_")) | (first == ord("d")) | (first == ord("l"))]
+    for nl in cand:
+        at = start + int(nl) + 1
+        if data.startswith((b"_", b"data_", b"loop_"), at):
+            return at
+    return len(data)
 
 
 def _parse_body(body: bytes, labels: list[str], path: PathLike, block: str,

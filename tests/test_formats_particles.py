@@ -13,8 +13,7 @@ from eulerangles import convert_eulers, euler2matrix
 from scipy.spatial.transform import Rotation
 
 from cryoet_integration.cli import main
-from formats import FormatError, make_table, read_particles, write_particles
-from formats import euler
+from formats import FormatError, euler, make_table, read_particles, write_particles
 from formats.particle_common import tomo_name_from_path
 from formats.star import read_star, write_star
 
@@ -239,3 +238,44 @@ def test_cli_never_overwrites_without_force(tmp_path, fixtures_dir, capsys):
     assert out.read_bytes() == before
     assert main(["convert", str(src), str(out), "--to", "pytom", "--force"]) == 0
     assert len(read_particles(out)) == 64
+
+
+def test_convert_imports_no_engine_dependencies(tmp_path, fixtures_dir):
+    """`formats` and `cryovis convert` run in Scipion/ChimeraX Pythons: no scipy/torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from cryoet_integration.cli import main\n"
+        f"rc = main(['convert', {str(fixtures_dir / 'em/cryocat_motl_au_1.em')!r}, "
+        f"{str(tmp_path / 'o.star')!r}, '--to', 'relion30'])\n"
+        "bad = [m for m in ('scipy', 'torch', 'skimage') if m in sys.modules]\n"
+        "print(rc, bad)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1]
+    assert out == "0 []"
+
+
+def test_cli_tomo_name_names_file_per_tomogram_formats(tmp_path, fixtures_dir):
+    out = tmp_path / "named.star"
+    assert main(["convert", str(fixtures_dir / "cryolo/boxmanager_3d_particle.cbox"), str(out),
+                 "--to", "relion30", "--tomo-name", "TS_09", "--voxel-size", "10"]) == 0
+    table = read_particles(out)
+    assert table["tomo_name"].tolist() == ["TS_09"] * 3
+    assert table["voxel_size"].tolist() == [10.0] * 3
+
+
+def test_cli_motl_to_dynamo_follows_tom_identity(tmp_path, fixtures_dir):
+    """TOM (phi, psi, theta) and Dynamo (-psi, -theta, -phi) are the same orientation."""
+    import emfile
+
+    src = fixtures_dir / "em/cryocat_motl_au_1.em"
+    out = tmp_path / "au.tbl"
+    assert main(["convert", str(src), str(out)]) == 0
+    motl = emfile.read(src)[1][0].astype(float)
+    dyn = dynamotable.read(out)
+    expected = Rotation.from_euler("zxz", -motl[:, [17, 18, 16]], degrees=True)  # -psi,-th,-phi
+    got = Rotation.from_euler("zxz", dyn[["tdrot", "tilt", "narot"]], degrees=True)
+    assert np.abs(got.as_matrix() - expected.as_matrix()).max() < 1e-5
+    assert np.allclose(dyn[["x", "y", "z"]], motl[:, 7:10] + motl[:, 10:13], atol=1e-4)

@@ -111,7 +111,7 @@ def _roundtrip(tmp: Path, fmt: str, table, binning: float):
 def test_roundtrip_every_writer(fmt, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(fmt)
 
-    @settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.generate],
+    @settings(max_examples=40, deadline=None, phases=[Phase.explicit, Phase.generate],
               suppress_health_check=[HealthCheck.function_scoped_fixture,
                                      HealthCheck.too_slow])
     @given(particle_sets(fmt))

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
 pytest.importorskip("scipy")
 
 from scipy import ndimage  # noqa: E402
@@ -307,3 +306,30 @@ def test_vesicle_distances_are_accurate_near_the_bilayer(seed):
         offsets = np.array([-25.0, -10.0, 0.0, 10.0, 25.0])
         d = ves.distance(point + offsets[:, None] * normal)
         np.testing.assert_allclose(d, offsets, atol=1.5)
+
+
+def test_cli_fixed_and_ranged_conditions(tmp_path, capsys):
+    out = tmp_path / "fixed"
+    assert main(["simulate", "--out", str(out), "--n", "2", "--size", "32x32x16", "--seed", "2",
+                 "--no-randomise", "--voxel-size", "8:12", "--tilt-step", "6",
+                 "--phase-flip", "yes", "--prefix", "sim"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    sizes = [t["voxel_size"] for t in summary["tomograms"]]
+    assert all(8.0 <= s <= 12.0 for s in sizes) and sizes[0] != sizes[1]
+    meta = json.loads((out / "sim_001.json").read_text())
+    assert meta["config"]["phase_flip"] is True
+    assert meta["config"]["tilt_step_deg"] == 6.0
+    assert meta["config"]["defocus_um"] == SimulationConfig().defocus_um
+    assert meta["imaging"]["phase_flipped"] is True
+
+
+def test_sirt_like_variant():
+    from cryoet_integration.simulate.reconstruct import sirt_like_weighting
+
+    w = sirt_like_weighting(256, 20)
+    assert w[1] == pytest.approx(1.0) and np.all(np.diff(w[1:]) <= 1e-7) and w[-1] < 0.2
+    cfg = dataclasses.replace(BUSY, sirt_iterations=15, tilt_step_deg=5.0, measure_snr=True)
+    sim = simulate_tomogram(seed=1, size_xyz=(32, 32, 16), config=cfg)
+    assert np.isfinite(sim.tomogram.data).all()
+    assert "SIRT" in sim.metadata["reconstruction"]["method"]
+    assert sim.metadata["snr"] > 0

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 VOLUME_FORMATS = {"mrc": ".mrc", "em": ".em", "tiff": ".tif"}
+# One file per tomogram, named after the file: --tomo-name names their particles.
+NAMED_BY_FILE = {"cryolo", "eman2", "eman2box", "imod"}
 _VOLUME_SUFFIX_FAMILY = {".mrc": "mrc", ".mrcs": "mrc", ".map": "mrc", ".rec": "mrc",
                          ".st": "mrc", ".ali": "mrc", ".preali": "mrc", ".ccp4": "mrc",
                          ".em": "em", ".tif": "tiff", ".tiff": "tiff"}
@@ -167,6 +169,8 @@ def _convert_particles(args: argparse.Namespace) -> dict[str, Any]:
         read_opts["voxel_size"] = args.voxel_size
     if args.binning is not None:
         read_opts["binning"] = args.binning
+    if args.tomo_name is not None and source in NAMED_BY_FILE:
+        read_opts["tomo_name"] = args.tomo_name
     table = read_particles(args.input, format=source, **read_opts)
     if args.tomo_name is not None:
         names = table["tomo_name"].fillna("").astype(str)

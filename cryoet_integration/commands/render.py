@@ -91,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--substeps", type=int, default=1,
                    help="samples per slice interval along each ray (default 1)")
     p.add_argument("--backend", choices=["auto", "numpy", "torch"], default="auto")
+    p.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy machine)")
     p.add_argument("--histograms", metavar="DIR",
                    help="write histogram_<class>.png with the estimated threshold per class")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -165,6 +166,16 @@ def run(args: argparse.Namespace) -> int:
         uncertainty=args.uncertainty, bloom=args.bloom, background=background,
         detail=args.detail, substeps=args.substeps, backend=args.backend)
     camera = Camera(width, height, args.azimuth, args.elevation, args.zoom, args.projection)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CryovisError(f"--threads must be at least 1, got {args.threads}")
+        if args.backend != "numpy":
+            try:
+                import torch
+            except ImportError:
+                pass
+            else:
+                torch.set_num_threads(args.threads)
 
     t0 = time.perf_counter()
     tomo = read_volume(args.tomogram)

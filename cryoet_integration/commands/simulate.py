@@ -101,7 +101,7 @@ def _config_for(args, seed_i: int):
 
 def run(args) -> int:
     """Simulate ``args.n`` tomograms into ``args.out``; prints progress and a JSON summary."""
-    require_engine("torch", "scipy")
+    require_engine("scipy")
     import numpy as np
 
     from ..simulate import simulate_tomogram, write_simulation

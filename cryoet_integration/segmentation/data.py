@@ -35,16 +35,20 @@ class TrainVolume:
 
 def _resample_labels(label: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Resample an integer label map to ``shape`` by linear interpolation of each class's
-    indicator and taking the most likely class (thin membranes survive, unlike nearest)."""
+    indicator and taking the most likely class (thin membranes survive, unlike nearest).
+
+    Target sample ``j`` sits at ``j * n_src / n_target`` of the source, the grid of the
+    Fourier-rescaled tomogram.
+    """
     from scipy import ndimage
 
     values = np.unique(label)
-    factors = [s / n for s, n in zip(shape, label.shape)]
+    scale = [n / s for n, s in zip(label.shape, shape)]
     best = np.full(shape, -np.inf, dtype=np.float32)
     out = np.zeros(shape, dtype=np.int8)
     for v in values:
-        ind = ndimage.zoom((label == v).astype(np.float32), factors, order=1, mode="nearest",
-                           grid_mode=True)[: shape[0], : shape[1], : shape[2]]
+        ind = ndimage.affine_transform((label == v).astype(np.float32), scale,
+                                       output_shape=tuple(shape), order=1, mode="nearest")
         take = ind > best
         out[take] = v
         best[take] = ind[take]

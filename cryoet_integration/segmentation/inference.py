@@ -214,15 +214,17 @@ class Segmentation:
 
 
 def _resample_to(data: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """Linear interpolation of a probability map onto ``shape`` (same field of view);
-    interpolation, unlike Fourier resampling, keeps probabilities within [0, 1]."""
+    """Linear interpolation of a probability map onto ``shape`` (same field of view).
+
+    Sample ``j`` of the target sits at ``j * n_src / n_target`` of the source, the grid that
+    Fourier cropping/padding produced; edges are clamped. Interpolation, unlike Fourier
+    resampling, keeps probabilities within [0, 1].
+    """
     from scipy import ndimage
 
-    factors = [s / n for s, n in zip(shape, data.shape)]
-    out = ndimage.zoom(data, factors, order=1, mode="nearest", grid_mode=True)
-    if out.shape != tuple(shape):  # zoom rounds; fix any off-by-one by edge pad/crop
-        out = _pad_to(out, shape)[: shape[0], : shape[1], : shape[2]]
-    return out
+    scale = [n / s for n, s in zip(data.shape, shape)]
+    return ndimage.affine_transform(data, scale, output_shape=tuple(shape), order=1,
+                                    mode="nearest").astype(np.float32, copy=False)
 
 
 def check_input(volume: Volume) -> None:

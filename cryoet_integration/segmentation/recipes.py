@@ -38,9 +38,12 @@ DEFAULT_MEMBRANE: dict[str, Any] = {
     "foreground_fraction": 0.5,
     "lr": 1e-3,
     "weight_decay": 1e-5,
-    "max_steps": 6000,
-    "validate_every": 100,
-    "patience": 15,
+    # Sized for this shared 2-core CPU (about 5-10 s per step): ~1 hour. Resume with a larger
+    # max_steps to train longer.
+    "max_steps": 900,
+    "validate_every": 50,
+    "patience": 20,
+    "val_crop": [64, 128, 128],
     "checkpoint_minutes": 3.0,
     "bf16": True,
     # MemBrain v2 augmentation, with the missing-wedge and Fourier-amplitude transforms made

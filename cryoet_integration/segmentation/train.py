@@ -134,7 +134,8 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
                     config: dict[str, Any] | None = None, minutes: float | None = None,
                     resume: bool = False, init_from: str | Path | None = None,
                     provenance: dict[str, Any] | None = None, overwrite: bool = False,
-                    progress: bool = True, threads: int = 2) -> dict[str, Any]:
+                    progress: bool = True, threads: int = 2,
+                    session_steps: int | None = None) -> dict[str, Any]:
     """Train (or resume training) a segmenter on prepared volumes; writes ``out`` files.
 
     Args:
@@ -142,6 +143,7 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
         out: model path (``MODEL`` or ``MODEL.pt``).
         config: options overriding ``TRAIN_DEFAULTS`` (a recipe dict works as is).
         minutes: wall-clock limit of this session; None runs until ``max_steps`` or early stop.
+        session_steps: at most this many steps in this session (like ``minutes``).
         resume: continue from ``MODEL.state.pt`` exactly (weights, optimizer, step, rngs).
         init_from: start from another model's weights (fine-tuning); same architecture.
         provenance: recorded in the card (training data, recipe name, command).
@@ -227,6 +229,9 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
         if minutes is not None and time.monotonic() - start_wall > minutes * 60:
             reason = "time limit"
             break
+        if session_steps is not None and step - first >= session_steps:
+            reason = "session steps"
+            break
         lr = cfg["lr"] * (1 - step / cfg["max_steps"]) ** 0.9
         for group in opt.param_groups:
             group["lr"] = lr
@@ -241,8 +246,9 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
         opt.step()
         step += 1
         history["step"].append(step)
-        history["loss"].append(float(loss))
-        bar.update(step, float(loss))
+        value = float(loss.detach())
+        history["loss"].append(value)
+        bar.update(step, value)
         if step % 20 == 0:
             recent = history["loss"][-20:]
             log.info("step %d: loss %.4f (20-step mean), %.2f s/step", step,

@@ -30,6 +30,8 @@ class SimulationConfig:
     n_sheets: int = 1  # curved open sheets crossing the field
     n_tubes: int = 0  # capsule-shaped tubules
     tube_radius_nm: tuple[float, float] = (10.0, 25.0)
+    n_microtubules: int = 0  # hollow 25 nm tubes (labelled, not particles)
+    n_actin: int = 0  # 7 nm filaments (labelled, not particles)
     leaflet_spacing_nm: float = 4.0  # head-group peak to peak
     head_density_v: float = 1.6  # lipid head groups above ice
     crowding: float = 0.08  # target fraction of the ice volume filled by particles
@@ -68,7 +70,8 @@ class SimulationConfig:
         total dose 40-180 e/Å², ice 0.5-1.3 x the box depth, 0-6 vesicles, 0-2 sheets and
         tubes, crowding 2-20 %, cytosol texture 0-0.3 V, tilt range ±(45-70)° with up to
         10° asymmetry and 1-4° steps, residual misalignment up to 1.5 nm, head-group
-        density 1-2.2 V, and one in three reconstructions SIRT-like (5-40 iterations).
+        density 1-2.2 V, 0-2 microtubules and 0-8 actin filaments, and one in three
+        reconstructions SIRT-like (5-40 iterations).
         """
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x51C0]))
         n_ves = int(rng.integers(0, 7))
@@ -112,6 +115,8 @@ class SimulationConfig:
             filter_cutoff=float(rng.uniform(0.3, 0.5)),
             sirt_iterations=int(rng.integers(5, 41)) if rng.random() < 0.35 else 0,
             head_density_v=float(rng.uniform(1.0, 2.2)),
+            n_microtubules=int(rng.choice([0, 0, 1, 2])),
+            n_actin=int(rng.choice([0, 0, 2, 4, 8])),
         )
 
     def tilt_angles(self) -> np.ndarray:
@@ -139,6 +144,7 @@ class SimulationConfig:
             (self.sirt_iterations >= 0, "sirt_iterations must be >= 0"),
             (min(self.n_vesicles, self.n_sheets, self.n_tubes) >= 0,
              "membrane counts must be >= 0"),
+            (min(self.n_microtubules, self.n_actin) >= 0, "filament counts must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

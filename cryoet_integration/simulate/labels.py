@@ -1,6 +1,7 @@
 """Label conventions of simulated tomograms (other parts of cryovis rely on them).
 
-* class labels: 0 background, 1 membrane, then the particle classes in ``CLASS_ORDER``;
+* class labels: 0 background, 1 membrane, then the particle classes in ``CLASS_ORDER``,
+  then the filaments (``FILAMENT_CLASSES``: labelled, but not particles);
 * membrane mask: every voxel within 2.5 nm of a bilayer mid-surface (5 nm thick);
 * particle instance region: the particle's density above ``INSTANCE_THRESHOLD`` of its
   interior density, plus every voxel within ``CENTRE_BALL_VOXELS`` of its centre (so hollow
@@ -17,21 +18,23 @@ from .shapes import FIDUCIAL, INSTANCE_THRESHOLD, PROTEIN_CLASSES
 BACKGROUND = 0
 MEMBRANE = 1
 CLASS_ORDER: tuple[str, ...] = PROTEIN_CLASSES + (FIDUCIAL,)
+FILAMENT_CLASSES: tuple[str, ...] = ("microtubule", "actin")
 CENTRE_BALL_VOXELS = 2.0
 
-__all__ = ["BACKGROUND", "CENTRE_BALL_VOXELS", "CLASS_ORDER", "INSTANCE_THRESHOLD",
+__all__ = ["BACKGROUND", "CENTRE_BALL_VOXELS", "CLASS_ORDER", "FILAMENT_CLASSES",
+           "INSTANCE_THRESHOLD",
            "MASK_HALF_WIDTH_ANGST", "MEMBRANE", "centre_ball", "class_label", "label_names"]
 
 
 def class_label(name: str) -> int:
-    """Label id of a particle class name (2, 3, ...)."""
-    return CLASS_ORDER.index(name) + 2
+    """Label id of a particle or filament class name (2, 3, ...)."""
+    return (CLASS_ORDER + FILAMENT_CLASSES).index(name) + 2
 
 
 def label_names() -> dict[str, int]:
     """All label names -> ids, background and membrane included."""
     out = {"background": BACKGROUND, "membrane": MEMBRANE}
-    out.update({name: class_label(name) for name in CLASS_ORDER})
+    out.update({name: class_label(name) for name in CLASS_ORDER + FILAMENT_CLASSES})
     return out
 
 

@@ -219,8 +219,8 @@ def bilayer_density(d: np.ndarray, leaflet_spacing_angst: float, voxel_size: flo
     """Excess potential (V) of a lipid bilayer at signed distance ``d`` (Å) from its middle.
 
     Two Gaussian head-group peaks (``head_density_v`` V) ``leaflet_spacing_angst`` apart
-    around a low-density hydrocarbon core. Each Gaussian is widened by the voxel footprint (peak lowered to keep
-    its area), so the map is not aliased at coarse voxel sizes.
+    around a low-density hydrocarbon core. Each Gaussian is widened by the voxel footprint
+    (peak lowered to keep its area), so the map is not aliased at coarse voxel sizes.
     """
     foot = 0.42 * voxel_size  # sd of a box of one voxel width
     sh = np.hypot(HEAD_SIGMA_ANGST, foot)

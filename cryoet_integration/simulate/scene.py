@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import filaments as fl
 from . import labels as lab
 from . import membranes as mem
 from .config import SimulationConfig
@@ -44,6 +45,7 @@ class Scene:
             attached (bool).
         slab: ice slab: normal, centre (x,y,z Å), thickness (Å).
         membrane_info: parameters of each membrane.
+        filament_info: parameters of each filament (labelled, not particles).
     """
 
     potential: np.ndarray
@@ -54,17 +56,15 @@ class Scene:
     particles: list[dict[str, Any]]
     slab: dict[str, Any]
     membrane_info: list[dict[str, Any]]
+    filament_info: list[dict[str, Any]]
 
 
-def _grid_angst(shape_zyx: tuple[int, int, int], voxel_size: float,
-                lo: np.ndarray | None = None, hi: np.ndarray | None = None):
+def _grid_angst(shape_zyx: tuple[int, int, int], voxel_size: float, lo: np.ndarray,
+                hi: np.ndarray):
     """Voxel index slices and the (..., 3) x,y,z Å points of the sub-box [lo, hi] Å."""
     size_xyz = np.array(shape_zyx[::-1])
-    if lo is None:
-        i0, i1 = np.zeros(3, int), size_xyz
-    else:
-        i0 = np.clip(np.floor(lo / voxel_size).astype(int), 0, size_xyz)
-        i1 = np.clip(np.ceil(hi / voxel_size).astype(int) + 1, 0, size_xyz)
+    i0 = np.clip(np.floor(lo / voxel_size).astype(int), 0, size_xyz)
+    i1 = np.clip(np.ceil(hi / voxel_size).astype(int) + 1, 0, size_xyz)
     if np.any(i1 <= i0):
         return None, None
     axes = [np.arange(i0[k], i1[k], dtype=np.float32) * voxel_size for k in range(3)]
@@ -88,6 +88,7 @@ class _Builder:
         self.occupancy = np.zeros(shape_zyx, np.uint8)
         self.particles: list[dict[str, Any]] = []
         self.membrane_objs: list[Any] = []
+        self.filament_objs: list[fl.Filament] = []
         a = float(config.amplitude_contrast)
         self.bio_absorption = a / np.sqrt(1.0 - a * a)
         self.box_angst = np.array(shape_zyx[::-1], float) * self.vs
@@ -115,16 +116,23 @@ class _Builder:
         self.occupancy[~self.in_slab] = _OUTSIDE
 
     def random_point_in_slab(self, margin_angst: float) -> np.ndarray:
-        """Uniform x,y in the box and a depth inside the slab (at most box depth), in Å."""
+        """A point (x,y,z Å) uniform over the box part of the slab shrunk by ``margin_angst``.
+
+        Uniform in x, y and in depth within the slab; depths outside the box are redrawn
+        (after 20 draws the depth is clipped into the box).
+        """
         t = self.slab["thickness"]
-        xy = self.rng.uniform(0, self.box_angst[:2])
         half = max(t / 2 - margin_angst, 0.0)
-        p = np.array([xy[0], xy[1], 0.0])
         n, c = self.slab["normal"], self.slab["centre"]
-        # the depth along z that puts p at slab distance s
-        s = self.rng.uniform(-half, half)
-        p[2] = c[2] + (s - n[0] * (p[0] - c[0]) - n[1] * (p[1] - c[1])) / n[2]
-        p[2] = np.clip(p[2], 0, self.box_angst[2] - self.vs)
+        top = self.box_angst[2] - self.vs
+        for _ in range(20):
+            p = np.array([*self.rng.uniform(0, self.box_angst[:2]), 0.0])
+            s = self.rng.uniform(-half, half)
+            # the depth along z that puts p at slab distance s
+            p[2] = c[2] + (s - n[0] * (p[0] - c[0]) - n[1] * (p[1] - c[1])) / n[2]
+            if 0.0 <= p[2] <= top:
+                return p
+        p[2] = np.clip(p[2], 0.0, top)
         return p
 
     # Membranes -------------------------------------------------------------------------------
@@ -187,6 +195,44 @@ class _Builder:
                 tube = mem.random_capsule(rng, self.random_point_in_slab(0.7 * r), r, length)
                 if self.add_membrane(tube, float(rng.uniform(-0.1, 0.3))):
                     break
+
+    # Filaments -------------------------------------------------------------------------------
+    def add_filament(self, fil: fl.Filament) -> bool:
+        """Add ``fil`` if it lies in the ice clear of membranes, filaments and particles."""
+        nz = self.shape[0]
+        ny, nx = self.shape[1:]
+        r = np.empty(self.shape, np.float32)
+        for z0 in range(0, nz, 16):  # in z chunks: the whole grid of points is large
+            z1 = min(nz, z0 + 16)
+            _, pts = _grid_angst(self.shape, self.vs, np.array([0.0, 0.0, z0 * self.vs]),
+                                 np.array([(nx - 1) * self.vs, (ny - 1) * self.vs,
+                                           (z1 - 1) * self.vs]))
+            r[z0:z1] = fil.axis_distance(pts)
+        density = fil.density(r, self.vs)
+        mask = (density > INSTANCE_THRESHOLD * float(density.max(initial=0.0))) & self.in_slab
+        if mask.sum() < 50:
+            return False
+        near = (r <= fil.outer_radius + self.vs) & self.in_slab
+        if np.any(np.isin(self.occupancy[near], (_MEMBRANE, _PARTICLE))):
+            return False
+        density *= self.slab_soft
+        self.potential += density
+        self.absorption += density * np.float32(self.bio_absorption)
+        self.labels[mask] = lab.class_label(fil.kind)
+        self.occupancy[near] = _PARTICLE
+        self.filament_objs.append(fil)
+        return True
+
+    def build_filaments(self) -> None:
+        for kind, count in (("microtubule", self.cfg.n_microtubules),
+                            ("actin", self.cfg.n_actin)):
+            for _ in range(count):
+                for _attempt in range(10):
+                    margin = fl.MICROTUBULE_RADII_ANGST[1] if kind == "microtubule" else 50.0
+                    fil = fl.random_filament(self.rng, kind, self.random_point_in_slab(margin),
+                                             self.slab["normal"])
+                    if self.add_filament(fil):
+                        break
 
     # Particles -------------------------------------------------------------------------------
     def render(self, template: np.ndarray, matrix: np.ndarray, frac_xyz: np.ndarray
@@ -341,6 +387,7 @@ def build_scene(shape_zyx: tuple[int, int, int], config: SimulationConfig,
     b = _Builder(shape_zyx, config, rng)
     b.build_slab()
     b.build_membranes()
+    b.build_filaments()
     fid = fiducial_class(config.fiducial_diameter_nm)
     classes = {**CLASSES, FIDUCIAL: fid}
     templates = {name: class_template(c, b.vs) for name, c in classes.items()}
@@ -351,4 +398,5 @@ def build_scene(shape_zyx: tuple[int, int, int], config: SimulationConfig,
     slab = {"normal": b.slab["normal"].tolist(), "centre_angst": b.slab["centre"].tolist(),
             "thickness_angst": b.slab["thickness"]}
     return Scene(b.potential, b.absorption, b.labels, b.instances, b.membranes, b.particles,
-                 slab, [o.describe() for o in b.membrane_objs])
+                 slab, [o.describe() for o in b.membrane_objs],
+                 [f.describe() for f in b.filament_objs])

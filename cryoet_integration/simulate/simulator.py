@@ -55,13 +55,10 @@ def simulate_tomogram(seed: int = 0, size_xyz=(256, 256, 128),
 
     Deterministic for (``seed``, ``size_xyz``, ``config``); ``config`` defaults to
     ``SimulationConfig()`` (fixed conditions; use ``SimulationConfig.randomised(seed)`` for
-    domain-randomised ones). Uses torch with at most 2 threads.
+    domain-randomised ones). Needs numpy and scipy only.
     """
-    import torch
-
     cfg = (config or SimulationConfig()).validate()
     nx, ny, nz = _parse_size(size_xyz)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     seq = np.random.SeedSequence([int(seed), 0xC0FFEE])
     scene_rng, imaging_rng = (np.random.default_rng(s) for s in seq.spawn(2))
 
@@ -105,12 +102,16 @@ def simulate_tomogram(seed: int = 0, size_xyz=(256, 256, 128),
             "note": "no installable package ships atomic models; shapes are unions of "
                     "ellipsoids/capsules blurred by 4 Å, excess potential over ice in V",
             "classes": {name: c.description for name, c in CLASSES.items()}
-                       | {FIDUCIAL: f"gold bead, {cfg.fiducial_diameter_nm:g} nm"},
+                       | {FIDUCIAL: f"gold bead, {cfg.fiducial_diameter_nm:g} nm",
+                          "microtubule": "hollow tube, 17/25 nm inner/outer diameter "
+                                         "(labelled, not a particle)",
+                          "actin": "7 nm rod filament (labelled, not a particle)"},
         },
         "particle_counts": {str(k): int(v) for k, v in counts.items()},
         "n_particles": len(table),
         "n_attached": int(table["attached"].sum()) if len(table) else 0,
         "membranes": scene.membrane_info,
+        "filaments": scene.filament_info,
         "membrane_fraction": float(scene.membranes.mean()),
         "ice_slab": scene.slab,
         "imaging": {

@@ -1,0 +1,139 @@
+"""Training: loss goes down, checkpoints round-trip, resume continues exactly, CLI, recipe."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cryoet_integration.cli import main  # noqa: E402
+from cryoet_integration.segmentation.checkpoint import (  # noqa: E402
+    load_model,
+    load_training_state,
+    save_model,
+)
+from cryoet_integration.segmentation.data import (  # noqa: E402
+    PatchSampler,
+    load_pair,
+    pseudolabels_to_labels,
+)
+from cryoet_integration.segmentation.networks import build_network  # noqa: E402
+from cryoet_integration.segmentation.recipes import get_recipe  # noqa: E402
+from cryoet_integration.segmentation.train import resolve_config, train_segmenter  # noqa: E402
+from formats.volume import Volume, write_volume  # noqa: E402
+
+TINY = {"network": {"base_channels": 4, "depth": 2, "deep_supervision": True},
+        "patch_size": [16, 16, 16], "batch_size": 2, "lr": 1e-2, "bf16": False,
+        "validate_every": 5, "val_crop": [16, 32, 32], "augment": {"rotate": {"p": 0}}}
+
+
+def _membrane_pair(tmp_path, seed: int, voxel_size: float = 10.0):
+    """A dark shell and a dark slab in noise, with their label map, as MRC files."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:32, :40, :40]
+    r = np.sqrt((z - 16) ** 2 + (y - 20) ** 2 + (x - 18) ** 2)
+    label = ((np.abs(r - 11) < 1.5) | (np.abs(z - 4) < 1.5)).astype(np.int8)
+    image = (-2.0 * label + rng.normal(0, 0.7, label.shape)).astype(np.float32)
+    t, lab = tmp_path / f"t{seed}.mrc", tmp_path / f"l{seed}.mrc"
+    write_volume(t, Volume(image, voxel_size=voxel_size))
+    write_volume(lab, Volume(label, voxel_size=voxel_size))
+    return t, lab
+
+
+def _volumes(tmp_path):
+    cfg = resolve_config(TINY)
+    pairs = [_membrane_pair(tmp_path, s) for s in (0, 1)]
+    return [load_pair(t, lab, cfg["voxel_size"], (16, 16, 16)) for t, lab in pairs]
+
+
+def test_tiny_training_reduces_loss_and_writes_outputs(tmp_path):
+    train, val = _volumes(tmp_path)
+    out = tmp_path / "model"
+    summary = train_segmenter([train], [val], out, {**TINY, "max_steps": 40}, progress=False)
+    assert summary["steps"] == 40 and summary["best_val_dice"] > 0
+    loss = json.loads(load_training_state(out)["history"])["loss"]
+    assert np.mean(loss[-8:]) < 0.8 * np.mean(loss[:8])
+    for name in ("model.pt", "model.json", "model.state.pt", "model_loss.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    card = json.loads((tmp_path / "model.json").read_text())
+    assert card["classes"] == ["membrane"] and card["voxel_size"] == 10.0
+    assert card["training"]["cpu_hours"] > 0 and card["network"]["base_channels"] == 4
+
+
+def test_checkpoint_round_trip_weights_only(tmp_path):
+    net = build_network({"base_channels": 4, "depth": 2}).eval()
+    save_model(tmp_path / "m.pt", net, {"classes": ["a", "b"], "voxel_size": 12.0})
+    state = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert set(state) == set(net.state_dict())
+    loaded, card = load_model(tmp_path / "m")
+    x = torch.randn(1, 1, 8, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x))
+    assert card["classes"] == ["a", "b"] and card["network"] == net.config
+    with pytest.raises(Exception, match="exists"):
+        save_model(tmp_path / "m.pt", net, {"classes": ["a"], "voxel_size": 12.0})
+
+
+def test_resume_continues_exactly(tmp_path):
+    train, val = _volumes(tmp_path)
+    cfg = {**TINY, "max_steps": 8}
+    straight = train_segmenter([train], [val], tmp_path / "a", cfg, progress=False)
+    first = train_segmenter([train], [val], tmp_path / "b", cfg, progress=False,
+                            session_steps=5)
+    assert first["steps"] == 5 and first["stop"] == "session steps"
+    with pytest.raises(FileExistsError):
+        train_segmenter([train], [val], tmp_path / "b", cfg, progress=False)
+    resumed = train_segmenter([train], [val], tmp_path / "b", cfg, progress=False, resume=True)
+    assert resumed["steps"] == straight["steps"] == 8
+    a, b = load_training_state(tmp_path / "a"), load_training_state(tmp_path / "b")
+    assert json.loads(a["history"])["loss"] == pytest.approx(json.loads(b["history"])["loss"],
+                                                              rel=1e-5)
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key])
+
+
+def test_patch_sampler_and_pseudolabels(tmp_path):
+    train, _ = _volumes(tmp_path)
+    sampler = PatchSampler([train], (16, 16, 16), 1.0, np.random.default_rng(0))
+    hits = [int((sampler.sample()[1] > 0).any()) for _ in range(10)]
+    assert sum(hits) == 10
+    soft = np.array([0.0, 0.29, 0.5, 0.71, 1.0])
+    assert pseudolabels_to_labels(soft).tolist() == [0, 0, -1, 1, 1]
+
+
+def test_labels_rescaled_with_tomogram(tmp_path):
+    t, lab = _membrane_pair(tmp_path, 3, voxel_size=5.0)
+    vol = load_pair(t, lab, 10.0, (16, 16, 16))
+    assert vol.image.shape == (16, 20, 20) and vol.label.shape == (16, 20, 20)
+    assert 0 < (vol.label == 1).mean() < 0.5
+
+
+def test_cli_train_and_resume(tmp_path, capsys):
+    t, lab = _membrane_pair(tmp_path, 4)
+    out = tmp_path / "cli_model"
+    args = ["train", "segmenter", "--tomograms", str(t), "--labels", str(lab),
+            "--out", str(out), "--max-steps", "3", "--no-progress"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 3
+    assert main(args) == 2  # exists: needs --resume or --force
+    assert "exists" in capsys.readouterr().err
+    assert main(args[:-3] + ["--max-steps", "5", "--resume", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 5
+    bad = tmp_path / "bad.mrc"
+    write_volume(bad, Volume(np.zeros((8, 8, 8), np.int8), voxel_size=10.0))
+    assert main(["train", "segmenter", "--tomograms", str(t), "--labels", str(bad),
+                 "--out", str(tmp_path / "x"), "--max-steps", "1"]) == 2
+    assert "shape" in capsys.readouterr().err
+
+
+def test_default_membrane_recipe_is_consistent():
+    recipe = get_recipe("default-membrane")
+    cfg = resolve_config(recipe)
+    assert cfg["network"]["out_channels"] == 1 and cfg["classes"] == ["membrane"]
+    assert not set(recipe["simulation"]["train_seeds"]) & set(recipe["simulation"]["val_seeds"])
+    assert min(recipe["simulation"]["train_seeds"]) > 0
+    with pytest.raises(ValueError, match="unknown recipe"):
+        get_recipe("nope")
