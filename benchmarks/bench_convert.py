@@ -3,7 +3,8 @@
 Each conversion runs through the real command line (``cryovis convert``: read, convert
 conventions, write) and is timed against ``starfile.read`` of the same STAR file in the
 same run; the goal is each conversion within 3x of that bare read. Also reports our STAR
-reader alone against starfile.read.
+reader alone against starfile.read, and our STAR writer against starfile.write of the same
+blocks (``--no-write-baseline`` skips that ~30 s measurement).
 
 Run: ``.venv/bin/python benchmarks/bench_convert.py [--n 1000000] [--workdir DIR]``
 """
@@ -88,7 +89,7 @@ def cli(*args: str) -> None:
         raise SystemExit(f"cryovis {' '.join(args)} failed with {code}")
 
 
-def run(n: int, workdir: Path) -> dict[str, float]:
+def run(n: int, workdir: Path, write_baseline: bool = True) -> dict[str, float]:
     """Time the bare read and both conversions; returns the measured seconds and ratios."""
     import starfile
 
@@ -97,6 +98,13 @@ def run(n: int, workdir: Path) -> dict[str, float]:
     size_mb = star_path.stat().st_size / 1e6
     t_starfile = timed(lambda: starfile.read(star_path))
     t_ours = timed(lambda: read_star(star_path))
+    writes = {}
+    if write_baseline:
+        blocks = read_star(star_path)
+        writes["starfile_write"] = timed(lambda: starfile.write(
+            blocks, workdir / "sf_write.star", overwrite=True))
+        writes["our_star_write"] = timed(lambda: write_star(
+            workdir / "our_write.star", blocks, overwrite=True, version="50001"))
     tbl, back = workdir / "particles.tbl", workdir / "back.star"
     t_fwd = timed(lambda: cli("convert", str(star_path), str(tbl), "--to", "dynamo",
                               "--tomograms", str(tomo_path), "--force"))
@@ -107,7 +115,7 @@ def run(n: int, workdir: Path) -> dict[str, float]:
     pos_err = float(np.abs(a[["x_angst", "y_angst", "z_angst"]].to_numpy()
                            - b[["x_angst", "y_angst", "z_angst"]].to_numpy()).max())
     rot_err = float(np.abs(orientations(a) - orientations(b)).max())
-    return {"n": n, "star_mb": size_mb, "make": t_make, "starfile_read": t_starfile,
+    return {**writes, "n": n, "star_mb": size_mb, "make": t_make, "starfile_read": t_starfile,
             "our_star_read": t_ours, "relion5_to_dynamo": t_fwd, "dynamo_to_relion5": t_back,
             "ratio_fwd": t_fwd / t_starfile, "ratio_back": t_back / t_starfile,
             "ratio_reader": t_ours / t_starfile, "pos_err_A": pos_err, "rot_err": rot_err}
@@ -117,11 +125,13 @@ def main_bench(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="number of particles")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--no-write-baseline", action="store_true",
+                        help="skip timing starfile.write against our STAR writer")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cryovis_bench_convert_"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        r = run(args.n, workdir)
+        r = run(args.n, workdir, write_baseline=not args.no_write_baseline)
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -130,6 +140,10 @@ def main_bench(argv: list[str] | None = None) -> int:
     print(f"  baseline starfile.read            {r['starfile_read']:7.2f} s")
     print(f"  cryovis STAR reader alone         {r['our_star_read']:7.2f} s   "
           f"RATIO {r['ratio_reader']:.2f}x")
+    if "starfile_write" in r:
+        print(f"  starfile.write (same blocks)      {r['starfile_write']:7.2f} s")
+        print(f"  cryovis STAR writer               {r['our_star_write']:7.2f} s   "
+              f"RATIO {r['our_star_write'] / r['starfile_write']:.2f}x of starfile.write")
     print(f"  convert RELION 5 -> Dynamo .tbl   {r['relion5_to_dynamo']:7.2f} s   "
           f"RATIO {r['ratio_fwd']:.2f}x (goal <= 3x)")
     print(f"  convert Dynamo .tbl -> RELION 5   {r['dynamo_to_relion5']:7.2f} s   "

@@ -80,16 +80,6 @@ def _angles_rz_rmid_rz(m: np.ndarray, mid: str) -> np.ndarray:
     return np.degrees(np.stack([a, b, c], axis=1))
 
 
-def wrap_degrees(angles: np.ndarray) -> np.ndarray:
-    """Angles wrapped into (-180, 180] (Warp writes unwrapped values up to ~20000).
-
-    The matrix functions accept any magnitude directly (sin/cos are periodic); this is for
-    displaying or comparing angles.
-    """
-    a = np.mod(np.asarray(angles, dtype=float) + 180.0, 360.0) - 180.0
-    return np.where(a == -180.0, 180.0, a)
-
-
 def relion_to_matrix(angles: np.ndarray) -> np.ndarray:
     """(N, 3) RELION rot, tilt, psi (deg) -> (N, 3, 3) orientation R (particle -> tomogram)."""
     a = np.radians(_as_n3(angles))
@@ -127,6 +117,34 @@ def matrix_to_tom(matrices: np.ndarray) -> np.ndarray:
     return np.stack([psi_theta_phi[:, 2], psi_theta_phi[:, 0], psi_theta_phi[:, 1]], axis=1)
 
 
-def matrix_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Largest absolute element difference between matching rotation matrices, per pair."""
-    return np.abs(_as_n33(a) - _as_n33(b)).reshape(-1, 9).max(axis=1)
+def imod_slicer_to_matrix(angles: np.ndarray) -> np.ndarray:
+    """(N, 3) IMOD slicer angles x_rot, y_rot, z_rot (deg) -> (N, 3, 3) orientation R.
+
+    As the CZ cryoET Data Portal imports PEET-style models: R = from_euler('xyz',
+    [-x_rot, -y_rot, -z_rot]) (extrinsic), i.e. Rz(-z) . Ry(-y) . Rx(-x).
+    """
+    a, b, c = np.radians(-_as_n3(angles)).T
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    m = np.empty((len(a), 3, 3))
+    m[:, 0] = np.stack([cc * cb, cc * sb * sa - sc * ca, cc * sb * ca + sc * sa], axis=1)
+    m[:, 1] = np.stack([sc * cb, sc * sb * sa + cc * ca, sc * sb * ca - cc * sa], axis=1)
+    m[:, 2] = np.stack([-sb, cb * sa, cb * ca], axis=1)
+    return m
+
+
+def matrix_to_imod_slicer(matrices: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) orientation R -> (N, 3) IMOD slicer angles x_rot, y_rot, z_rot (deg)."""
+    m = _as_n33(matrices)
+    cb = np.hypot(m[:, 0, 0], m[:, 1, 0])
+    b = np.arctan2(-m[:, 2, 0], cb)
+    a = np.arctan2(m[:, 2, 1], m[:, 2, 2])
+    c = np.arctan2(m[:, 1, 0], m[:, 0, 0])
+    lock = cb < _GIMBAL
+    if lock.any():
+        # b = +-90 deg: only a -+ c is defined; put it all in c, a = 0.
+        up = m[:, 2, 0] < 0
+        c_lock = np.where(up, -np.arctan2(m[:, 0, 1], m[:, 1, 1]),
+                          np.arctan2(-m[:, 0, 1], m[:, 1, 1]))
+        a = np.where(lock, 0.0, a)
+        c = np.where(lock, c_lock, c)
+    return -np.degrees(np.stack([a, b, c], axis=1))

@@ -299,7 +299,9 @@ def _pixel_size(kind: str, optics: pd.DataFrame | None, particles: pd.DataFrame,
     if kind == "relion31":
         return _first_finite(get("rlnImagePixelSize"), get("rlnPixelSize"), detector,
                              get("rlnMicrographPixelSize"))
-    return _first_finite(detector, get("rlnPixelSize"), get("rlnImagePixelSize"))
+    # pytom-match-pick writes rlnDetectorPixelSize in Å without a magnification
+    return _first_finite(detector, get("rlnPixelSize"), get("rlnImagePixelSize"),
+                         get("rlnDetectorPixelSize"))
 
 
 # ----------------------------------------------------------------------------- writing

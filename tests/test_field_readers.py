@@ -1,5 +1,5 @@
 """What cryovis writes is read back by the field's own readers (starfile, dynamotable,
-imodmodel, emfile, mrcfile), with the conventions of the formats reference."""
+imodmodel, emfile, mrcfile, copick's models), with the conventions of the formats reference."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import starfile
 from scipy.spatial.transform import Rotation
 
 from cryoet_integration.cli import main
-from formats import FormatError, make_table, write_particles
+from formats import FormatError, make_table, read_particles, write_particles
 from formats.tomograms import read_tomograms, write_tomograms
 
 
@@ -115,16 +115,37 @@ def test_cbox_read_by_starfile(tmp_path, table):
     assert "<NA>" in out.read_text()
 
 
-def test_copick_json_has_copick_schema(tmp_path, table):
+def test_copick_json_read_by_copick_models(tmp_path, table):
+    """copick's own pydantic model parses what we write, and we read what it dumps."""
+    from copick.models import CopickLocation, CopickPicksFile, CopickPoint
+
     one = table[table["tomo_name"] == "001"].reset_index(drop=True)
     out = tmp_path / "picks.json"
     write_particles(out, one, format="copick", object_name="ribosome")
-    doc = json.loads(out.read_text())
-    assert doc["pickable_object_name"] == "ribosome" and doc["unit"] == "angstrom"
-    assert doc["run_name"] == "001" and doc["voxel_spacing"] == pytest.approx(6.75)
-    pt = doc["points"][0]
-    assert pt["location"]["x"] == pytest.approx(one["x"].iloc[0] * 6.75)
-    assert np.allclose(np.asarray(pt["transformation_"])[3], [0, 0, 0, 1])
+    picks = CopickPicksFile(**json.loads(out.read_text()))
+    assert picks.pickable_object_name == "ribosome" and picks.unit == "angstrom"
+    assert picks.run_name == "001" and picks.voxel_spacing == pytest.approx(6.75)
+    assert len(picks.points) == len(one)
+    loc = picks.points[0].location
+    assert [loc.x, loc.y, loc.z] == pytest.approx(one[["x", "y", "z"]].iloc[0] * 6.75)
+    assert np.allclose(np.asarray(picks.points[0].transformation)[:3, :3],
+                       one[[f"r{i}{j}" for i in range(3) for j in range(3)]]
+                       .to_numpy(float)[0].reshape(3, 3))
+    rot = Rotation.from_euler("ZYZ", [90, 45, 180], degrees=True).inv().as_matrix()
+    t = np.eye(4)
+    t[:3, :3] = rot
+    theirs = CopickPicksFile(
+        pickable_object_name="apoferritin", user_id="u", session_id="1", run_name="TS_9",
+        voxel_spacing=None, unit="angstrom",
+        points=[CopickPoint(location=CopickLocation(x=15.0, y=25.0, z=35.0),
+                            transformation_=t.tolist(), instance_id=3, score=0.7)])
+    src = tmp_path / "theirs.json"
+    src.write_text(theirs.model_dump_json(indent=2))
+    back = read_particles(src, voxel_size=5.0)
+    assert back[["x", "y", "z"]].iloc[0].tolist() == pytest.approx([3.0, 5.0, 7.0])
+    assert back["tomo_name"].tolist() == ["TS_9"] and back["class"].tolist() == ["apoferritin"]
+    assert np.allclose(back[[f"r{i}{j}" for i in range(3) for j in range(3)]]
+                       .to_numpy(float)[0], rot.ravel())
 
 
 def test_volume_conversion_read_by_mrcfile(tmp_path, fixtures_dir):

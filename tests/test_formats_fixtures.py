@@ -186,3 +186,19 @@ def test_cbox_centre_is_corner_plus_half_box(fixtures_dir):
     assert np.allclose(table["x"], raw["CoordinateX"] + raw["Width"] / 2)
     assert np.allclose(table["z"], raw["CoordinateZ"])
     assert np.allclose(table["x_angst"], table["x"] * 8.0)
+
+
+def test_imod_slicer_angles_as_the_data_portal_imports_them(fixtures_dir):
+    """Expected values from the Data Portal's ingestion test of oriented_points.mod."""
+    table = read_particles(fixtures_dir / "data_portal/oriented_points.mod", slicer_angles=True)
+    assert len(table) == 4
+    assert table.loc[0, ["x", "y", "z"]].tolist() == pytest.approx(
+        [235.5195770263672, 682.744140625, 302.0])
+    assert table.loc[1, ["x", "y", "z"]].tolist() == pytest.approx(
+        [221.94244384765625, 661.1932373046875, 327.0])
+    assert np.allclose(orientations(table)[0], [[0.8642748, -0.48992935, -0.11401013],
+                                                [0.50301996, 0.84178288, 0.19588902],
+                                                [0.0, -0.22665131, 0.97397597]], atol=1e-6)
+    with pytest.raises(FormatError, match="no slicer-angle"):
+        read_particles(fixtures_dir / "imod/imodmodel_two_contour_example.mod",
+                       slicer_angles=True)

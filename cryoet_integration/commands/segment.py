@@ -91,7 +91,7 @@ def run(args) -> int:
         write_volume(path, Volume(data, voxel_size=seg.voxel_size, origin=seg.origin),
                      overwrite=args.force)
 
-    for k, (name, path) in enumerate(targets.items(), start=1):
+    for k, path in enumerate(targets.values(), start=1):
         prob = seg.class_map(k)
         save(path, (prob > args.threshold).astype(np.int8) if args.threshold is not None
              else np.asarray(prob, dtype=np.float32))

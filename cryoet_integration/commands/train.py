@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     seg.add_argument("--voxel-size", type=float, default=None,
                      help="model voxel size in Å (data are rescaled to it; default 10)")
     seg.add_argument("--out", required=True, help="model path MODEL (writes MODEL.pt, .json)")
+    seg.add_argument("--config", default=None, metavar="JSON",
+                     help="training options as a JSON file or string, e.g. "
+                     "'{\"patch_size\": [48, 48, 48], \"network\": {\"base_channels\": 8}}'")
     seg.add_argument("--minutes", type=float, default=None,
                      help="stop this session after N minutes (state saved; --resume continues)")
     seg.add_argument("--max-steps", type=int, default=None, help="total optimisation steps")
@@ -62,6 +65,17 @@ def _pairs(tomos: list[str], labels: list[str], what: str) -> list[tuple[str, st
     if len(tomos) != len(labels):
         raise CryovisError(f"{what}: {len(tomos)} tomograms but {len(labels)} label maps")
     return list(zip(tomos, labels))
+
+
+def _read_config(text: str) -> dict:
+    path = Path(text)
+    try:
+        data = json.loads(path.read_text() if path.is_file() else text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CryovisError(f"--config: not a JSON object or file ({exc})") from None
+    if not isinstance(data, dict):
+        raise CryovisError("--config: expected a JSON object")
+    return data
 
 
 def run(args) -> int:
@@ -101,6 +115,8 @@ def run(args) -> int:
         provenance.update(data={"tomograms": args.tomograms,
                                 "labels": args.labels or args.pseudolabels,
                                 "pseudolabels": pseudo, "val_tomograms": args.val_tomograms})
+    if args.config:
+        config.update(_read_config(args.config))
     if args.classes:
         config["classes"] = args.classes
     if args.voxel_size:

@@ -89,6 +89,15 @@ def read_card(path: str | Path) -> dict[str, Any]:
     return card
 
 
+def update_card(path: str | Path, updates: dict[str, Any]) -> None:
+    """Merge ``updates`` into the ``training`` section of model ``path``'s card (atomically)."""
+    _, card_path = model_paths(path)
+    card = read_card(path)
+    card.setdefault("training", {}).update(updates)
+    with atomic_path(card_path, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
+
+
 def load_model(path: str | Path | None = None, device: str = "cpu"):
     """Load a model for inference; ``None`` loads the shipped default membrane model.
 

@@ -40,7 +40,7 @@ DEFAULT_MEMBRANE: dict[str, Any] = {
     "weight_decay": 1e-5,
     # Sized for this shared 2-core CPU (about 5-10 s per step): ~1 hour. Resume with a larger
     # max_steps to train longer.
-    "max_steps": 900,
+    "max_steps": 1200,
     "validate_every": 50,
     "patience": 20,
     "val_crop": [64, 128, 128],

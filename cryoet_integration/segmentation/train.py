@@ -18,8 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoint import (load_model, load_training_state, model_paths, save_model,
-                         save_training_state, state_path)
+from .checkpoint import (
+    load_model,
+    load_training_state,
+    model_paths,
+    save_model,
+    save_training_state,
+    state_path,
+    update_card,
+)
 from .data import IGNORE, PatchSampler, TrainVolume
 
 log = logging.getLogger(__name__)
@@ -219,7 +226,7 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
             save_model(out, net, card("latest"), overwrite=True)
         plot_history(history, weights.with_name(weights.stem + "_loss.png"))
 
-    bar = _progress_bar(progress, cfg["max_steps"], step)
+    bar = _Bar(progress, cfg["max_steps"], step)
     start_wall = last_ckpt = time.monotonic()
     first = step
     cpu_mark = time.process_time()
@@ -277,6 +284,9 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
     checkpoint()
     if val and not weights.exists():  # stopped before the first validation
         save_model(out, net, card("latest"), overwrite=True)
+    # The best model was saved mid-run; its card records the whole training cost.
+    update_card(out, {"total_steps": step, "total_cpu_hours": round(cpu_seconds / 3600, 3),
+                      "stop": reason, "history": {k: history[k] for k in ("val_step", "val_dice")}})
     bar.close()
     summary = {"steps": step, "stop": reason, "best_val_dice": None if best < 0 else best,
                "cpu_hours": cpu_seconds / 3600, "model": str(weights)}
@@ -290,8 +300,13 @@ class _Bar:
     def __init__(self, enabled: bool, total: int, done: int):
         self.progress = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-            from rich.progress import TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             self.progress = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("loss {task.fields[loss]:.4f}"),
@@ -307,7 +322,3 @@ class _Bar:
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
-
-
-def _progress_bar(enabled: bool, total: int, done: int) -> _Bar:
-    return _Bar(enabled, total, done)

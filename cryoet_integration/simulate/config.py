@@ -34,6 +34,7 @@ class SimulationConfig:
     n_actin: int = 0  # 7 nm filaments (labelled, not particles)
     leaflet_spacing_nm: float = 4.0  # head-group peak to peak
     head_density_v: float = 1.6  # lipid head groups above ice
+    membrane_proteins_per_um2: float = 0.0  # unlabelled transmembrane blobs
     crowding: float = 0.08  # target fraction of the ice volume filled by particles
     class_weights: dict[str, float] | None = None  # by particle count; None: uniform
     attached_fraction: float = 0.4  # membrane-binding particles placed on a membrane
@@ -70,7 +71,8 @@ class SimulationConfig:
         total dose 40-180 e/Å², ice 0.5-1.3 x the box depth, 0-6 vesicles, 0-2 sheets and
         tubes, crowding 2-20 %, cytosol texture 0-0.3 V, tilt range ±(45-70)° with up to
         10° asymmetry and 1-4° steps, residual misalignment up to 1.5 nm, head-group
-        density 1-2.2 V, 0-2 microtubules and 0-8 actin filaments, and one in three
+        density 1-2.2 V, 0 or 200-3000 transmembrane proteins per µm², 0-2 microtubules
+        and 0-8 actin filaments, and one in three
         reconstructions SIRT-like (5-40 iterations).
         """
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x51C0]))
@@ -116,6 +118,8 @@ class SimulationConfig:
             sirt_iterations=int(rng.integers(5, 41)) if rng.random() < 0.35 else 0,
             head_density_v=float(rng.uniform(1.0, 2.2)),
             n_microtubules=int(rng.choice([0, 0, 1, 2])),
+            membrane_proteins_per_um2=(0.0 if rng.random() < 0.3
+                                       else float(rng.uniform(200, 3000))),
             n_actin=int(rng.choice([0, 0, 2, 4, 8])),
         )
 
@@ -145,6 +149,7 @@ class SimulationConfig:
             (min(self.n_vesicles, self.n_sheets, self.n_tubes) >= 0,
              "membrane counts must be >= 0"),
             (min(self.n_microtubules, self.n_actin) >= 0, "filament counts must be >= 0"),
+            (self.membrane_proteins_per_um2 >= 0, "membrane_proteins_per_um2 must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

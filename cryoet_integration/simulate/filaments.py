@@ -23,12 +23,25 @@ ACTIN_DENSITY_V = 1.9
 
 @dataclasses.dataclass
 class Filament:
-    """A filament along an arc: circle centre (Å), unit normal of its plane, radius (Å)."""
+    """A filament along an arc: circle centre (Å), unit normal of its plane, radius (Å).
+
+    ``through`` is a point (Å) of the axis inside the field of view.
+    """
 
     kind: str  # "microtubule" or "actin"
     centre: np.ndarray
     normal: np.ndarray
     curvature_radius: float
+    through: np.ndarray
+
+    def axis_points(self, half_length: float, step: float) -> np.ndarray:
+        """(n, 3) points (Å) every ``step`` Å along the axis, ``half_length`` Å either side
+        of ``through``."""
+        u = (self.through - self.centre) / self.curvature_radius
+        v = np.cross(self.normal, u)
+        t = np.arange(-half_length, half_length + step, step) / self.curvature_radius
+        return self.centre + self.curvature_radius * (np.cos(t)[:, None] * u
+                                                      + np.sin(t)[:, None] * v)
 
     def axis_distance(self, p: np.ndarray) -> np.ndarray:
         """Distance (Å) of points ``p`` (..., 3) Å to the filament axis (the circle)."""
@@ -56,7 +69,7 @@ class Filament:
     def describe(self) -> dict:
         """JSON-serialisable parameters."""
         return {"kind": self.kind, "arc_centre_angst": self.centre.tolist(),
-                "arc_normal": self.normal.tolist(),
+                "arc_normal": self.normal.tolist(), "through_angst": self.through.tolist(),
                 "curvature_radius_angst": float(self.curvature_radius)}
 
 
@@ -79,4 +92,5 @@ def random_filament(rng: np.random.Generator, kind: str, through: np.ndarray,
     radius = float(np.exp(rng.uniform(np.log(3000.0), np.log(50000.0))))
     centre = np.asarray(through, float) + radius * m
     normal = np.cross(d, m)
-    return Filament(kind, centre, normal / np.linalg.norm(normal), radius)
+    return Filament(kind, centre, normal / np.linalg.norm(normal), radius,
+                    np.asarray(through, float))

@@ -41,7 +41,8 @@ def write_simulation(sim, out_dir, name: str = "tomo_000", overwrite: bool = Fal
     """Write ``sim`` (a SimulationResult) into ``out_dir`` as ``{name}*``; returns the paths.
 
     All MRC files carry the voxel size (Å). Nothing is replaced unless ``overwrite``; every
-    target is checked before the first file is written.
+    target is checked before the first file is written. ``{name}.json`` is written last, so
+    its presence marks a complete tomogram (caches rely on this).
     """
     out = Path(out_dir)
     if not out.is_dir():

@@ -65,6 +65,11 @@ def _grid_angst(shape_zyx: tuple[int, int, int], voxel_size: float, lo: np.ndarr
     size_xyz = np.array(shape_zyx[::-1])
     i0 = np.clip(np.floor(lo / voxel_size).astype(int), 0, size_xyz)
     i1 = np.clip(np.ceil(hi / voxel_size).astype(int) + 1, 0, size_xyz)
+    return _grid_index(voxel_size, i0, i1)
+
+
+def _grid_index(voxel_size: float, i0: np.ndarray, i1: np.ndarray):
+    """Voxel index slices and x,y,z Å points of voxels ``i0 <= (x, y, z) < i1``."""
     if np.any(i1 <= i0):
         return None, None
     axes = [np.arange(i0[k], i1[k], dtype=np.float32) * voxel_size for k in range(3)]
@@ -88,6 +93,7 @@ class _Builder:
         self.occupancy = np.zeros(shape_zyx, np.uint8)
         self.particles: list[dict[str, Any]] = []
         self.membrane_objs: list[Any] = []
+        self.membrane_areas: list[float] = []  # Å² of each bilayer inside box and ice
         self.filament_objs: list[fl.Filament] = []
         a = float(config.amplitude_contrast)
         self.bio_absorption = a / np.sqrt(1.0 - a * a)
@@ -162,7 +168,52 @@ class _Builder:
         self.membranes[sl][band] = 1
         self.occupancy[sl][band] = _MEMBRANE
         self.membrane_objs.append(obj)
+        self.membrane_areas.append(float(band.sum()) * self.vs ** 3
+                                   / (2 * mem.MASK_HALF_WIDTH_ANGST))
         return True
+
+    def decorate_membranes(self) -> None:
+        """Transmembrane proteins: unlabelled blobs across the bilayers.
+
+        Each is a Gaussian ellipsoid (``sd`` 25 Å along the membrane normal, 12-20 Å
+        across, +1.2 V peak) centred within 1 nm of the mid-surface, at
+        ``membrane_proteins_per_um2``. Their density outside the bilayer mask keeps
+        particles away but carries no label.
+        """
+        per_um2 = self.cfg.membrane_proteins_per_um2
+        size = np.array(self.shape[::-1])
+        for obj, area in zip(self.membrane_objs, self.membrane_areas):
+            n = int(self.rng.poisson(per_um2 * area / 1e8)) if per_um2 > 0 else 0
+            placed = 0
+            for _ in range(5 * n):
+                if placed == n:
+                    break
+                point, normal = obj.sample_surface(self.rng)
+                centre = point + normal * self.rng.uniform(-10.0, 10.0)
+                c = np.round(centre / self.vs).astype(int)
+                if np.any(c < 0) or np.any(c >= size) or not self.membranes[c[2], c[1], c[0]]:
+                    continue
+                self._add_blob(centre, normal, float(self.rng.uniform(12.0, 20.0)))
+                placed += 1
+
+    def _add_blob(self, centre: np.ndarray, normal: np.ndarray, sd_lateral: float) -> None:
+        sd_normal, peak = 25.0, 1.2
+        h = int(np.ceil(3 * sd_normal / self.vs)) + 1
+        lo = np.round(centre / self.vs).astype(int) - h
+        size = np.array(self.shape[::-1])
+        sl, pts = _grid_index(self.vs, np.clip(lo, 0, size), np.clip(lo + 2 * h + 1, 0, size))
+        if sl is None:
+            return
+        d = pts - centre
+        along = d @ normal
+        lateral2 = np.einsum("...i,...i->...", d, d) - along ** 2
+        blob = (peak * np.exp(-0.5 * along ** 2 / sd_normal ** 2
+                              - 0.5 * lateral2 / sd_lateral ** 2)).astype(np.float32)
+        blob *= self.slab_soft[sl]
+        self.potential[sl] += blob
+        self.absorption[sl] += blob * np.float32(self.bio_absorption)
+        occ = self.occupancy[sl]
+        occ[(blob > INSTANCE_THRESHOLD * peak) & (occ == 0)] = _PARTICLE
 
     def build_membranes(self) -> None:
         cfg, rng = self.cfg, self.rng
@@ -204,9 +255,7 @@ class _Builder:
         r = np.empty(self.shape, np.float32)
         for z0 in range(0, nz, 16):  # in z chunks: the whole grid of points is large
             z1 = min(nz, z0 + 16)
-            _, pts = _grid_angst(self.shape, self.vs, np.array([0.0, 0.0, z0 * self.vs]),
-                                 np.array([(nx - 1) * self.vs, (ny - 1) * self.vs,
-                                           (z1 - 1) * self.vs]))
+            _, pts = _grid_index(self.vs, np.array([0, 0, z0]), np.array([nx, ny, z1]))
             r[z0:z1] = fil.axis_distance(pts)
         density = fil.density(r, self.vs)
         mask = (density > INSTANCE_THRESHOLD * float(density.max(initial=0.0))) & self.in_slab
@@ -224,6 +273,17 @@ class _Builder:
         return True
 
     def build_filaments(self) -> None:
+        from scipy import ndimage
+
+        if self.cfg.n_microtubules + self.cfg.n_actin == 0:
+            return
+        # Clearance (Å) from membranes and particles, to discard most colliding candidates
+        # before the full-grid distance computation of add_filament.
+        blocked = np.isin(self.occupancy, (_MEMBRANE, _PARTICLE))
+        clearance = (ndimage.distance_transform_edt(~blocked).astype(np.float32) * self.vs
+                     if blocked.any() else None)
+        size = np.array(self.shape[::-1])
+        reach = float(np.linalg.norm(self.box_angst))
         for kind, count in (("microtubule", self.cfg.n_microtubules),
                             ("actin", self.cfg.n_actin)):
             for _ in range(count):
@@ -231,6 +291,12 @@ class _Builder:
                     margin = fl.MICROTUBULE_RADII_ANGST[1] if kind == "microtubule" else 50.0
                     fil = fl.random_filament(self.rng, kind, self.random_point_in_slab(margin),
                                              self.slab["normal"])
+                    if clearance is not None:
+                        idx = np.round(fil.axis_points(reach, self.vs / 2) / self.vs).astype(int)
+                        idx = idx[np.all((idx >= 0) & (idx < size), axis=1)]
+                        if np.any(clearance[idx[:, 2], idx[:, 1], idx[:, 0]]
+                                  < fil.outer_radius + self.vs):
+                            continue
                     if self.add_filament(fil):
                         break
 
@@ -387,6 +453,7 @@ def build_scene(shape_zyx: tuple[int, int, int], config: SimulationConfig,
     b = _Builder(shape_zyx, config, rng)
     b.build_slab()
     b.build_membranes()
+    b.decorate_membranes()
     b.build_filaments()
     fid = fiducial_class(config.fiducial_diameter_nm)
     classes = {**CLASSES, FIDUCIAL: fid}
