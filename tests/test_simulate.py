@@ -374,3 +374,29 @@ def test_cli_runs_merge_into_one_summary(tmp_path):
     names = [t["name"] for t in summary["tomograms"]]
     assert names == ["a_000", "a_001", "b_000"] and summary["n_tomograms"] == 3
     assert list(read_tomograms(tmp_path / "tomograms.star")["tomo_name"]) == names
+
+
+def test_ctf_inverts_contrast_beyond_first_zero_unless_phase_flipped():
+    from cryoet_integration.simulate.imaging import simulate_tilt_series
+    from cryoet_integration.simulate.reconstruct import weighted_back_projection
+    from cryoet_integration.simulate.scene import build_scene
+
+    shape = (32, 64, 64)
+    base = SimulationConfig(voxel_size=7.0, defocus_um=5.0, bfactor_angst2=0.0, crowding=0.2,
+                            misalign_shift_nm=0, misalign_rotation_deg=0, tilt_error_deg=0,
+                            tilt_step_deg=4.0)
+    k = np.sqrt(sum(np.meshgrid(*[np.fft.fftfreq(n) ** 2 for n in shape], indexing="ij")))
+    # at 5 µm and 7 Å/voxel the CTF's first two zeros lie at 0.22 and 0.31 cycles/voxel
+    beyond = (k > 0.24) & (k < 0.30)
+    corr = {}
+    for flip in (False, True):
+        cfg = dataclasses.replace(base, phase_flip=flip)
+        scene = build_scene(shape, cfg, np.random.default_rng(0))
+        ts = simulate_tilt_series(scene.potential, scene.absorption, scene.slab, cfg,
+                                  np.random.default_rng(1))
+        f = np.fft.fftn(weighted_back_projection(ts.clean, ts.angles_deg, shape[0]))
+        g = np.fft.fftn(scene.potential)
+        corr[flip] = float(np.real((f[beyond] * np.conj(g[beyond])).sum())
+                           / np.sqrt((abs(f[beyond]) ** 2).sum() * (abs(g[beyond]) ** 2).sum()))
+    assert corr[False] > 0.1, corr  # reversed contrast between the first and second zero
+    assert corr[True] < -0.1  # flipped back: dense matter dark at all frequencies

@@ -139,3 +139,14 @@ def test_default_membrane_recipe_is_consistent():
     assert min(recipe["simulation"]["train_seeds"]) > 0
     with pytest.raises(ValueError, match="unknown recipe"):
         get_recipe("nope")
+
+
+def test_validation_crop_finds_sparse_labels():
+    from cryoet_integration.segmentation.data import TrainVolume
+    from cryoet_integration.segmentation.train import _validation_crop
+
+    label = np.zeros((32, 64, 64), np.int8)
+    label[20:24, 50:60, 4:10] = 1
+    vol = TrainVolume("v", np.zeros(label.shape, np.float32), label, np.flatnonzero(label))
+    image, lab = _validation_crop(vol, [16, 32, 32], (8, 8, 8))
+    assert image.shape == (16, 32, 32) and lab.sum() == label.sum()

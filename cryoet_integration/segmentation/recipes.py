@@ -24,7 +24,7 @@ DEFAULT_MEMBRANE: dict[str, Any] = {
     "simulation": {
         "size_xyz": [256, 256, 128],
         "train_seeds": list(range(10000, 10010)),
-        "val_seeds": [10500],
+        "val_seeds": [10500, 10501],
         "randomised": True,
         "label": "membranes",
     },

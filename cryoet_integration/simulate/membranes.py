@@ -160,13 +160,15 @@ class Sheet:
     """An open curved sheet: height field ``h(u, v)`` (sum of sinusoids) over a plane.
 
     ``frame`` columns are the in-plane axes ``e1, e2`` and the normal; ``waves`` rows are
-    (amplitude Å, ku, kv rad/Å, phase rad).
+    (amplitude Å, ku, kv rad/Å, phase rad); surface points are drawn within ``extent`` Å of
+    the origin along each in-plane axis.
     """
 
     origin: np.ndarray
     frame: np.ndarray
     waves: np.ndarray
     kind: str = "sheet"
+    extent: float = 2000.0
 
     def _height(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, ...]:
         h = np.zeros_like(u)
@@ -199,10 +201,9 @@ class Sheet:
         """Unbounded: the sheet crosses the whole field."""
         return np.full(3, -np.inf), np.full(3, np.inf)
 
-    def sample_surface(self, rng: np.random.Generator, extent: float = 2000.0
-                       ) -> tuple[np.ndarray, np.ndarray]:
+    def sample_surface(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A random mid-surface point (Å, within ``extent`` Å of the origin) and its normal."""
-        u, v = rng.uniform(-extent, extent, size=2)
+        u, v = rng.uniform(-self.extent, self.extent, size=2)
         h, hu, hv = self._height(np.array(u), np.array(v))
         point = self.origin + self.frame @ np.array([u, v, float(h)])
         normal = _unit(self.frame @ np.array([-float(hu), -float(hv), 1.0]))
@@ -264,7 +265,8 @@ def random_vesicle(rng: np.random.Generator, centre: np.ndarray, radius: float
 def random_sheet(rng: np.random.Generator, origin: np.ndarray, scale_angst: float) -> Sheet:
     """A curved sheet through ``origin`` (Å) with a random normal and gentle undulations.
 
-    Undulation wavelengths are 0.5-2x ``scale_angst`` with slopes up to ~0.5.
+    Undulation wavelengths are 0.5-2x ``scale_angst`` with slopes up to ~0.5; surface
+    points are drawn within 2x ``scale_angst`` of the origin (the field is about that size).
     """
     frame = random_rotation(rng)
     n = int(rng.integers(1, 4))
@@ -275,7 +277,7 @@ def random_sheet(rng: np.random.Generator, origin: np.ndarray, scale_angst: floa
         ang = rng.uniform(0, 2 * np.pi)
         amp = rng.uniform(0.0, 0.5) / k / np.sqrt(n)
         waves[i] = (amp, k * np.cos(ang), k * np.sin(ang), rng.uniform(0, 2 * np.pi))
-    return Sheet(np.asarray(origin, float), frame, waves)
+    return Sheet(np.asarray(origin, float), frame, waves, extent=2.0 * scale_angst)
 
 
 def random_capsule(rng: np.random.Generator, centre: np.ndarray, radius: float,

@@ -324,18 +324,24 @@ class _Builder:
         """
         from scipy import ndimage
 
+        size = np.array(self.shape[::-1])
         frac = centres_xyz[0] - np.round(centres_xyz[0])
+        free = []
+        for centre in centres_xyz:
+            c = np.round(centre).astype(int)
+            # the centre ball belongs to the particle, so a taken centre voxel always clashes
+            if np.all((c >= 0) & (c < size)) and self.occupancy[c[2], c[1], c[0]] == 0:
+                free.append(centre)
+        if not free:
+            return 0
         dens = self.render(template, matrix, frac)
         n = template.shape[0]
         h = n // 2
         mask = dens > INSTANCE_THRESHOLD * cls.density_v
         mask |= lab.centre_ball(mask.shape, np.full(3, h) + frac)
         grown = ndimage.binary_dilation(mask)
-        size = np.array(self.shape[::-1])
-        for centre in centres_xyz:
+        for centre in free:
             base = np.round(centre).astype(int) - h
-            if np.any(np.round(centre) < 0) or np.any(np.round(centre) >= size):
-                continue
             lo = np.maximum(base, 0)
             hi = np.minimum(base + n, size)
             vol_sl = tuple(slice(lo[k], hi[k]) for k in (2, 1, 0))
