@@ -161,6 +161,7 @@ def bench_tiling(tomo: Path, threads: int) -> dict:
         "b_ratio_tiling_overhead": round(t_full / t_bare, 3),
         "c_fp32_s": round(t_full, 2), "c_bf16_s": round(t_full16, 2),
         "c_bare_bf16_s": round(t_bare16, 2),
+        "b_ratio_tiling_overhead_bf16": round(t_full16 / t_bare16, 3),
         "c_ratio_bf16_speedup": round(t_full / t_full16, 3),
         "c_max_abs_prob_diff": round(float(np.abs(p32 - p16).max()), 4),
         "c_mean_abs_prob_diff": round(float(np.abs(p32 - p16).mean()), 5),

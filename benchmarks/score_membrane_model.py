@@ -32,7 +32,7 @@ from cryoet_integration.segmentation.checkpoint import (  # noqa: E402
     load_model,
     model_paths,
 )
-from cryoet_integration.segmentation.inference import segment_volume  # noqa: E402
+from cryoet_integration.segmentation.inference import segment_volume, use_bf16  # noqa: E402
 from formats.volume import read_volume  # noqa: E402
 
 SIZE_XYZ = (256, 256, 128)
@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         vol = read_volume(tomo_path)
         truth = read_volume(mask_path).data != 0
         t0 = time.perf_counter()
-        seg = segment_volume(vol, net, card)
+        # the precision `cryovis segment` uses by default on this machine
+        seg = segment_volume(vol, net, card, bf16=use_bf16("auto"))
         seconds = time.perf_counter() - t0
         pred = seg.probabilities[0]
         caps = missing_wedge_cap_mask(truth)
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"model": str(model_paths(args.model or default_model_path())[0]),
               "command": "python benchmarks/score_membrane_model.py " + " ".join(
                   argv if argv is not None else sys.argv[1:]),
+              "bf16": use_bf16("auto"),
               "held_out_seeds": list(range(args.seed, args.seed + args.n)),
               "size_xyz": SIZE_XYZ, "mean": mean, "tomograms": rows}
     (out / "scores.json").write_text(json.dumps(report, indent=2) + "\n")

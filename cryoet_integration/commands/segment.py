@@ -39,8 +39,9 @@ def register(subparsers) -> None:
                         help="minimum tile overlap, voxels")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: average the 8 axis flips (8x slower)")
-    parser.add_argument("--bf16", action="store_true",
-                        help="bfloat16 autocast (faster on recent CPUs; outputs differ by ~1e-2)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="bfloat16 autocast or float32; auto = bf16 where the CPU/GPU "
+                        "has native bf16 (probabilities differ by < 0.01)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
     parser.add_argument("--memmap", action="store_true",
                         help="keep the probability arrays in memory-mapped files beside --out")
@@ -69,7 +70,7 @@ def run(args) -> int:
     from formats.volume import Volume, read_volume, write_volume
 
     from ..segmentation.checkpoint import load_model
-    from ..segmentation.inference import default_device, segment_volume
+    from ..segmentation.inference import default_device, segment_volume, use_bf16
 
     if args.tile < 16 or args.overlap < 0 or args.overlap >= args.tile:
         raise CryovisError(f"--tile must be >= 16 and --overlap in [0, tile), got "
@@ -82,8 +83,9 @@ def run(args) -> int:
         check_writable(path, args.force)
     volume = read_volume(args.tomogram, voxel_size=args.voxel_size)
     memmap_dir = Path(args.out).resolve().parent if args.memmap else None
+    bf16 = use_bf16(args.precision, device)
     seg = segment_volume(volume, net, card, tile=args.tile, overlap=args.overlap,
-                         tta=args.tta, bf16=args.bf16, device=device, memmap_dir=memmap_dir)
+                         tta=args.tta, bf16=bf16, device=device, memmap_dir=memmap_dir)
     for w in seg.info["warnings"]:
         print(f"cryovis segment: warning: {w}", file=sys.stderr)
 
@@ -100,6 +102,7 @@ def run(args) -> int:
         save(Path(args.labels_out), seg.labels(thr).astype(np.int8 if len(card["classes"]) < 128
                                                             else np.int16))
     print(json.dumps({"outputs": {n: str(p) for n, p in targets.items()},
+                      "bf16": bf16,
                       "labels": args.labels_out, "classes": card["classes"],
                       "voxel_size": seg.voxel_size, **{k: v for k, v in seg.info.items()
                                                        if k != "warnings"}}))

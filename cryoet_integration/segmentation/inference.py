@@ -107,6 +107,30 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def native_bf16(device: str = "cpu") -> bool:
+    """True when ``device`` computes bfloat16 natively (CPU flags avx512_bf16/amx_bf16, or a
+    GPU that supports it); elsewhere bf16 autocast is emulated and slower than float32."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = next((line for line in fh if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device: str = "cpu") -> bool:
+    """Resolve ``precision`` ("auto", "fp32", "bf16") to whether bf16 autocast is used;
+    "auto" picks bf16 where the hardware has it (same masks within 0.3 % Dice, see
+    benchmarks/bench_segment.py (c))."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+    return precision == "bf16" or (precision == "auto" and native_bf16(device))
+
+
 def _activation(logits):
     import torch
 
