@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import textwrap
@@ -50,11 +49,15 @@ def make_tomogram(work: Path) -> Path:
 
 
 def run_measured(python: str, code: str, env: dict | None = None) -> dict:
-    """Run ``code`` in a fresh interpreter; returns its wall time and peak RSS (MB)."""
+    """Run ``code`` in a fresh interpreter; returns its wall time and peak RSS (MB).
+
+    The peak is the child's own VmHWM: ``ru_maxrss`` would inherit this (larger) parent's
+    high-water mark through fork + exec.
+    """
     wrapper = code + textwrap.dedent("""
-        import resource, json
-        print("BENCH", json.dumps({"peak_mb": resource.getrusage(
-            resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        import json
+        hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
+        print("BENCH", json.dumps({"peak_mb": int(hwm.split()[1]) / 1024}))
     """)
     t0 = time.perf_counter()
     proc = subprocess.run([python, "-c", wrapper], capture_output=True, text=True,
@@ -192,7 +195,6 @@ def main() -> int:
         results["a_ratio_peak_memory"] = round(results["a_cryovis"]["peak_mb"]
                                                / results["a_membrain"]["peak_mb"], 3)
     results["load_average_end"] = os.getloadavg()[0]
-    results["self_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT", json.dumps(results, indent=2))
     return 0
 

@@ -89,11 +89,13 @@ def read_card(path: str | Path) -> dict[str, Any]:
     return card
 
 
-def update_card(path: str | Path, updates: dict[str, Any]) -> None:
-    """Merge ``updates`` into the ``training`` section of model ``path``'s card (atomically)."""
+def update_card(path: str | Path, updates: dict[str, Any], section: str | None = "training"
+                ) -> None:
+    """Merge ``updates`` into ``section`` of model ``path``'s card (None: the top level),
+    atomically."""
     _, card_path = model_paths(path)
     card = read_card(path)
-    card.setdefault("training", {}).update(updates)
+    (card if section is None else card.setdefault(section, {})).update(updates)
     with atomic_path(card_path, overwrite=True) as tmp:
         tmp.write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
 

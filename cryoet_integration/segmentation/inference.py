@@ -138,9 +138,10 @@ def _activation(logits):
 
 
 def forward_tile(net, patch: np.ndarray, tta: bool = False, bf16: bool = False,
-                 device: str = "cpu") -> np.ndarray:
+                 device: str = "cpu", logit_bias: float = 0.0) -> np.ndarray:
     """Probabilities ``(C, z, y, x)`` of one tile (sigmoid for one output channel, softmax
-    otherwise); with ``tta`` the mean over the 8 flips of the three axes."""
+    otherwise); with ``tta`` the mean over the 8 flips of the three axes. ``logit_bias`` is
+    subtracted from one-channel logits (the calibration stored in a model card)."""
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None, None].to(device)
@@ -151,7 +152,8 @@ def forward_tile(net, patch: np.ndarray, tta: bool = False, bf16: bool = False,
                                                  dtype=torch.bfloat16, enabled=bf16):
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
-            p = _activation(net(xi).float())
+            logits = net(xi).float()
+            p = _activation(logits - logit_bias if logits.shape[1] == 1 else logits)
             p = torch.flip(p, dims) if dims else p
             total = p if total is None else total + p
     return (total / len(flips))[0].float().cpu().numpy()
@@ -170,7 +172,8 @@ def _pad_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 def predict_probabilities(net, image: np.ndarray, tile: int = DEFAULT_TILE,
                           overlap: int = DEFAULT_OVERLAP, tta: bool = False, bf16: bool = False,
                           device: str = "cpu", out: np.ndarray | None = None,
-                          progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                          progress: Callable[[int, int], None] | None = None,
+                          logit_bias: float = 0.0) -> np.ndarray:
     """Blend tile predictions over a normalised image ``[z, y, x]`` (at the model's voxel
     size) into probabilities ``(C, z, y, x)`` float32.
 
@@ -196,7 +199,8 @@ def predict_probabilities(net, image: np.ndarray, tile: int = DEFAULT_TILE,
     weight = np.zeros(shape, dtype=np.float32)
     for i, (z, y, x) in enumerate(starts):
         patch = padded[z:z + tile_shape[0], y:y + tile_shape[1], x:x + tile_shape[2]]
-        probs = forward_tile(net, patch, tta=tta, bf16=bf16, device=device)
+        probs = forward_tile(net, patch, tta=tta, bf16=bf16, device=device,
+                             logit_bias=logit_bias)
         # Only the part inside the unpadded volume is accumulated.
         ez, ey, ex = (min(s + t, n) - s for s, t, n in zip((z, y, x), tile_shape, shape))
         w = window[:ez, :ey, :ex]
@@ -303,6 +307,7 @@ def segment_volume(volume: Volume, net, card: dict[str, Any], tile: int = DEFAUL
 
     work = predict_probabilities(net, data, tile=tile, overlap=overlap, tta=tta, bf16=bf16,
                                  device=device, out=alloc((channels,) + data.shape),
+                                 logit_bias=float(card.get("logit_bias", 0.0)),
                                  progress=progress)
     del data
     if rescale:

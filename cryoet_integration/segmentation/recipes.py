@@ -52,6 +52,11 @@ DEFAULT_MEMBRANE: dict[str, Any] = {
         "missing_wedge": {"p": 0.2},
         "fourier_amplitude": {"p": 0.3},
         "zoom": {"p": 0.3, "range": (0.8, 1.25)},
+        # A blur of ~2 voxels merges the two leaflets of a 10 Å bilayer into one dark band,
+        # the way thick or strongly defocused membranes look; without it the model learns
+        # "two parallel lines" only (benchmarks/cross_simulator.py, docs/cross_simulator.md).
+        "blur": {"p": 0.35, "sigma": (0.5, 2.5)},
+        "low_resolution": {"p": 0.3, "scale": (0.4, 1.0)},
     },
 }
 

@@ -112,6 +112,34 @@ def validation_dice(net, crops: list[tuple[np.ndarray, np.ndarray]], n_classes: 
     return float(np.mean(scores)) if scores else float("nan")
 
 
+def calibrate_logit_bias(net, val: list[TrainVolume], bf16: bool) -> dict[str, float]:
+    """Decision threshold of a one-class model that maximises Dice on whole validation
+    volumes, as a logit bias for the card (``logit_bias``): inference subtracts it so that
+    probability 0.5 is that threshold. Thresholds 0.2-0.95 are scanned in steps of 0.025."""
+    from .inference import predict_probabilities
+
+    net.eval()
+    thresholds = np.arange(0.2, 0.951, 0.025)
+    inter = np.zeros(thresholds.size)
+    pred = np.zeros(thresholds.size)
+    truth = 0
+    for vol in val:
+        prob = predict_probabilities(net, vol.image, bf16=bf16)[0]
+        valid = vol.label != IGNORE
+        t = (vol.label == 1) & valid
+        truth += int(t.sum())
+        for i, thr in enumerate(thresholds):
+            m = (prob > thr) & valid
+            inter[i] += int((m & t).sum())
+            pred[i] += int(m.sum())
+    dice = 2 * inter / np.maximum(pred + truth, 1)
+    best = int(np.argmax(dice))
+    thr = float(thresholds[best])
+    return {"logit_bias": round(float(np.log(thr / (1 - thr))), 4), "threshold": thr,
+            "val_dice_at_threshold": round(float(dice[best]), 4),
+            "val_dice_at_0.5": round(float(dice[np.argmin(np.abs(thresholds - 0.5))]), 4)}
+
+
 def plot_history(history: dict[str, list], path: Path) -> None:
     """Training loss (smoothed) and validation Dice against step, as a PNG."""
     import matplotlib
@@ -299,6 +327,11 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
     checkpoint()
     if val and not weights.exists():  # stopped before the first validation
         save_model(out, net, card("latest"), overwrite=True)
+    if val and n_classes == 1 and weights.exists():
+        best_net, _ = load_model(out)
+        calib = calibrate_logit_bias(best_net, val, bf16)
+        update_card(out, {"logit_bias": calib["logit_bias"]}, section=None)
+        update_card(out, {"calibration": calib})
     # The best model was saved mid-run; its card records the whole training cost.
     update_card(out, {"total_steps": step, "total_cpu_hours": round(cpu_seconds / 3600, 3),
                       "stop": reason, "history": {k: history[k] for k in ("val_step", "val_dice")}})
