@@ -400,3 +400,99 @@ def test_ctf_inverts_contrast_beyond_first_zero_unless_phase_flipped():
                            / np.sqrt((abs(f[beyond]) ** 2).sum() * (abs(g[beyond]) ** 2).sum()))
     assert corr[False] > 0.1, corr  # reversed contrast between the first and second zero
     assert corr[True] < -0.1  # flipped back: dense matter dark at all frequencies
+
+
+def _profile_draws(n: int) -> list[SimulationConfig]:
+    return [SimulationConfig.randomised(s) for s in range(n)]
+
+
+def test_randomised_bilayer_profile_stays_in_its_ranges():
+    from cryoet_integration.simulate.shapes import PROTEIN_DENSITY_V
+
+    drawn = _profile_draws(60)
+    single = []
+    for c in drawn:
+        c.validate()
+        assert 3.0 <= c.leaflet_spacing_nm <= 5.0
+        assert 4.0 <= c.head_sigma_angst <= 12.0
+        assert 0.6 <= c.head_density_v / PROTEIN_DENSITY_V <= 1.4
+        assert -0.3 <= c.core_density_v / c.head_density_v <= 2.5
+        assert 5.0 <= c.core_sigma_angst <= c.leaflet_spacing_nm * 10 / 4 + 1e-9
+        single.append(c.bilayer_profile().n_peaks(c.voxel_size) == 1)
+    # about a third are one merged band, and both kinds of per-membrane setting occur
+    assert 0.2 <= np.mean(single) <= 0.5
+    assert len({c.profile_per_membrane for c in drawn}) == 2
+    cores = [c.core_density_v / c.head_density_v for c in drawn]
+    assert min(cores) < 0 and max(cores) > 0.8
+    # the fixed default keeps the sharp two-leaflet profile
+    default = SimulationConfig()
+    assert default.bilayer_profile().n_peaks(default.voxel_size) == 2
+    assert not default.profile_per_membrane
+
+
+def _flat_sheet_column(cfg: SimulationConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Potential and mask along the normal of a flat sheet through a voxel centre, and the
+    signed distance (Å) of those voxels to the mid-surface."""
+    from cryoet_integration.simulate import membranes as mem
+    from cryoet_integration.simulate.scene import _Builder
+
+    cfg = dataclasses.replace(cfg, ice_fraction=2.0, ice_tilt_deg=0.0,
+                              profile_per_membrane=False)
+    vs = cfg.voxel_size
+    b = _Builder((40, 12, 12), cfg, np.random.default_rng(0))
+    b.build_slab()
+    sheet = mem.Sheet(np.array([5.0, 5.0, 20.0]) * vs, np.eye(3), np.zeros((1, 4)))
+    assert b.add_membrane(sheet)
+    d = (np.arange(40) - 20.0) * vs
+    return b.potential[:, 6, 6].astype(float), b.membranes[:, 6, 6], d
+
+
+def _n_maxima(p: np.ndarray) -> int:
+    step = np.diff(p)
+    return int(np.sum((step[:-1] > 0) & (step[1:] <= 0)))
+
+
+def test_single_band_and_two_leaflet_profiles_across_a_flat_sheet():
+    drawn = _profile_draws(40)
+    single = next(c for c in drawn if c.bilayer_profile().n_peaks(c.voxel_size) == 1)
+
+    def resolved(c: SimulationConfig) -> bool:
+        # head groups sampled by the voxel grid well above the core
+        p = c.bilayer_profile()
+        k = round(p.leaflet_spacing_angst / 2 / c.voxel_size)
+        v = p.density(np.array([0.0, k * c.voxel_size]), c.voxel_size)
+        return p.n_peaks(c.voxel_size) == 2 and k >= 1 and v[1] > 1.2 * v[0] + 0.1
+
+    double = next(c for c in drawn if resolved(c))
+    for cfg, n_bands in ((single, 1), (double, 2)):
+        pot, mask, d = _flat_sheet_column(cfg)
+        # dense matter is dark in the tomogram: one or two density maxima = dark minima
+        assert _n_maxima(pot) == n_bands, cfg
+        # the label does not follow the profile: every voxel within 2.5 nm, nothing else
+        assert np.array_equal(mask > 0, np.abs(d) <= 25.0)
+
+
+def test_per_membrane_profiles_are_recorded():
+    cfg = next(c for c in _profile_draws(40) if c.profile_per_membrane)
+    cfg = dataclasses.replace(cfg, n_vesicles=2, n_sheets=1, n_tubes=0, tilt_step_deg=6.0,
+                              measure_snr=False, crowding=0.02)
+    sim = simulate_tomogram(seed=2, size_xyz=(48, 48, 32), config=cfg)
+    json.dumps(sim.metadata)
+    assert sim.metadata["membrane_profile"]["per_membrane"] is True
+    profiles = [m["profile"] for m in sim.metadata["membranes"]]
+    assert len(profiles) >= 2
+    assert len({p["head_sigma_angst"] for p in profiles}) == len(profiles)
+    for p in profiles:
+        assert 30.0 <= p["leaflet_spacing_angst"] <= 50.0
+        assert 4.0 <= p["head_sigma_angst"] <= 12.0
+        assert isinstance(p["single_band"], bool)
+    depth = ndimage.distance_transform_edt(sim.membranes) * cfg.voxel_size
+    assert 25.0 - cfg.voxel_size <= depth.max() <= 25.0 + 2 * cfg.voxel_size
+
+
+def test_default_profile_is_recorded(sim):
+    prof = sim.metadata["membrane_profile"]
+    assert prof["per_membrane"] is False and prof["single_band"] is False
+    assert prof["head_sigma_angst"] == 5.0 and prof["core_density_v"] == -0.4
+    assert all(m["profile"] == {k: v for k, v in prof.items() if k != "per_membrane"}
+               for m in sim.metadata["membranes"])

@@ -7,9 +7,12 @@ Every length names its unit (``_nm``, ``_angst``, ``_um``, ``_mm``) except ``vox
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .membranes import BilayerProfile
 
 
 @dataclasses.dataclass
@@ -32,8 +35,13 @@ class SimulationConfig:
     tube_radius_nm: tuple[float, float] = (10.0, 25.0)
     n_microtubules: int = 0  # hollow 25 nm tubes (labelled, not particles)
     n_actin: int = 0  # 7 nm filaments (labelled, not particles)
+    # Bilayer profile (see ``membranes.BilayerProfile``): head-group Gaussians around a core
     leaflet_spacing_nm: float = 4.0  # head-group peak to peak
     head_density_v: float = 1.6  # lipid head groups above ice
+    head_sigma_angst: float = 5.0
+    core_density_v: float = -0.4  # hydrocarbon core; negative: below ice
+    core_sigma_angst: float = 7.0
+    profile_per_membrane: bool = False  # True: each membrane draws its own random profile
     membrane_proteins_per_um2: float = 0.0  # unlabelled transmembrane blobs
     crowding: float = 0.08  # target fraction of the ice volume filled by particles
     class_weights: dict[str, float] | None = None  # by particle count; None: uniform
@@ -70,11 +78,17 @@ class SimulationConfig:
         Ranges cover what real data sets vary: voxel size 6-14 Å, defocus 1.5-6 µm,
         total dose 40-180 e/Å², ice 0.5-1.3 x the box depth, 0-6 vesicles, 0-2 sheets and
         tubes, crowding 2-20 %, cytosol texture 0-0.3 V, tilt range ±(45-70)° with up to
-        10° asymmetry and 1-4° steps, residual misalignment up to 1.5 nm, head-group
-        density 1-2.2 V, 0 or 200-3000 transmembrane proteins per µm², 0-2 microtubules
-        and 0-8 actin filaments, and one in three
-        reconstructions SIRT-like (5-40 iterations).
+        10° asymmetry and 1-4° steps, residual misalignment up to 1.5 nm, 0 or 200-3000
+        transmembrane proteins per µm², 0-2 microtubules and 0-8 actin filaments, and one
+        in three reconstructions SIRT-like (5-40 iterations). The bilayer profile
+        (``membranes.random_profile``): leaflet spacing 3-5 nm, head groups 0.6-1.4x the
+        protein density with sigma 4-12 Å, the core from below ice up to about the
+        head-group density (one draw in three a single merged dark band); one tomogram in
+        three draws a profile per membrane instead.
         """
+        from .membranes import random_profile
+        from .shapes import PROTEIN_DENSITY_V
+
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x51C0]))
         n_ves = int(rng.integers(0, 7))
         n_sheets = int(rng.integers(0, 3))
@@ -84,7 +98,7 @@ class SimulationConfig:
         tilt_max = float(rng.uniform(45, 70))
         asym = float(rng.uniform(-10, 10))
         weights = rng.dirichlet(np.ones(len(_protein_classes())) * 2.0)
-        return cls(
+        cfg = cls(
             voxel_size=float(np.round(rng.uniform(6.0, 14.0), 2)),
             ice_fraction=float(rng.uniform(0.5, 1.3)),
             ice_tilt_deg=float(rng.uniform(0, 10)),
@@ -93,7 +107,7 @@ class SimulationConfig:
             n_sheets=n_sheets,
             n_tubes=n_tubes,
             tube_radius_nm=(8.0, float(rng.uniform(12, 30))),
-            leaflet_spacing_nm=float(rng.uniform(3.6, 4.4)),
+            leaflet_spacing_nm=float(rng.uniform(3.0, 5.0)),
             crowding=float(rng.uniform(0.02, 0.2)),
             class_weights={c: float(w) for c, w in zip(_protein_classes(), weights)},
             attached_fraction=float(rng.uniform(0.2, 0.8)),
@@ -116,12 +130,26 @@ class SimulationConfig:
             phase_flip=bool(rng.random() < 0.25),
             filter_cutoff=float(rng.uniform(0.3, 0.5)),
             sirt_iterations=int(rng.integers(5, 41)) if rng.random() < 0.35 else 0,
-            head_density_v=float(rng.uniform(1.0, 2.2)),
+            head_density_v=PROTEIN_DENSITY_V * float(rng.uniform(0.6, 1.4)),
             n_microtubules=int(rng.choice([0, 0, 1, 2])),
             membrane_proteins_per_um2=(0.0 if rng.random() < 0.3
                                        else float(rng.uniform(200, 3000))),
             n_actin=int(rng.choice([0, 0, 2, 4, 8])),
         )
+        # drawn last so that the other conditions of a seed stay as they were
+        profile = random_profile(rng, cfg.voxel_size, cfg.leaflet_spacing_nm * 10.0,
+                                 cfg.head_density_v)
+        return dataclasses.replace(
+            cfg, head_sigma_angst=profile.head_sigma_angst,
+            core_density_v=profile.core_density_v, core_sigma_angst=profile.core_sigma_angst,
+            profile_per_membrane=bool(rng.random() < 1 / 3))
+
+    def bilayer_profile(self) -> BilayerProfile:
+        """The tomogram's bilayer profile (each membrane's own if ``profile_per_membrane``)."""
+        from .membranes import BilayerProfile
+
+        return BilayerProfile(self.leaflet_spacing_nm * 10.0, self.head_density_v,
+                              self.head_sigma_angst, self.core_density_v, self.core_sigma_angst)
 
     def tilt_angles(self) -> np.ndarray:
         """Nominal tilt angles (deg), ascending, from ``tilt_min_deg`` to ``tilt_max_deg``."""
@@ -150,6 +178,9 @@ class SimulationConfig:
              "membrane counts must be >= 0"),
             (min(self.n_microtubules, self.n_actin) >= 0, "filament counts must be >= 0"),
             (self.membrane_proteins_per_um2 >= 0, "membrane_proteins_per_um2 must be >= 0"),
+            (self.leaflet_spacing_nm > 0 and self.head_sigma_angst > 0
+             and self.core_sigma_angst > 0,
+             "leaflet_spacing_nm, head_sigma_angst and core_sigma_angst must be > 0"),
         ]
         for ok, message in checks:
             if not ok:

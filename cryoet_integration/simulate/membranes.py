@@ -215,22 +215,106 @@ class Sheet:
                 "normal": self.frame[:, 2].tolist(), "waves": self.waves.tolist()}
 
 
-def bilayer_density(d: np.ndarray, leaflet_spacing_angst: float, voxel_size: float,
-                    head_density_v: float = 1.6) -> np.ndarray:
-    """Excess potential (V) of a lipid bilayer at signed distance ``d`` (Å) from its middle.
+@dataclasses.dataclass(frozen=True)
+class BilayerProfile:
+    """Density across a lipid bilayer: two head-group Gaussians around a hydrocarbon core.
 
-    Two Gaussian head-group peaks (``head_density_v`` V) ``leaflet_spacing_angst`` apart
-    around a low-density hydrocarbon core. Each Gaussian is widened by the voxel footprint
-    (peak lowered to keep its area), so the map is not aliased at coarse voxel sizes.
+    Densities are excess potential over ice (V) at the peak of each Gaussian before the voxel
+    footprint widens it; lengths are Å along the membrane normal. The defaults are the fixed
+    profile of ``SimulationConfig()``: sharp head groups around a core below ice density.
     """
-    foot = 0.42 * voxel_size  # sd of a box of one voxel width
-    sh = np.hypot(HEAD_SIGMA_ANGST, foot)
-    st = np.hypot(TAIL_SIGMA_ANGST, foot)
-    half = leaflet_spacing_angst / 2
-    heads = (np.exp(-0.5 * ((d - half) / sh) ** 2) + np.exp(-0.5 * ((d + half) / sh) ** 2))
-    out = head_density_v * HEAD_SIGMA_ANGST / sh * heads
-    out += TAIL_DENSITY_V * TAIL_SIGMA_ANGST / st * np.exp(-0.5 * (d / st) ** 2)
-    return out.astype(np.float32)
+
+    leaflet_spacing_angst: float = 40.0  # head-group peak to peak
+    head_density_v: float = 1.6
+    head_sigma_angst: float = HEAD_SIGMA_ANGST
+    core_density_v: float = TAIL_DENSITY_V
+    core_sigma_angst: float = TAIL_SIGMA_ANGST
+
+    def density(self, d: np.ndarray, voxel_size: float) -> np.ndarray:
+        """Excess potential (V, float32) at signed distance ``d`` (Å) from the mid-surface.
+
+        Each Gaussian is widened by the footprint of a ``voxel_size`` Å voxel (peak lowered
+        to keep its area), so the map is not aliased at coarse voxel sizes.
+        """
+        return self._values(d, voxel_size).astype(np.float32)
+
+    def _values(self, d: np.ndarray, voxel_size: float) -> np.ndarray:
+        foot = 0.42 * voxel_size  # sd of a box of one voxel width
+        sh = np.hypot(self.head_sigma_angst, foot)
+        st = np.hypot(self.core_sigma_angst, foot)
+        half = self.leaflet_spacing_angst / 2
+        heads = (np.exp(-0.5 * ((d - half) / sh) ** 2) + np.exp(-0.5 * ((d + half) / sh) ** 2))
+        out = self.head_density_v * self.head_sigma_angst / sh * heads
+        return out + (self.core_density_v * self.core_sigma_angst / st
+                      * np.exp(-0.5 * (d / st) ** 2))
+
+    def n_peaks(self, voxel_size: float) -> int:
+        """Local density maxima across the bilayer at ``voxel_size`` Å (1: one dark band)."""
+        reach = self.leaflet_spacing_angst + 4 * (self.head_sigma_angst + self.core_sigma_angst
+                                                  + voxel_size)
+        # float64: float32 rounding in the tails would count as ripples
+        p = self._values(np.arange(-reach, reach, 0.25), voxel_size)
+        step = np.diff(p)
+        return int(np.sum((step[:-1] > 0) & (step[1:] <= 0)))
+
+    def describe(self, voxel_size: float) -> dict:
+        """JSON-serialisable parameters and whether the bilayer shows as one band."""
+        return {**{k: float(v) for k, v in dataclasses.asdict(self).items()},
+                "single_band": self.n_peaks(voxel_size) == 1}
+
+
+# Domain-randomisation ranges of the bilayer profile (``random_profile``).
+SPACING_RANGE_ANGST = (30.0, 50.0)
+HEAD_SIGMA_RANGE_ANGST = (4.0, 12.0)
+HEAD_TO_PROTEIN_RANGE = (0.6, 1.4)  # head-group peak relative to protein density
+MERGED_FRACTION = 1 / 3  # draws whose core fills the gap between the head groups
+MERGED_HEAD_SIGMA_RANGE_ANGST = (7.0, 12.0)
+TWO_LEAFLET_CORE_RANGE = (-0.3, 0.6)  # core peak relative to the head-group peak
+
+
+def random_profile(rng: np.random.Generator, voxel_size: float,
+                   spacing_angst: float | None = None,
+                   head_density_v: float | None = None) -> BilayerProfile:
+    """A domain-randomised bilayer profile for a tomogram at ``voxel_size`` Å.
+
+    Leaflet spacing and head-group density are drawn unless given (``SPACING_RANGE_ANGST``;
+    ``HEAD_TO_PROTEIN_RANGE`` x the protein density). In ``MERGED_FRACTION`` of the draws
+    the core (sigma half the half-spacing) is made just dense enough (1-1.2x the least
+    density that does it) to fill the gap between thick head groups, so the bilayer is one
+    dark band; otherwise the head groups have any width in ``HEAD_SIGMA_RANGE_ANGST`` and
+    the core lies between 0.3x below ice and 0.6x the head-group density, with sigma 5 Å
+    to half the half-spacing (wide head groups may still merge at coarse voxels).
+    """
+    from .shapes import PROTEIN_DENSITY_V
+
+    if spacing_angst is None:
+        spacing_angst = float(rng.uniform(*SPACING_RANGE_ANGST))
+    if head_density_v is None:
+        head_density_v = PROTEIN_DENSITY_V * float(rng.uniform(*HEAD_TO_PROTEIN_RANGE))
+    quarter = spacing_angst / 4
+    if rng.random() < MERGED_FRACTION:
+        sigma = float(rng.uniform(*MERGED_HEAD_SIGMA_RANGE_ANGST))
+        base = BilayerProfile(spacing_angst, head_density_v, sigma, 0.0, quarter)
+        core = _merging_core_density(base, voxel_size) * float(rng.uniform(1.0, 1.2))
+        return dataclasses.replace(base, core_density_v=core)
+    return BilayerProfile(
+        spacing_angst, head_density_v, float(rng.uniform(*HEAD_SIGMA_RANGE_ANGST)),
+        head_density_v * float(rng.uniform(*TWO_LEAFLET_CORE_RANGE)),
+        float(rng.uniform(5.0, max(5.0, quarter))))
+
+
+def _merging_core_density(profile: BilayerProfile, voxel_size: float) -> float:
+    """Least core density (V, within 1 %) that leaves ``profile`` a single band."""
+    lo, hi = 0.0, 8.0 * profile.head_density_v
+    for _ in range(20):
+        mid = (lo + hi) / 2
+        if dataclasses.replace(profile, core_density_v=mid).n_peaks(voxel_size) == 1:
+            hi = mid
+        else:
+            lo = mid
+        if hi - lo < 0.01 * profile.head_density_v:
+            break
+    return hi
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -44,7 +44,7 @@ class Scene:
         particles: one dict per particle: id, class, xyz (voxels), matrix (ref -> tomogram),
             attached (bool).
         slab: ice slab: normal, centre (x,y,z Å), thickness (Å).
-        membrane_info: parameters of each membrane.
+        membrane_info: parameters of each membrane (geometry and bilayer profile).
         filament_info: parameters of each filament (labelled, not particles).
     """
 
@@ -94,6 +94,8 @@ class _Builder:
         self.particles: list[dict[str, Any]] = []
         self.membrane_objs: list[Any] = []
         self.membrane_areas: list[float] = []  # Å² of each bilayer inside box and ice
+        self.profile = config.bilayer_profile()
+        self.membrane_profiles: list[mem.BilayerProfile] = []
         self.filament_objs: list[fl.Filament] = []
         a = float(config.amplitude_contrast)
         self.bio_absorption = a / np.sqrt(1.0 - a * a)
@@ -157,8 +159,9 @@ class _Builder:
         near = np.abs(d) <= mem.MASK_HALF_WIDTH_ANGST + _MEMBRANE_GAP_ANGST
         if np.any(near & (self.membranes[sl] > 0)):
             return False
-        density = mem.bilayer_density(d, self.cfg.leaflet_spacing_nm * 10.0, self.vs,
-                                      self.cfg.head_density_v)
+        profile = (mem.random_profile(self.rng, self.vs) if self.cfg.profile_per_membrane
+                   else self.profile)
+        density = profile.density(d, self.vs)
         if lumen_v:
             inner = np.clip(0.5 - (d + mem.MASK_HALF_WIDTH_ANGST) / self.vs, 0, 1)
             density += np.float32(lumen_v) * inner
@@ -168,6 +171,7 @@ class _Builder:
         self.membranes[sl][band] = 1
         self.occupancy[sl][band] = _MEMBRANE
         self.membrane_objs.append(obj)
+        self.membrane_profiles.append(profile)
         self.membrane_areas.append(float(band.sum()) * self.vs ** 3
                                    / (2 * mem.MASK_HALF_WIDTH_ANGST))
         return True
@@ -471,5 +475,6 @@ def build_scene(shape_zyx: tuple[int, int, int], config: SimulationConfig,
     slab = {"normal": b.slab["normal"].tolist(), "centre_angst": b.slab["centre"].tolist(),
             "thickness_angst": b.slab["thickness"]}
     return Scene(b.potential, b.absorption, b.labels, b.instances, b.membranes, b.particles,
-                 slab, [o.describe() for o in b.membrane_objs],
+                 slab, [o.describe() | {"profile": p.describe(b.vs)}
+                        for o, p in zip(b.membrane_objs, b.membrane_profiles)],
                  [f.describe() for f in b.filament_objs])

@@ -110,6 +110,10 @@ def simulate_tomogram(seed: int = 0, size_xyz=(256, 256, 128),
         "particle_counts": {str(k): int(v) for k, v in counts.items()},
         "n_particles": len(table),
         "n_attached": int(table["attached"].sum()) if len(table) else 0,
+        "membrane_profile": (cfg.bilayer_profile().describe(vs) | {"per_membrane": False}
+                             if not cfg.profile_per_membrane
+                             else {"per_membrane": True,
+                                   "note": "each membrane's profile is in membranes[i]"}),
         "membranes": scene.membrane_info,
         "filaments": scene.filament_info,
         "membrane_fraction": float(scene.membranes.mean()),
