@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model (default: the shipped one)")
     ap.add_argument("--n", type=int, default=3)
     ap.add_argument("--seed", type=int, default=20000)
-    ap.add_argument("--cache", default="/tmp/h8/heldout")
-    ap.add_argument("--out", default="/tmp/h8/score")
+    ap.add_argument("--cache", default=str(Path.home() / ".cache/cryovis/heldout"))
+    ap.add_argument("--out", default=str(Path.home() / ".cache/cryovis/score"))
     ap.add_argument("--update-card", action="store_true")
     args = ap.parse_args(argv)
 

@@ -253,7 +253,7 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
                 "contrast": "dense matter dark (negative), as reconstructed",
                 "checkpoint": kind, "step": step, "training": {
                     **(provenance or {}), "config": cfg, "steps": step,
-                    "cpu_hours": round(cpu_seconds / 3600, 3),
+                    "cpu_hours": round(cpu_seconds / 3600, 6),
                     "best_val_dice": None if best < 0 else round(best, 4),
                     "train_volumes": [v.name for v in train],
                     "val_volumes": [v.name for v in val]}}
@@ -333,7 +333,7 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
         update_card(out, {"logit_bias": calib["logit_bias"]}, section=None)
         update_card(out, {"calibration": calib})
     # The best model was saved mid-run; its card records the whole training cost.
-    update_card(out, {"total_steps": step, "total_cpu_hours": round(cpu_seconds / 3600, 3),
+    update_card(out, {"total_steps": step, "total_cpu_hours": round(cpu_seconds / 3600, 6),
                       "stop": reason, "history": {k: history[k] for k in ("val_step", "val_dice")}})
     bar.close()
     summary = {"steps": step, "stop": reason, "best_val_dice": None if best < 0 else best,
