@@ -21,19 +21,9 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .errors import FormatError, PathLike
-from .particle_common import positive_or_none, recompute_angst, single_tomogram
+from .particle_common import load_json, positive_or_none, recompute_angst, single_tomogram
 from .particle_io import ParticleFormat, register
 from .particles import make_table, orientations
-
-
-def _load(p: Path) -> dict:
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(p, f"cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise FormatError(p, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return doc
 
 
 def is_copick(path: PathLike) -> bool:
@@ -53,7 +43,7 @@ def read_copick(path: PathLike, voxel_size: float | None = None, **_: Any) -> pd
     file's ``voxel_spacing``, else of 1 Å (the table then simply holds Å).
     """
     p = Path(path)
-    doc = _load(p)
+    doc = load_json(p)
     if not isinstance(doc, dict) or not isinstance(doc.get("points"), list):
         raise FormatError(p, "not a copick picks file (no 'points' list)")
     unit = str(doc.get("unit", "angstrom")).lower()

@@ -26,6 +26,7 @@ from .errors import FormatError, PathLike
 from .particle_common import (
     apply_binning,
     file_positions,
+    load_json,
     parse_size_xyz,
     positive_or_none,
     recompute_angst,
@@ -58,12 +59,7 @@ def read_eman2_json(path: PathLike, voxel_size: float | None = None,
                     tomo_name: str | None = None, **_: Any) -> pd.DataFrame:
     """Read the boxes of an e2spt info json (needs the tomogram size, see module doc)."""
     p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(p, f"cannot read ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise FormatError(p, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    doc = load_json(p)
     boxes = doc.get("boxes_3d") if isinstance(doc, dict) else None
     if not isinstance(boxes, list):
         raise FormatError(p, "no 'boxes_3d' list (not an EMAN2 info json)")

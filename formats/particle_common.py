@@ -8,9 +8,10 @@ binned tomogram, and writing with ``binning=4`` multiplies voxel positions by 4.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -146,3 +147,13 @@ def single_tomogram(table: pd.DataFrame, path: PathLike, what: str) -> str:
                                 f"{len(names)} ({', '.join(names[:4])}): select one with "
                                 "--tomo-name (tomo_name)")
     return names[0] if names else ""
+
+
+def load_json(path: Path) -> Any:
+    """Parse a JSON particle file; FormatError names the file and the parse problem."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(path, f"cannot read ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise FormatError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None

@@ -28,24 +28,14 @@ DEFAULT_MEMBRANE: dict[str, Any] = {
         "randomised": True,
         "label": "membranes",
     },
-    # 10 Å matches MemBrain v2's working pixel size: a 5 nm bilayer is 5 voxels wide.
-    "voxel_size": 10.0,
-    "network": {"arch": "unet3d", "in_channels": 1, "out_channels": 1, "base_channels": 16,
-                "depth": 4, "residual": True, "norm": "instance", "deep_supervision": True},
-    "loss": {"dice": 1.0, "bce": 1.0},
-    "patch_size": [64, 64, 64],
-    "batch_size": 2,
-    "foreground_fraction": 0.5,
-    "lr": 1e-3,
-    "weight_decay": 1e-5,
+    # Network, loss, patches, optimiser, voxel size (10 Å) and bf16 are TRAIN_DEFAULTS
+    # (segmentation/train.py); only what differs from them is listed here.
     # Sized for this shared 2-core CPU (about 5-10 s per step): ~1 hour. Resume with a larger
     # max_steps to train longer.
     "max_steps": 1200,
     "validate_every": 50,
     "patience": 20,
     "val_crop": [64, 128, 128],
-    "checkpoint_minutes": 3.0,
-    "bf16": True,
     # MemBrain v2 augmentation, with the missing-wedge and Fourier-amplitude transforms made
     # more frequent because the recipe's whole point is robustness to imaging conditions.
     "augment": {

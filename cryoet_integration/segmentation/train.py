@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "classes": ["membrane"],
+    # 10 Å matches MemBrain v2's working pixel size: a 5 nm bilayer is 5 voxels wide.
     "voxel_size": 10.0,
     "network": {"arch": "unet3d", "base_channels": 16, "depth": 4, "residual": True,
                 "norm": "instance", "deep_supervision": True},
