@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cryoet_integration.evaluate.segmentation import (  # noqa: E402
     evaluate_segmentation,
     missing_wedge_cap_mask,
+    wedge_hidden_mask,
 )
 from cryoet_integration.segmentation.checkpoint import (  # noqa: E402
     default_model_path,
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         outside = evaluate_segmentation(truth, pred, region=~cap_region)
         base = evaluate_segmentation(truth, membrane_map(vol)[1])
         cfg = meta["config"]
+        # Membrane no tilt of this series shows (near) edge-on, wherever its normal points.
+        tilts = (cfg["tilt_min_deg"], cfg["tilt_max_deg"])
+        hidden_region = ndimage.binary_dilation(wedge_hidden_mask(truth, tilts), iterations=3)
         rows.append({
             "seed": seed, "voxel_size": cfg["voxel_size"], "defocus_um": cfg["defocus_um"],
             "dose": cfg["dose_total"], "snr": meta.get("snr"),
@@ -109,13 +113,20 @@ def main(argv: list[str] | None = None) -> int:
             "cap_fraction_of_membrane": float(caps.sum() / max(truth.sum(), 1)),
             "seconds": round(seconds, 1), "all": _summary(scores),
             "inside_caps": _summary(inside), "outside_caps": _summary(outside),
+            "hidden_fraction_of_membrane": float((hidden_region & truth).sum()
+                                                 / max(truth.sum(), 1)),
+            "hidden_by_wedge": _summary(evaluate_segmentation(truth, pred,
+                                                              region=hidden_region)),
+            "shown_by_some_tilt": _summary(evaluate_segmentation(truth, pred,
+                                                                 region=~hidden_region)),
             "threshold_baseline": _summary(base)})
         ax.plot(scores["per_slice_dice"], label=f"seed {seed}")
         print(json.dumps(rows[-1]), flush=True)
     mean = {part: {k: round(float(np.mean([r[part][k] for r in rows
                                             if r[part][k] is not None] or [np.nan])), 4)
                    for k in ("dice", "surface_dice")}
-            for part in ("all", "inside_caps", "outside_caps", "threshold_baseline")}
+            for part in ("all", "inside_caps", "outside_caps", "hidden_by_wedge",
+                         "shown_by_some_tilt", "threshold_baseline")}
     ax.set_xlabel("z slice")
     ax.set_ylabel("Dice")
     ax.set_ylim(0, 1)

@@ -116,7 +116,8 @@ def geometry(names: pd.Series, path: PathLike | None, tomograms: TomogramsLike =
     """
     n = len(names)
     size = np.full((n, 3), np.nan)
-    pixel = np.full(n, np.nan) if fallback_pixel is None else np.asarray(fallback_pixel, float)
+    # a copy: the fallback may be a read-only view of a pandas column (copy-on-write)
+    pixel = np.full(n, np.nan) if fallback_pixel is None else np.array(fallback_pixel, float)
     tomos = as_tomograms(tomograms, path)
     if tomos is not None:
         keyed = tomos.set_index("tomo_name")

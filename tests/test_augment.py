@@ -151,3 +151,13 @@ def test_non_cubic_patches_keep_their_shape():
         out_image, out_label = aug(image, label)
         assert out_image.shape == out_label.shape == image.shape
         assert out_label.dtype == np.int8
+
+
+def test_polarity_flip_mirrors_intensities_about_the_mean():
+    image = _field()
+    label = _label_of(image)
+    out, out_label = Augmenter(_only(["polarity"]), seed=0)(image, label)
+    np.testing.assert_allclose(out, 2 * image.mean() - image, atol=1e-5)
+    np.testing.assert_array_equal(out_label, label)
+    # off by default: a default augmenter never flips the sign
+    assert Augmenter(seed=0).config["polarity"]["p"] == 0.0

@@ -105,6 +105,14 @@ def test_segmentation_cli(tmp_path):
     # The truth is a flat sheet: all of it is cap, and the prediction covers it.
     assert low_res["missing_wedge_caps"]["cap_voxels"] == int(truth.sum())
     assert low_res["missing_wedge_caps"]["inside"]["dice"] == 1.0
+    # A flat x-y sheet is 30 degrees short of edge-on at +-60 (hidden) but seen edge-on
+    # by a full +-90 series.
+    tilted = [json.loads(_run("segmentation", "--truth", str(tmp_path / "truth.mrc"),
+                              "--prediction", str(tmp_path / "pred.mrc"), "--tilt-range",
+                              lo, hi, "--json", "-").stdout)["wedge_hidden"]
+              for lo, hi in (("-60", "60"), ("-90", "90"))]
+    assert tilted[0]["hidden_voxels"] == int(truth.sum())
+    assert tilted[1]["hidden_voxels"] == 0
 
 
 def test_segmentation_cli_multiclass_soft_maps(tmp_path):
@@ -148,3 +156,19 @@ def test_picks_cli_selects_one_tomogram(pick_files, tmp_path):
     chosen = _run(*args, "--tomo-name", "a", "--json")
     assert chosen.returncode == 0, chosen.stderr
     assert json.loads(chosen.stdout)["RR"] == 2
+
+
+def test_picks_cli_relion5_predictions_need_the_tomogram_size(pick_files, tmp_path):
+    from formats.particle_io import read_particles, write_particles
+
+    table = read_particles(pick_files["picks"], voxel_size=10.0)
+    table["tomo_name"] = "tomo"
+    star = tmp_path / "picks.star"
+    write_particles(star, table, format="relion5", tomo_size_xyz="40x32x24")
+    args = ["picks", "--instances", str(pick_files["instances"]), "--truth",
+            str(pick_files["truth"]), "--predictions", str(star), "--json"]
+    refused = _run(*args)
+    assert refused.returncode == 2 and str(star) in refused.stderr
+    scored = _run(*args, "--tomo-size", "40x32x24", "--tilt-series-pixel-size", "10")
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["TP"] == 1

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from cryoet_integration.evaluate import evaluate_segmentation, missing_wedge_cap_mask
-from cryoet_integration.evaluate.segmentation import skeleton, wedge_cap_scores
+from cryoet_integration.evaluate.segmentation import (
+    edge_on_gap_deg,
+    skeleton,
+    wedge_cap_scores,
+    wedge_hidden_mask,
+)
 
 
 def _shell(shape=(48, 48, 48), r_in=14.0, r_out=18.0, centre=None) -> np.ndarray:
@@ -159,3 +164,35 @@ def test_scores_inside_and_outside_caps():
     scores = wedge_cap_scores(truth.astype(np.uint8), pred.astype(np.float32), angle_deg=30)
     assert scores["inside"]["dice"] == 0.0 and scores["outside"]["dice"] == 1.0
     assert scores["cap_voxels"] == int(caps.sum())
+
+
+def _tilted_sheet(tilt_about_x_deg: float, shape=(32, 32, 32)) -> np.ndarray:
+    """A 3-voxel-thick flat sheet through the centre whose normal is z tilted by the given
+    angle towards y (a rotation about the x axis)."""
+    z, y, _ = np.indices(shape, dtype=float) - (np.array(shape)[:, None, None, None] - 1) / 2
+    a = np.deg2rad(tilt_about_x_deg)
+    return np.abs(z * np.cos(a) + y * np.sin(a)) <= 1.5
+
+
+def test_edge_on_gap_follows_the_tilt_axis():
+    normals = np.array([[0.0, 0.0, 1.0],    # wall facing x: edge-on at 0 degrees
+                        [0.0, 1.0, 0.0],    # wall facing y: edge-on at every tilt
+                        [1.0, 0.0, 0.0]])   # sheet in x-y: 90 - 60 = 30 degrees short
+    np.testing.assert_allclose(edge_on_gap_deg(normals, (-60, 60)), [0, 0, 30], atol=1e-9)
+    # a normal 40 degrees from z towards x is edge-on at tilt -50 only
+    n40 = np.array([[np.cos(np.deg2rad(40)), 0.0, np.sin(np.deg2rad(40))]])
+    assert edge_on_gap_deg(n40, (-60, 60))[0] == pytest.approx(0.0, abs=1e-9)
+    assert edge_on_gap_deg(n40, (-40, 60))[0] == pytest.approx(10.0, abs=1e-6)
+    assert edge_on_gap_deg(n40, (-90, 90))[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_wedge_hidden_mask_uses_tilt_axis_not_only_angle_to_z():
+    # 50 degrees from z about x: outside the 30-degree caps, yet no tilt about y shows it
+    # edge-on (gap 40 degrees for a +-60 series)
+    sheet = _tilted_sheet(50)
+    assert missing_wedge_cap_mask(sheet).sum() == 0
+    hidden = wedge_hidden_mask(sheet, (-60, 60))
+    assert not (hidden & ~sheet).any()
+    assert hidden.sum() > 0.9 * sheet.sum()
+    # a vertical wall (normal along y) is never hidden
+    assert wedge_hidden_mask(_tilted_sheet(90), (-60, 60)).sum() == 0

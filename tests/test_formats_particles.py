@@ -197,6 +197,21 @@ def test_cli_relion5_binning_and_back(tmp_path, fixtures_dir, capsys):
                   - b[[f"r{i}{j}" for i in range(3) for j in range(3)]].to_numpy()).max() < 1e-4
 
 
+def test_relion5_explicit_pixel_size_overrides_the_optics_block(fixtures_dir):
+    # Regression: the optics value arrived as a read-only pandas view and the override
+    # failed with "assignment destination is read-only".
+    src = fixtures_dir / "relion/relion5_tutorial_run_data_first120.star"
+    tomos = fixtures_dir / "relion/relion5_tutorial_tomograms.star"
+    base = read_particles(src, tomograms=tomos)
+    pixel = float(starfile.read(tomos)["rlnTomoTiltSeriesPixelSize"].iloc[0])
+    doubled = read_particles(src, tomograms=tomos, tilt_series_pixel_size=2 * pixel)
+    # centred Å coordinates: a larger pixel only moves the tomogram centre (about size/2 px)
+    shift = (doubled["x_angst"] - base["x_angst"]).to_numpy()
+    size_x = float(starfile.read(tomos)["rlnTomoSizeX"].iloc[0])
+    assert np.allclose(shift, shift[0]) and shift[0] == pytest.approx(size_x * pixel / 2,
+                                                                      rel=0.01)
+
+
 def test_cli_tomo_name_selects_exact_string(tmp_path, fixtures_dir):
     src = fixtures_dir / "relion/relion5_warp1_run_it025_data_first100.star"
     out = tmp_path / "one.json"

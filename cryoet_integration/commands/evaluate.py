@@ -32,6 +32,14 @@ def register(subparsers) -> None:
                             "give --exclude alone to exclude nothing)")
     picks.add_argument("--tomo-name", metavar="NAME",
                        help="use only the rows of this tomogram (files listing several)")
+    picks.add_argument("--tomograms", type=Path, metavar="STAR",
+                       help="RELION 5 tomograms.star giving tomogram sizes and tilt-series "
+                            "pixel sizes, for RELION 4/5 files with centred coordinates")
+    picks.add_argument("--tomo-size", metavar="XxYxZ",
+                       help="tomogram size in unbinned tilt-series pixels, instead of "
+                            "--tomograms")
+    picks.add_argument("--tilt-series-pixel-size", type=float, metavar="A",
+                       help="Å per unbinned tilt-series pixel, with --tomo-size")
     picks.add_argument("--size-group", action="append", default=[], metavar="CLASS=GROUP",
                        help="assign a class to a size group (default: classes split in thirds "
                             "by median instance-region volume)")
@@ -54,6 +62,10 @@ def register(subparsers) -> None:
     seg.add_argument("--wedge-caps", type=float, nargs="?", const=30.0, metavar="DEG",
                      help="also score inside/outside the missing-wedge caps of the true "
                           "membranes (normal within DEG of z; default 30; binary mode)")
+    seg.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                     help="tilt range (degrees, about y) of the tomogram's series: also score "
+                          "the true membrane no tilt views within 15 degrees of edge-on, "
+                          "and the rest (binary mode)")
     _outputs(seg)
     seg.set_defaults(func=run_segmentation)
 
@@ -88,7 +100,6 @@ def _report(args, result: dict, kind: str) -> int:
 def run_picks(args) -> int:
     """Score ``--predictions`` against ``--truth`` on ``--instances``."""
     require_engine("scipy", "rich")
-    from formats.particle_io import read_particles
     from formats.volume import read_volume
 
     from ..evaluate import evaluate_picks
@@ -104,8 +115,8 @@ def run_picks(args) -> int:
     if instances.data.ndim != 3:
         raise CryovisError(f"{args.instances}: instance map must be 3D, "
                            f"got shape {instances.data.shape}")
-    truth = _one_tomogram(read_particles(args.truth), args.truth, args.tomo_name)
-    predictions = _one_tomogram(read_particles(args.predictions), args.predictions,
+    truth = _one_tomogram(_read_picks(args.truth, args), args.truth, args.tomo_name)
+    predictions = _one_tomogram(_read_picks(args.predictions, args), args.predictions,
                                 args.tomo_name)
     try:
         result = evaluate_picks(instances, truth, predictions, exclude=args.exclude,
@@ -115,6 +126,17 @@ def run_picks(args) -> int:
     result["files"] = {"instances": str(args.instances), "truth": str(args.truth),
                        "predictions": str(args.predictions)}
     return _report(args, result, "picks")
+
+
+def _read_picks(path: Path, args):
+    """A particle table; RELION files get the tomogram geometry options."""
+    from formats.particle_io import detect_format, read_particles
+
+    geometry = {k: v for k, v in {"tomograms": args.tomograms, "tomo_size_xyz": args.tomo_size,
+                                  "tilt_series_pixel_size": args.tilt_series_pixel_size
+                                  }.items() if v is not None}
+    relion = detect_format(path).startswith("relion")
+    return read_particles(path, **(geometry if relion else {}))
 
 
 def _one_tomogram(table, path: Path, name: str | None):
@@ -168,6 +190,11 @@ def run_segmentation(args) -> int:
 
         result["missing_wedge_caps"] = wedge_cap_scores(truth.data, prediction, args.threshold,
                                                         args.wedge_caps)
+    if args.tilt_range is not None:
+        from ..evaluate.segmentation import wedge_hidden_scores
+
+        result["wedge_hidden"] = wedge_hidden_scores(truth.data, prediction,
+                                                     tuple(args.tilt_range), args.threshold)
     result["files"] = {"truth": str(args.truth),
                        "prediction": [str(p) for p in args.prediction],
                        "region": None if args.region is None else str(args.region)}

@@ -82,14 +82,14 @@ def print_table(result: dict[str, Any], kind: str) -> None:
         console.print(table)
     caps = result.get("missing_wedge_caps")
     if caps:
-        table = Table(title=f"Missing-wedge caps (normal within {caps['angle_deg']:g}° of z)")
-        table.add_column("region")
-        for c in ("dice", "surface_dice", "precision", "recall"):
-            table.add_column(c, justify="right")
-        for name in ("inside", "outside"):
-            table.add_row(f"{name} caps", *[_fmt(caps[name].get(c)) for c in
-                                            ("dice", "surface_dice", "precision", "recall")])
-        console.print(table)
+        _inside_outside_table(console, caps, "caps",
+                              f"Missing-wedge caps (normal within {caps['angle_deg']:g}° of z)")
+    hidden = result.get("wedge_hidden")
+    if hidden:
+        lo, hi = hidden["tilt_range_deg"]
+        _inside_outside_table(console, hidden, "hidden membrane",
+                              f"Membrane no tilt of {lo:g}..{hi:g}° shows within "
+                              f"{hidden['tolerance_deg']:g}° of edge-on")
     if kind == "picks" and result.get("size_groups"):
         table = Table(title="F1 by size group")
         table.add_column("group")
@@ -98,6 +98,19 @@ def print_table(result: dict[str, Any], kind: str) -> None:
         for name, group in result["size_groups"].items():
             table.add_row(name, ", ".join(group["classes"]), _fmt(group["F1"]))
         console.print(table)
+
+
+def _inside_outside_table(console, scores: dict[str, Any], what: str, title: str) -> None:
+    from rich.table import Table
+
+    cols = ("dice", "surface_dice", "precision", "recall")
+    table = Table(title=title)
+    table.add_column("region")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name in ("inside", "outside"):
+        table.add_row(f"{name} {what}", *[_fmt(scores[name].get(c)) for c in cols])
+    console.print(table)
 
 
 def write_figure(path: str | Path, result: dict[str, Any], kind: str,

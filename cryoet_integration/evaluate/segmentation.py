@@ -232,16 +232,49 @@ def _multiclass(t: np.ndarray, p: np.ndarray, region: np.ndarray | None,
     return result
 
 
+def membrane_normals(membrane_mask: np.ndarray, sigma: float = 1.0, rho: float = 3.0
+                     ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
+    """Unit surface normals at the voxels of a binary membrane mask ``[z, y, x]``.
+
+    The normal is the dominant eigenvector of the structure tensor of the mask (gradients at
+    ``sigma`` voxels, averaged over ``rho`` voxels), which is defined in the middle of a thick
+    membrane where the gradient of the smoothed mask itself vanishes.
+
+    Returns:
+        ``(index, normals, defined)``: the ``np.nonzero`` index of the mask voxels, their
+        normals as ``(n, 3)`` rows in ``z, y, x`` order (sign arbitrary), and whether each
+        normal is defined (the tensor is not zero there).
+    """
+    from scipy import ndimage
+
+    f = membrane_mask.astype(np.float32)
+    grads = [ndimage.gaussian_filter(f, sigma, order=order)
+             for order in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
+    idx = np.nonzero(membrane_mask)
+    tensor = np.empty((len(idx[0]), 3, 3), dtype=np.float64)
+    for i in range(3):
+        for j in range(i, 3):
+            smoothed = ndimage.gaussian_filter(grads[i] * grads[j], rho)[idx]
+            tensor[:, i, j] = smoothed
+            tensor[:, j, i] = smoothed
+    eigval, eigvec = np.linalg.eigh(tensor)
+    return idx, eigvec[:, :, 2], eigval[:, 2] > 1e-6
+
+
+def _binary_3d(membrane_mask: np.ndarray | Volume) -> np.ndarray:
+    mask = np.asarray(_array(membrane_mask)) != 0
+    if mask.ndim != 3:
+        raise ValueError(f"membrane mask must be 3D, got shape {mask.shape}")
+    return mask
+
+
 def missing_wedge_cap_mask(membrane_mask: np.ndarray | Volume, angle_deg: float = 30.0,
                            sigma: float = 1.0, rho: float = 3.0) -> np.ndarray:
     """Membrane voxels whose surface normal lies within ``angle_deg`` of the z axis.
 
     These "caps" (tops and bottoms of vesicles, sheets lying in the x-y plane) are the
     membrane parts the missing wedge blurs out of tomograms reconstructed from a tilt
-    series around the y axis. The normal at each voxel is the dominant eigenvector of the
-    structure tensor of the mask (gradients at ``sigma`` voxels, averaged over ``rho``
-    voxels), which is defined in the middle of a thick membrane where the gradient of the
-    smoothed mask itself vanishes.
+    series around the y axis. Normals as in :func:`membrane_normals`.
 
     Args:
         membrane_mask: binary mask ``[z, y, x]``.
@@ -251,29 +284,63 @@ def missing_wedge_cap_mask(membrane_mask: np.ndarray | Volume, angle_deg: float 
     Returns:
         bool array ``[z, y, x]``, a subset of the mask.
     """
-    from scipy import ndimage
-
-    mask = np.asarray(_array(membrane_mask)) != 0
-    if mask.ndim != 3:
-        raise ValueError(f"membrane mask must be 3D, got shape {mask.shape}")
+    mask = _binary_3d(membrane_mask)
     cap = np.zeros(mask.shape, dtype=bool)
     if not mask.any():
         return cap
-    f = mask.astype(np.float32)
-    grads = [ndimage.gaussian_filter(f, sigma, order=order)
-             for order in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
-    idx = np.nonzero(mask)
-    tensor = np.empty((len(idx[0]), 3, 3), dtype=np.float64)
-    for i in range(3):
-        for j in range(i, 3):
-            smoothed = ndimage.gaussian_filter(grads[i] * grads[j], rho)[idx]
-            tensor[:, i, j] = smoothed
-            tensor[:, j, i] = smoothed
-    eigval, eigvec = np.linalg.eigh(tensor)
-    normal_z = np.abs(eigvec[:, 0, 2])  # component along z of the largest-eigenvalue vector
-    defined = eigval[:, 2] > 1e-6
-    cap[idx] = defined & (normal_z >= np.cos(np.deg2rad(angle_deg)))
+    idx, normals, defined = membrane_normals(mask, sigma, rho)
+    cap[idx] = defined & (np.abs(normals[:, 0]) >= np.cos(np.deg2rad(angle_deg)))
     return cap
+
+
+def edge_on_gap_deg(normals_zyx: np.ndarray, tilt_range_deg: tuple[float, float]
+                    ) -> np.ndarray:
+    """Smallest angle (degrees) between the beam and the membrane plane over a tilt series.
+
+    The beam of the tilt at angle t (rotation about the y axis) is ``(x, z) = (sin t,
+    cos t)``; a membrane with unit normal ``n`` shows its bilayer edge-on, with full contrast,
+    when the beam lies in its plane (``n . beam = 0``). A gap of 0 means some tilt in
+    ``tilt_range_deg`` views it edge-on; membranes with a large gap are hidden by the missing
+    wedge whatever their angle to z (a sheet whose normal points along y is always edge-on;
+    one tilted towards z about the x axis never is). ``normals_zyx``: ``(n, 3)`` rows.
+    """
+    lo, hi = np.deg2rad(np.sort(np.asarray(tilt_range_deg, dtype=float)))
+    nz, nx = normals_zyx[:, 0], normals_zyx[:, 2]
+    # n . beam = nx sin t + nz cos t = r sin(t + phi): zero at t = -phi modulo 180 degrees
+    r = np.hypot(nx, nz)
+    phi = np.arctan2(nz, nx)
+    zero = np.mod(-phi + np.pi / 2, np.pi) - np.pi / 2       # in [-90, 90) degrees
+    nearest = np.clip(zero, lo, hi)
+    # the zero may also be reached 180 degrees away when the range is very wide
+    dist = np.minimum(np.abs(nearest - zero), np.abs(np.clip(zero + np.pi, lo, hi) - zero
+                                                      - np.pi))
+    dist = np.minimum(dist, np.abs(np.clip(zero - np.pi, lo, hi) - zero + np.pi))
+    return np.rad2deg(np.arcsin(np.clip(r * np.sin(dist), 0.0, 1.0)))
+
+
+def wedge_hidden_mask(membrane_mask: np.ndarray | Volume, tilt_range_deg: tuple[float, float],
+                      tolerance_deg: float = 15.0, sigma: float = 1.0, rho: float = 3.0
+                      ) -> np.ndarray:
+    """Membrane voxels that no tilt of ``tilt_range_deg`` (about y) views within
+    ``tolerance_deg`` of edge-on (:func:`edge_on_gap_deg`): the membrane a tomogram from that
+    tilt series barely shows. Unlike the 30-degree caps this uses the actual tilt range and
+    the tilt axis. Returns a bool array ``[z, y, x]``, a subset of the mask."""
+    mask = _binary_3d(membrane_mask)
+    hidden = np.zeros(mask.shape, dtype=bool)
+    if not mask.any():
+        return hidden
+    idx, normals, defined = membrane_normals(mask, sigma, rho)
+    hidden[idx] = defined & (edge_on_gap_deg(normals, tilt_range_deg) > tolerance_deg)
+    return hidden
+
+
+def _inside_outside(truth: np.ndarray, prediction: np.ndarray | Volume, threshold: float,
+                    region: np.ndarray) -> dict[str, Any]:
+    inside = evaluate_segmentation(truth, prediction, threshold, region=region)
+    outside = evaluate_segmentation(truth, prediction, threshold, region=~region)
+    keys = ("dice", "surface_dice", "precision", "recall", "iou", "region_voxels")
+    return {"membrane_voxels": int(truth.sum()),
+            "inside": {k: inside[k] for k in keys}, "outside": {k: outside[k] for k in keys}}
 
 
 def wedge_cap_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume,
@@ -288,9 +355,17 @@ def wedge_cap_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume
     """
     t = binarize(_array(truth), 0.5)
     caps = missing_wedge_cap_mask(t, angle_deg)
-    inside = evaluate_segmentation(t, prediction, threshold, region=caps)
-    outside = evaluate_segmentation(t, prediction, threshold, region=~caps)
-    keys = ("dice", "surface_dice", "precision", "recall", "iou", "region_voxels")
     return {"angle_deg": angle_deg, "cap_voxels": int(caps.sum()),
-            "membrane_voxels": int(t.sum()),
-            "inside": {k: inside[k] for k in keys}, "outside": {k: outside[k] for k in keys}}
+            **_inside_outside(t, prediction, threshold, caps)}
+
+
+def wedge_hidden_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume,
+                        tilt_range_deg: tuple[float, float], threshold: float = 0.5,
+                        tolerance_deg: float = 15.0) -> dict[str, Any]:
+    """Binary scores on the true membrane that the tilt series hides
+    (:func:`wedge_hidden_mask`) and on everything else, as :func:`wedge_cap_scores`."""
+    t = binarize(_array(truth), 0.5)
+    hidden = wedge_hidden_mask(t, tilt_range_deg, tolerance_deg)
+    return {"tilt_range_deg": [float(a) for a in tilt_range_deg],
+            "tolerance_deg": tolerance_deg, "hidden_voxels": int(hidden.sum()),
+            **_inside_outside(t, prediction, threshold, hidden)}

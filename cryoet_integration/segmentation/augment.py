@@ -49,6 +49,9 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "gradient": {"p": 0.1, "strength": (0.0, 0.5)},      # additive ramp, in patch stds
     "low_resolution": {"p": 0.15, "scale": (0.5, 1.0)},
     "erase": {"p": 0.05, "size": (0.1, 0.3)},            # box edge, fraction of patch
+    # Sign flip: tomograms reach users in both polarities (dense dark as reconstructed,
+    # or dense bright after Warp/RELION-style inversion); off unless a recipe asks.
+    "polarity": {"p": 0.0},
 }
 
 
@@ -252,6 +255,8 @@ class Augmenter:
             box = tuple(slice(a, a + s) for a, s in zip(start, size))
             image = image.copy()
             image[box] = self.rng.normal(mean, std, size).astype(np.float32)
+        if self._fires("polarity"):
+            image = 2.0 * float(image.mean()) - image
         return image.astype(np.float32, copy=False)
 
     def _gamma(self, image: np.ndarray) -> np.ndarray:

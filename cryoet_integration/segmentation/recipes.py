@@ -23,8 +23,8 @@ DEFAULT_MEMBRANE: dict[str, Any] = {
     "classes": ["membrane"],
     "simulation": {
         "size_xyz": [256, 256, 128],
-        "train_seeds": list(range(10000, 10010)),
-        "val_seeds": [10500, 10501],
+        "train_seeds": list(range(10000, 10024)),
+        "val_seeds": [10500, 10501, 10502, 10503],
         "randomised": True,
         "label": "membranes",
     },
@@ -32,6 +32,9 @@ DEFAULT_MEMBRANE: dict[str, Any] = {
     # (segmentation/train.py); only what differs from them is listed here.
     # Sized for this shared 2-core CPU (about 5-10 s per step): ~1 hour. Resume with a larger
     # max_steps to train longer.
+    # MemBrain v2's loss: the Surface-Dice term rewards finding faint stretches of membrane
+    # (skeleton recall), which Dice alone weighs by volume only.
+    "loss": {"dice": 1.0, "bce": 1.0, "surface_dice": 1.0},
     "max_steps": 1200,
     "validate_every": 50,
     "patience": 20,
@@ -47,6 +50,8 @@ DEFAULT_MEMBRANE: dict[str, Any] = {
         # "two parallel lines" only (benchmarks/cross_simulator.py, docs/cross_simulator.md).
         "blur": {"p": 0.35, "sigma": (0.5, 2.5)},
         "low_resolution": {"p": 0.3, "scale": (0.4, 1.0)},
+        # Users hand us tomograms in either contrast polarity (segmentation/augment.py).
+        "polarity": {"p": 0.2},
     },
 }
 
