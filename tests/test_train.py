@@ -150,3 +150,28 @@ def test_validation_crop_finds_sparse_labels():
     vol = TrainVolume("v", np.zeros(label.shape, np.float32), label, np.flatnonzero(label))
     image, lab = _validation_crop(vol, [16, 32, 32], (8, 8, 8))
     assert image.shape == (16, 32, 32) and lab.sum() == label.sum()
+
+
+def test_recipe_runs_minutes_long_and_resumes(tmp_path, capsys):
+    """The default-membrane recipe end to end, shrunk: 1 small simulated tomogram each for
+    training and validation, a few steps, then --resume (CI's version of the recipe)."""
+    cache, out = tmp_path / "cache", tmp_path / "recipe_model"
+    args = ["train", "segmenter", "--recipe", "default-membrane", "--n-train", "1",
+            "--n-val", "1", "--sim-size", "128x128x64", "--cache", str(cache),
+            "--out", str(out), "--max-steps", "4", "--no-progress"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 4
+    assert sorted(p.name for p in cache.glob("*.json")) == ["train_10000.json",
+                                                            "val_10500.json"]
+    assert main([a if a != "4" else "6" for a in args] + ["--resume"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 6
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["recipe"] == "default-membrane"
+    assert card["training"]["config"]["loss"] == get_recipe("default-membrane")["loss"]
+    net, _ = load_model(out)
+    assert sum(p.numel() for p in net.parameters()) > 1e6
+    # the cache holds 128x128x64 tomograms: the full-size recipe must not reuse them
+    assert main(["train", "segmenter", "--recipe", "default-membrane", "--n-train", "1",
+                 "--n-val", "1", "--cache", str(cache), "--out", str(tmp_path / "other"),
+                 "--max-steps", "1", "--no-progress"]) == 2
+    assert "use another cache directory" in capsys.readouterr().err

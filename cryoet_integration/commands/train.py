@@ -53,6 +53,11 @@ def register(subparsers) -> None:
     seg.add_argument("--resume", action="store_true", help="continue from MODEL.state.pt")
     seg.add_argument("--n-train", type=int, default=None,
                      help="recipe: use only the first N simulated training tomograms")
+    seg.add_argument("--n-val", type=int, default=None,
+                     help="recipe: use only the first N simulated validation tomograms")
+    seg.add_argument("--sim-size", metavar="XxYxZ", default=None,
+                     help="recipe: simulate tomograms of this size (voxels) instead of the "
+                     "recipe's, for a quick run")
     seg.add_argument("--cache", default=str(DEFAULT_CACHE),
                      help="recipe: directory for the simulated training tomograms")
     seg.add_argument("--threads", type=int, default=2, help="CPU threads")
@@ -65,6 +70,16 @@ def _pairs(tomos: list[str], labels: list[str], what: str) -> list[tuple[str, st
     if len(tomos) != len(labels):
         raise CryovisError(f"{what}: {len(tomos)} tomograms but {len(labels)} label maps")
     return list(zip(tomos, labels))
+
+
+def _size_xyz(text: str) -> list[int]:
+    try:
+        size = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        size = []
+    if len(size) != 3 or min(size) < 32:
+        raise CryovisError(f"--sim-size: expected XxYxZ with each at least 32, got '{text}'")
+    return size
 
 
 def _read_config(text: str) -> dict:
@@ -98,10 +113,16 @@ def run(args) -> int:
             config = get_recipe(args.recipe)
         except ValueError as exc:
             raise CryovisError(str(exc)) from None
-        if args.n_train is not None:
-            config["simulation"]["train_seeds"] = config["simulation"]["train_seeds"][
-                : max(1, args.n_train)]
-        paths = prepare_recipe_data(config, args.cache)
+        sim = config["simulation"]
+        for split, n in (("train", args.n_train), ("val", args.n_val)):
+            if n is not None:
+                sim[f"{split}_seeds"] = sim[f"{split}_seeds"][: max(1, n)]
+        if args.sim_size:
+            sim["size_xyz"] = _size_xyz(args.sim_size)
+        try:
+            paths = prepare_recipe_data(config, args.cache)
+        except ValueError as exc:
+            raise CryovisError(str(exc)) from None
         train_pairs, val_pairs = paths["train"], paths["val"]
         provenance.update(recipe=args.recipe, data={
             "simulator": "cryoet_integration.simulate (SimulationConfig.randomised)",

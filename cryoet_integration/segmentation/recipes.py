@@ -10,6 +10,7 @@ tomograms already made).
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,14 @@ def _simulate_cached(cache: Path, name: str, seed: int, sim_cfg: dict[str, Any]
     from cryoet_integration.simulate import SimulationConfig, simulate_tomogram, write_simulation
 
     tomo, mask = cache / f"{name}.mrc", cache / f"{name}_{sim_cfg['label']}.mrc"
+    meta = cache / f"{name}.json"
     # write_simulation writes the JSON last, so its presence marks a complete tomogram.
-    if not (cache / f"{name}.json").exists():
+    if meta.exists():
+        cached = json.loads(meta.read_text()).get("size_xyz")
+        if list(cached or []) != list(sim_cfg["size_xyz"]):
+            raise ValueError(f"{meta}: cached tomogram is {cached} voxels, the recipe asks for "
+                             f"{list(sim_cfg['size_xyz'])}; use another cache directory")
+    else:
         config = SimulationConfig.randomised(seed) if sim_cfg["randomised"] else None
         log.info("simulating %s (seed %d)", name, seed)
         sim = simulate_tomogram(seed=seed, size_xyz=tuple(sim_cfg["size_xyz"]), config=config,
