@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .geometry import add_geometry_options, geometry_options
+
 VOLUME_FORMATS = {"mrc": ".mrc", "em": ".em", "tiff": ".tif"}
 # One file per tomogram, named after the file: --tomo-name names their particles.
 NAMED_BY_FILE = {"cryolo", "eman2", "eman2box", "imod"}
@@ -49,14 +51,7 @@ def register(subparsers) -> None:
     parser.add_argument("--voxel-size", type=float, metavar="A",
                         help="Å per pixel of the input's pixel coordinates, overriding the "
                              "file (for Å-based inputs: the voxel size to express them in)")
-    parser.add_argument("--tomograms", type=Path, metavar="STAR",
-                        help="RELION 5 tomograms.star: tomogram sizes and tilt-series pixel "
-                             "sizes (needed to read or write RELION 5 centred coordinates)")
-    parser.add_argument("--tomo-size", metavar="XxYxZ",
-                        help="tomogram size in unbinned tilt-series px (RELION 5, EMAN2 json) "
-                             "when there is no tomograms.star")
-    parser.add_argument("--tilt-series-pixel-size", type=float, metavar="A",
-                        help="unbinned tilt-series pixel size (RELION 4/5)")
+    add_geometry_options(parser)
     parser.add_argument("--binning", type=float, metavar="B",
                         help="express positions in voxels B times larger than the input "
                              "file's pixels (e.g. 4: RELION 4/5 unbinned -> bin-4 tomogram)")
@@ -164,9 +159,7 @@ def _convert_particles(args: argparse.Namespace) -> dict[str, Any]:
 
     target = _target_format(args)
     source = args.from_format or detect_format(args.input)
-    shared = {k: v for k, v in {"tomograms": args.tomograms, "tomo_size_xyz": args.tomo_size,
-                                "tilt_series_pixel_size": args.tilt_series_pixel_size}.items()
-              if v is not None}
+    shared = geometry_options(args)
     read_opts = dict(shared)
     if args.voxel_size is not None:
         read_opts["voxel_size"] = args.voxel_size

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from .geometry import add_geometry_options, geometry_options
 
 
 def register(subparsers) -> None:
@@ -32,14 +33,7 @@ def register(subparsers) -> None:
                             "give --exclude alone to exclude nothing)")
     picks.add_argument("--tomo-name", metavar="NAME",
                        help="use only the rows of this tomogram (files listing several)")
-    picks.add_argument("--tomograms", type=Path, metavar="STAR",
-                       help="RELION 5 tomograms.star giving tomogram sizes and tilt-series "
-                            "pixel sizes, for RELION 4/5 files with centred coordinates")
-    picks.add_argument("--tomo-size", metavar="XxYxZ",
-                       help="tomogram size in unbinned tilt-series pixels, instead of "
-                            "--tomograms")
-    picks.add_argument("--tilt-series-pixel-size", type=float, metavar="A",
-                       help="Å per unbinned tilt-series pixel, with --tomo-size")
+    add_geometry_options(picks)
     picks.add_argument("--size-group", action="append", default=[], metavar="CLASS=GROUP",
                        help="assign a class to a size group (default: classes split in thirds "
                             "by median instance-region volume)")
@@ -132,11 +126,8 @@ def _read_picks(path: Path, args):
     """A particle table; RELION files get the tomogram geometry options."""
     from formats.particle_io import detect_format, read_particles
 
-    geometry = {k: v for k, v in {"tomograms": args.tomograms, "tomo_size_xyz": args.tomo_size,
-                                  "tilt_series_pixel_size": args.tilt_series_pixel_size
-                                  }.items() if v is not None}
     relion = detect_format(path).startswith("relion")
-    return read_particles(path, **(geometry if relion else {}))
+    return read_particles(path, **(geometry_options(args) if relion else {}))
 
 
 def _one_tomogram(table, path: Path, name: str | None):
