@@ -112,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             "membrane_fraction": float(truth.mean()),
             "cap_fraction_of_membrane": float(caps.sum() / max(truth.sum(), 1)),
             "seconds": round(seconds, 1), "all": _summary(scores),
-            "inside_caps": _summary(inside), "outside_caps": _summary(outside),
+            "inside_caps": _summary(inside if caps.any() else {}),
+            "outside_caps": _summary(outside),
             "hidden_fraction_of_membrane": float((hidden_region & truth).sum()
                                                  / max(truth.sum(), 1)),
-            "hidden_by_wedge": _summary(evaluate_segmentation(truth, pred,
-                                                              region=hidden_region)),
+            # None when the tilt series hides no membrane (an empty region scores 1)
+            "hidden_by_wedge": _summary(evaluate_segmentation(truth, pred, region=hidden_region)
+                                        if (hidden_region & truth).any() else {}),
             "shown_by_some_tilt": _summary(evaluate_segmentation(truth, pred,
                                                                  region=~hidden_region)),
             "threshold_baseline": _summary(base)})

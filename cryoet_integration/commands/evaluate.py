@@ -58,7 +58,7 @@ def register(subparsers) -> None:
                           "membranes (normal within DEG of z; default 30; binary mode)")
     seg.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"),
                      help="tilt range (degrees, about y) of the tomogram's series: also score "
-                          "the true membrane no tilt views within 15 degrees of edge-on, "
+                          "the true membrane no tilt views within 5 degrees of edge-on, "
                           "and the rest (binary mode)")
     _outputs(seg)
     seg.set_defaults(func=run_segmentation)

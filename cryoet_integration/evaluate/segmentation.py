@@ -318,9 +318,14 @@ def edge_on_gap_deg(normals_zyx: np.ndarray, tilt_range_deg: tuple[float, float]
     return np.rad2deg(np.arcsin(np.clip(r * np.sin(dist), 0.0, 1.0)))
 
 
+# A flat membrane viewed a degrees off edge-on spreads over (extent x sin a) in projection, so
+# beyond a few degrees its contrast is gone: 5 degrees is about two steps of a typical series.
+EDGE_ON_TOLERANCE_DEG = 5.0
+
+
 def wedge_hidden_mask(membrane_mask: np.ndarray | Volume, tilt_range_deg: tuple[float, float],
-                      tolerance_deg: float = 15.0, sigma: float = 1.0, rho: float = 3.0
-                      ) -> np.ndarray:
+                      tolerance_deg: float = EDGE_ON_TOLERANCE_DEG, sigma: float = 1.0,
+                      rho: float = 3.0) -> np.ndarray:
     """Membrane voxels that no tilt of ``tilt_range_deg`` (about y) views within
     ``tolerance_deg`` of edge-on (:func:`edge_on_gap_deg`): the membrane a tomogram from that
     tilt series barely shows. Unlike the 30-degree caps this uses the actual tilt range and
@@ -361,7 +366,7 @@ def wedge_cap_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume
 
 def wedge_hidden_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume,
                         tilt_range_deg: tuple[float, float], threshold: float = 0.5,
-                        tolerance_deg: float = 15.0) -> dict[str, Any]:
+                        tolerance_deg: float = EDGE_ON_TOLERANCE_DEG) -> dict[str, Any]:
     """Binary scores on the true membrane that the tilt series hides
     (:func:`wedge_hidden_mask`) and on everything else, as :func:`wedge_cap_scores`."""
     t = binarize(_array(truth), 0.5)
