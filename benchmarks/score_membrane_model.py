@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             "hidden_by_wedge": _summary(evaluate_segmentation(truth, pred, region=hidden_region)
                                         if (hidden_region & truth).any() else {}),
             "shown_by_some_tilt": _summary(evaluate_segmentation(truth, pred,
-                                                                 region=~hidden_region)),
+                                                                 region=~hidden_region)
+                                           if (truth & ~hidden_region).any() else {}),
             "threshold_baseline": _summary(base)})
         ax.plot(scores["per_slice_dice"], label=f"seed {seed}")
         print(json.dumps(rows[-1]), flush=True)
