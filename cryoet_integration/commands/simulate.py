@@ -12,7 +12,8 @@ from pathlib import Path
 from ..errors import CryovisError, require_engine
 
 
-def _size(text: str) -> tuple[int, int, int]:
+def size_xyz_arg(text: str) -> tuple[int, int, int]:
+    """argparse type for ``XxYxZ`` voxel sizes (each at least 8)."""
     try:
         parts = tuple(int(p) for p in text.lower().split("x"))
     except ValueError:
@@ -53,7 +54,7 @@ def register(subparsers) -> None:
                     "options given as a number fix a condition, as MIN:MAX draw it uniformly.")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if absent)")
     p.add_argument("--n", type=int, default=1, help="number of tomograms (default 1)")
-    p.add_argument("--size", type=_size, default=(256, 256, 128),
+    p.add_argument("--size", type=size_xyz_arg, default=(256, 256, 128),
                    help="XxYxZ voxels (default 256x256x128)")
     p.add_argument("--seed", type=int, default=0, help="base seed; tomogram i uses (seed, i)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from .simulate import size_xyz_arg
 
 DEFAULT_CACHE = Path.home() / ".cache" / "cryovis" / "recipes"
 
@@ -55,7 +56,7 @@ def register(subparsers) -> None:
                      help="recipe: use only the first N simulated training tomograms")
     seg.add_argument("--n-val", type=int, default=None,
                      help="recipe: use only the first N simulated validation tomograms")
-    seg.add_argument("--sim-size", metavar="XxYxZ", default=None,
+    seg.add_argument("--sim-size", metavar="XxYxZ", type=size_xyz_arg, default=None,
                      help="recipe: simulate tomograms of this size (voxels) instead of the "
                      "recipe's, for a quick run")
     seg.add_argument("--cache", default=str(DEFAULT_CACHE),
@@ -70,16 +71,6 @@ def _pairs(tomos: list[str], labels: list[str], what: str) -> list[tuple[str, st
     if len(tomos) != len(labels):
         raise CryovisError(f"{what}: {len(tomos)} tomograms but {len(labels)} label maps")
     return list(zip(tomos, labels))
-
-
-def _size_xyz(text: str) -> list[int]:
-    try:
-        size = [int(v) for v in text.lower().split("x")]
-    except ValueError:
-        size = []
-    if len(size) != 3 or min(size) < 32:
-        raise CryovisError(f"--sim-size: expected XxYxZ with each at least 32, got '{text}'")
-    return size
 
 
 def _read_config(text: str) -> dict:
@@ -118,7 +109,11 @@ def run(args) -> int:
             if n is not None:
                 sim[f"{split}_seeds"] = sim[f"{split}_seeds"][: max(1, n)]
         if args.sim_size:
-            sim["size_xyz"] = _size_xyz(args.sim_size)
+            if min(args.sim_size) < 32:
+                # smaller boxes hold too little scene to sample training patches from
+                raise CryovisError(f"--sim-size: each size must be at least 32 voxels, got "
+                                   f"{'x'.join(map(str, args.sim_size))}")
+            sim["size_xyz"] = list(args.sim_size)
         try:
             paths = prepare_recipe_data(config, args.cache)
         except ValueError as exc:

@@ -306,16 +306,14 @@ def edge_on_gap_deg(normals_zyx: np.ndarray, tilt_range_deg: tuple[float, float]
     """
     lo, hi = np.deg2rad(np.sort(np.asarray(tilt_range_deg, dtype=float)))
     nz, nx = normals_zyx[:, 0], normals_zyx[:, 2]
-    # n . beam = nx sin t + nz cos t = r sin(t + phi): zero at t = -phi modulo 180 degrees
-    r = np.hypot(nx, nz)
-    phi = np.arctan2(nz, nx)
-    zero = np.mod(-phi + np.pi / 2, np.pi) - np.pi / 2       # in [-90, 90) degrees
-    nearest = np.clip(zero, lo, hi)
-    # the zero may also be reached 180 degrees away when the range is very wide
-    dist = np.minimum(np.abs(nearest - zero), np.abs(np.clip(zero + np.pi, lo, hi) - zero
-                                                      - np.pi))
-    dist = np.minimum(dist, np.abs(np.clip(zero - np.pi, lo, hi) - zero + np.pi))
-    return np.rad2deg(np.arcsin(np.clip(r * np.sin(dist), 0.0, 1.0)))
+    # n . beam = nx sin t + nz cos t is a sinusoid in t with zeros 180 degrees apart: a
+    # range shorter than that holds a zero exactly when the sign changes between its ends,
+    # and otherwise |n . beam| is smallest at one of the ends.
+    at_lo = nx * np.sin(lo) + nz * np.cos(lo)
+    at_hi = nx * np.sin(hi) + nz * np.cos(hi)
+    edge_on = (at_lo * at_hi <= 0) | (hi - lo >= np.pi)
+    smallest = np.where(edge_on, 0.0, np.minimum(np.abs(at_lo), np.abs(at_hi)))
+    return np.rad2deg(np.arcsin(np.clip(smallest, 0.0, 1.0)))
 
 
 # A flat membrane viewed a degrees off edge-on spreads over (extent x sin a) in projection, so

@@ -31,11 +31,11 @@ DEFAULT_MEMBRANE: dict[str, Any] = {
     },
     # Network, loss, patches, optimiser, voxel size (10 Å) and bf16 are TRAIN_DEFAULTS
     # (segmentation/train.py); only what differs from them is listed here.
-    # Sized for this shared 2-core CPU (about 5-10 s per step): ~1 hour. Resume with a larger
-    # max_steps to train longer.
     # MemBrain v2's loss: the Surface-Dice term rewards finding faint stretches of membrane
     # (skeleton recall), which Dice alone weighs by volume only.
     "loss": {"dice": 1.0, "bce": 1.0, "surface_dice": 1.0},
+    # About 1 s per step on this 2-core CPU when nothing else runs (docs/models.md). Resume
+    # with a larger max_steps to train longer.
     "max_steps": 1200,
     "validate_every": 50,
     "patience": 20,
