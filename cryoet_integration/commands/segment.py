@@ -70,13 +70,13 @@ def run(args) -> int:
     from formats.volume import Volume, read_volume, write_volume
 
     from ..segmentation.checkpoint import load_model
-    from ..segmentation.inference import default_device, segment_volume, use_bf16
+    from ..segmentation.inference import resolve_device, segment_volume, use_bf16
 
     if args.tile < 16 or args.overlap < 0 or args.overlap >= args.tile:
         raise CryovisError(f"--tile must be >= 16 and --overlap in [0, tile), got "
                            f"{args.tile}/{args.overlap}")
     torch.set_num_threads(max(1, args.threads))
-    device = args.device or default_device()
+    device = resolve_device(args.device)
     net, card = load_model(args.model, device=device)
     targets = output_paths(args.out, card["classes"])
     for path in list(targets.values()) + ([Path(args.labels_out)] if args.labels_out else []):

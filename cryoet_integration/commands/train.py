@@ -61,6 +61,11 @@ def register(subparsers) -> None:
                      "recipe's, for a quick run")
     seg.add_argument("--cache", default=str(DEFAULT_CACHE),
                      help="recipe: directory for the simulated training tomograms")
+    seg.add_argument("--device", default=None,
+                     help="torch device, e.g. cpu or cuda (default: cuda if present)")
+    seg.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                     help="bfloat16 autocast or float32 (default: the config's, auto = bf16 "
+                     "where the CPU/GPU has native bf16)")
     seg.add_argument("--threads", type=int, default=2, help="CPU threads")
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
     seg.add_argument("--force", action="store_true", help="replace an existing model")
@@ -89,11 +94,13 @@ def run(args) -> int:
     import logging
 
     from ..segmentation.data import load_pair
+    from ..segmentation.device import resolve_device
     from ..segmentation.recipes import get_recipe, prepare_recipe_data
     from ..segmentation.train import resolve_config, train_segmenter
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         stream=sys.stderr)
+    device = resolve_device(args.device)
     config: dict = {}
     provenance: dict = {"command": "cryovis " + " ".join(sys.argv[1:])}
     pseudo = False
@@ -139,6 +146,8 @@ def run(args) -> int:
         config["voxel_size"] = args.voxel_size
     if args.max_steps:
         config["max_steps"] = args.max_steps
+    if args.precision:
+        config["precision"] = args.precision
     try:
         cfg = resolve_config(config)
     except ValueError as exc:
@@ -155,7 +164,7 @@ def run(args) -> int:
                                   resume=args.resume, init_from=args.init_from,
                                   provenance=provenance, overwrite=args.force,
                                   progress=not args.no_progress and sys.stderr.isatty(),
-                                  threads=args.threads)
+                                  threads=args.threads, device=device)
     except (FileExistsError, FileNotFoundError) as exc:
         raise CryovisError(str(exc)) from None
     print(json.dumps(summary))

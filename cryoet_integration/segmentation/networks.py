@@ -25,6 +25,7 @@ unchanged; inputs may come in either layout and outputs are returned contiguous.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -59,16 +60,83 @@ class InstanceNorm(nn.InstanceNorm3d):
         return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
 
 
+def _weight_grad_by_planes(x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,
+                           stride: Triple, padding: Triple) -> torch.Tensor:
+    """Weight gradient of a 3D convolution as a sum of 2D ones, one per depth tap.
+
+    Output plane ``z`` of a 3D convolution is the sum over depth taps ``a`` of 2D
+    convolutions of input plane ``stride_z * z + a`` (after padding) with ``weight[:, :, a]``,
+    so the gradient of ``weight[:, :, a]`` is a 2D weight gradient with the output planes as
+    the batch. oneDNN has direct kernels for that on AVX2 CPUs, while its 3D weight gradient
+    there unfolds the whole volume first (im2col) and ran 5x slower (bench_engine.py)."""
+    kd = weight.shape[2]
+    sd, sh, sw = stride
+    pd, ph, pw = padding
+    xp = F.pad(x, (0, 0, 0, 0, pd, pd)) if pd else x
+    d_out = grad.shape[2]
+    taps = []
+    for a in range(kd):
+        total = None
+        for n in range(x.shape[0]):
+            planes = xp[n, :, a:a + sd * (d_out - 1) + 1:sd].transpose(0, 1)
+            g = torch.ops.aten.convolution_backward(
+                grad[n].transpose(0, 1), planes, weight[:, :, a], None, [sh, sw], [ph, pw],
+                [1, 1], False, [0, 0], 1, [False, True, False])[1]
+            total = g if total is None else total + g
+        taps.append(total)
+    return torch.stack(taps, dim=2)
+
+
+class _PlaneGradConv3d(torch.autograd.Function):
+    """``F.conv3d`` whose weight gradient is computed by :func:`_weight_grad_by_planes`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, bias is not None)
+        return F.conv3d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding, has_bias = ctx.conf
+        xg, wg = x.to(grad.dtype), weight.to(grad.dtype)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, xg, wg, None, list(stride), list(padding), [1, 1, 1], False, [0, 0, 0],
+                1, [True, False, False])[0].to(x.dtype)
+        grad_w = _weight_grad_by_planes(xg, grad, wg, stride, padding).to(weight.dtype)
+        grad_b = grad.sum((0, 2, 3, 4)).to(weight.dtype) if has_bias else None
+        return grad_x, grad_w, grad_b, None, None
+
+
 class Conv3d(nn.Conv3d):
-    """``nn.Conv3d`` that computes a one-channel input as one matrix product of its shifted
-    copies (im2col) with the weights, giving a ``channels_last_3d`` output. PyTorch sends a
-    one-channel 3D convolution of a single volume to its slow reference kernel (measured
-    0.7 GFLOP/s, the network's slowest layer); other inputs use ``nn.Conv3d`` unchanged."""
+    """``nn.Conv3d`` with two CPU fast paths, same parameters and results:
+
+    * a one-channel input is convolved as one matrix product of its shifted copies (im2col)
+      with the weights, giving a ``channels_last_3d`` output: PyTorch sends a one-channel 3D
+      convolution of a single volume to its slow reference kernel (0.7 GFLOP/s measured);
+    * in training on a CPU, the weight gradient of a kernel with more than one tap is
+      computed plane by plane (:func:`_weight_grad_by_planes`).
+    """
+
+    def _plain(self) -> bool:
+        return (self.padding_mode != "zeros" or self.dilation != (1, 1, 1)
+                or self.groups != 1 or isinstance(self.padding, str))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.in_channels != 1 or self.stride != (1, 1, 1) or self.padding_mode != "zeros" \
-                or self.dilation != (1, 1, 1) or isinstance(self.padding, str):
+        if self._plain():
             return super().forward(x)
+        if self.in_channels == 1 and self.stride == (1, 1, 1):
+            return self._im2col(x)
+        if x.device.type == "cpu" and torch.is_grad_enabled() and self.weight.requires_grad \
+                and math.prod(self.kernel_size) > 1:
+            # under autocast F.conv3d in forward casts; backward computes in the grad's dtype
+            return _PlaneGradConv3d.apply(x, self.weight, self.bias, self.stride, self.padding)
+        return super().forward(x)
+
+    def _im2col(self, x: torch.Tensor) -> torch.Tensor:
         (kd, kh, kw), (pd, ph, pw) = self.kernel_size, self.padding
         d, h, w = (n + 2 * p - k + 1 for n, p, k in zip(x.shape[2:], self.padding,
                                                           self.kernel_size))
@@ -122,7 +190,7 @@ class ConvBlock(nn.Module):
         bias = norm == "none"
         self.conv1 = Conv3d(cin, cout, k1, stride=stride, padding=_pad(k1), bias=bias)
         self.norm1 = _norm(norm, cout)
-        self.conv2 = nn.Conv3d(cout, cout, k2, padding=_pad(k2), bias=bias)
+        self.conv2 = Conv3d(cout, cout, k2, padding=_pad(k2), bias=bias)
         self.norm2 = _norm(norm, cout)
         self.act = nn.LeakyReLU(0.01, inplace=True)
         self.skip: nn.Module | None = None
@@ -137,7 +205,7 @@ class ConvBlock(nn.Module):
         y = self.act(self.norm1(self.conv1(x)))
         y = self.norm2(self.conv2(y))
         if self.skip is not None:
-            y = y + self.skip(x)
+            y += self.skip(x)  # in place: the norm keeps no use of its output
         return self.act(y)
 
 
@@ -250,10 +318,10 @@ class RSUNet(_SegNet):
     def _module(cin: int, cout: int, norm: str, residual: bool) -> nn.Module:
         bias = norm == "none"
         return nn.Sequential(
-            nn.Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1), bias=bias), _norm(norm, cout),
+            Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1), bias=bias), _norm(norm, cout),
             nn.LeakyReLU(0.01, inplace=True),
             ConvBlock(cout, cout, norm, residual),
-            nn.Conv3d(cout, cout, (1, 3, 3), padding=(0, 1, 1), bias=bias), _norm(norm, cout),
+            Conv3d(cout, cout, (1, 3, 3), padding=(0, 1, 1), bias=bias), _norm(norm, cout),
             nn.LeakyReLU(0.01, inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
