@@ -247,7 +247,10 @@ def run_cli(tree: Path, argv: list[str]) -> dict:
         import sys
         sys.path.insert(0, {str(tree)!r})
         from cryoet_integration.cli import main
-        rc = main({argv!r})
+        try:
+            rc = main({argv!r})
+        except SystemExit as exc:  # argparse's --help
+            rc = exc.code or 0
         hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
         print("PEAK", int(hwm.split()[1]) / 1024, file=sys.stderr)
         sys.exit(rc)
@@ -270,17 +273,24 @@ def extract(rev: str, dest: Path) -> Path:
     return dest
 
 
-def make_data(work: Path) -> tuple[Path, list[list[str]]]:
-    """The benchmark tomogram (10 Å, so nothing is resampled) and two training pairs."""
+def make_tomogram(work: Path) -> Path:
+    """The benchmark tomogram, simulated at 10 Å so that nothing is resampled."""
     import dataclasses
 
-    from cryoet_integration.simulate import SimulationConfig, simulate_tomogram, write_simulation
+    from cryoet_integration.simulate import SimulationConfig, simulate_tomogram
     from formats import write_volume
 
     tomo = work / "bench_tomo.mrc"
     if not tomo.exists():
         cfg = dataclasses.replace(SimulationConfig.randomised(777), voxel_size=10.0)
         write_volume(tomo, simulate_tomogram(seed=777, size_xyz=TOMO_XYZ, config=cfg).tomogram)
+    return tomo
+
+
+def make_training_pairs(work: Path) -> list[list[str]]:
+    """Two simulated (tomogram, membrane mask) pairs of the recipe's kind."""
+    from cryoet_integration.simulate import SimulationConfig, simulate_tomogram, write_simulation
+
     pairs = []
     for seed in (10000, 10001):
         name = f"train_{seed}"
@@ -289,7 +299,7 @@ def make_data(work: Path) -> tuple[Path, list[list[str]]]:
                                     config=SimulationConfig.randomised(seed), tomo_name=name)
             write_simulation(sim, work, name=name, overwrite=True)
         pairs.append([str(work / f"{name}.mrc"), str(work / f"{name}_membranes.mrc")])
-    return tomo, pairs
+    return pairs
 
 
 def mask_dice(a: Path, b: Path) -> float:
@@ -339,8 +349,8 @@ def main() -> int:
                                                     "precisions": precisions})
             print(f"network ({name})", json.dumps(report[f"network_{name}"], indent=1),
                   flush=True)
-    tomo, pairs = make_data(work)
     if "segment" not in args.skip:
+        tomo = make_tomogram(work)
         for name, tree in trees.items():
             out = work / f"seg_{name}.mrc"
             report[f"segment_{name}"] = run_cli(tree, ["segment", str(tomo), "--out", str(out),
@@ -356,6 +366,7 @@ def main() -> int:
         print("segment RATIO baseline/current", report["segment_ratio_speedup"],
               "mask Dice", report["segment_mask_dice_vs_baseline"], flush=True)
     if "train" not in args.skip:
+        pairs = make_training_pairs(work)
         for name, tree in trees.items():
             out_dir = Path(tempfile.mkdtemp(prefix=f"cryovis_train_{name}_"))
             report[f"train_{name}"] = run_worker(tree, "train", {

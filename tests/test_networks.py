@@ -125,9 +125,11 @@ def test_fast_paths_equal_stock_modules_forward_and_backward(arch, monkeypatch):
     fast_grads = torch.autograd.grad(sum(o.square().sum() for o in net(x)), net.parameters())
     ref_out = _reference_forward(net, x, monkeypatch)
     ref_grads = torch.autograd.grad(sum(o.square().sum() for o in ref_out), net.parameters())
+    scale = max(float(b.norm()) for b in ref_grads)
     for a, b in zip(fast_grads, ref_grads):
-        # float32 sums over ~10^4 terms in another order: compare whole gradients
-        assert (a - b).norm() <= 1e-4 * b.norm() + 1e-6
+        # float32 sums over ~10^4 terms in another order: compare whole gradients (a conv
+        # bias in front of a norm has a gradient of rounding noise only, hence the floor)
+        assert (a - b).norm() <= 1e-4 * b.norm() + 1e-5 * scale
 
 
 def test_shipped_model_gives_the_same_mask_as_stock_modules(monkeypatch):

@@ -103,7 +103,7 @@ def _validation_crop(vol: TrainVolume, crop: list[int], multiple: tuple[int, ...
 
 
 def validation_dice(net, crops: list[tuple[np.ndarray, np.ndarray]], n_classes: int,
-                    bf16: bool) -> float:
+                    bf16: bool, device: str = "cpu") -> float:
     """Mean Dice over classes and crops (ignore voxels excluded); predictions by tiled
     inference so the score is what ``cryovis segment`` would get."""
     from .inference import predict_probabilities
@@ -111,7 +111,7 @@ def validation_dice(net, crops: list[tuple[np.ndarray, np.ndarray]], n_classes: 
     scores = []
     net.eval()
     for image, label in crops:
-        probs = predict_probabilities(net, image, bf16=bf16)
+        probs = predict_probabilities(net, image, bf16=bf16, device=device)
         pred = (probs[0] > 0.5).astype(np.int8) if n_classes == 1 else np.argmax(probs, 0)
         valid = label != IGNORE
         for k in range(1, n_classes + 1):
@@ -123,7 +123,8 @@ def validation_dice(net, crops: list[tuple[np.ndarray, np.ndarray]], n_classes: 
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def calibrate_logit_bias(net, val: list[TrainVolume], bf16: bool) -> dict[str, float]:
+def calibrate_logit_bias(net, val: list[TrainVolume], bf16: bool,
+                         device: str = "cpu") -> dict[str, float]:
     """Decision threshold of a one-class model that maximises Dice on whole validation
     volumes, as a logit bias for the card (``logit_bias``): inference subtracts it so that
     probability 0.5 is that threshold. Thresholds 0.2-0.95 are scanned in steps of 0.025."""
@@ -135,7 +136,7 @@ def calibrate_logit_bias(net, val: list[TrainVolume], bf16: bool) -> dict[str, f
     pred = np.zeros(thresholds.size)
     truth = 0
     for vol in val:
-        prob = predict_probabilities(net, vol.image, bf16=bf16)[0]
+        prob = predict_probabilities(net, vol.image, bf16=bf16, device=device)[0]
         valid = vol.label != IGNORE
         t = (vol.label == 1) & valid
         truth += int(t.sum())
@@ -287,7 +288,7 @@ class _Trainer:
     def validate(self) -> bool:
         """Score the validation crops; saves the model when it is the best so far. Returns
         whether training should stop early (``patience`` validations without progress)."""
-        score = validation_dice(self.net, self.crops, self.n_classes, self.bf16)
+        score = validation_dice(self.net, self.crops, self.n_classes, self.bf16, self.device)
         self.history["val_step"].append(self.step)
         self.history["val_dice"].append(score)
         log.info("step %d: validation Dice %.4f (best %.4f)", self.step, score, self.best)
@@ -341,7 +342,7 @@ class _Trainer:
             save_model(self.out, self.net, self.card("latest"), overwrite=True)
         if self.val and self.n_classes == 1 and self.weights.exists():
             best_net, _ = load_model(self.out, device=self.device)
-            calib = calibrate_logit_bias(best_net, self.val, self.bf16)
+            calib = calibrate_logit_bias(best_net, self.val, self.bf16, self.device)
             update_card(self.out, {"logit_bias": calib["logit_bias"]}, section=None)
             update_card(self.out, {"calibration": calib})
         # The best model was saved mid-run; its card records the whole training cost.
