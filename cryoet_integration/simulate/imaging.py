@@ -15,10 +15,11 @@ import dataclasses
 
 import numpy as np
 
+from .. import optics
+from ..optics import ELECTRON_REST_ENERGY_EV, electron_wavelength
 from .config import SimulationConfig
 from .projector import forward_project
 
-ELECTRON_REST_ENERGY_EV = 510998.95
 CC_MM = 2.7  # chromatic aberration
 ENERGY_SPREAD_EV = 0.7
 ILLUMINATION_SEMIANGLE_RAD = 2e-5
@@ -51,16 +52,10 @@ class TiltSeries:
     ice_path_angst: np.ndarray
 
 
-def wavelength_angst(voltage_kv: float) -> float:
-    """Relativistic electron wavelength (Å) at ``voltage_kv``."""
-    v = voltage_kv * 1e3
-    return 12.2643 / np.sqrt(v * (1 + v / (2 * ELECTRON_REST_ENERGY_EV)))
-
-
 def interaction_constant(voltage_kv: float) -> float:
     """sigma (rad per V·Å): phase shift per projected potential."""
     v = voltage_kv * 1e3
-    lam = wavelength_angst(voltage_kv)
+    lam = electron_wavelength(voltage_kv)
     return 2 * np.pi / (lam * v) * (ELECTRON_REST_ENERGY_EV + v) / (
         2 * ELECTRON_REST_ENERGY_EV + v)
 
@@ -101,16 +96,14 @@ def _full_freqs(ny: int, nx: int, voxel_size: float) -> tuple[np.ndarray, np.nda
 def ctf_phase(k: np.ndarray, azimuth: np.ndarray, defocus_angst: float,
               cfg: SimulationConfig) -> np.ndarray:
     """Wave aberration chi(k) (rad); underfocus positive, astigmatism from the config."""
-    lam = wavelength_angst(cfg.voltage_kv)
     df = defocus_angst + 0.5 * cfg.astigmatism_um * 1e4 * np.cos(
         2 * (azimuth - np.deg2rad(cfg.astigmatism_angle_deg)))
-    cs = cfg.cs_mm * 1e7
-    return np.pi * lam * df * k ** 2 - 0.5 * np.pi * cs * lam ** 3 * k ** 4
+    return optics.ctf_phase(k, df, cfg.voltage_kv, cfg.cs_mm * 1e7)
 
 
 def envelope(k: np.ndarray, defocus_angst: float, cfg: SimulationConfig) -> np.ndarray:
     """Temporal and spatial coherence envelopes times the B-factor decay."""
-    lam = wavelength_angst(cfg.voltage_kv)
+    lam = electron_wavelength(cfg.voltage_kv)
     delta = CC_MM * 1e7 * ENERGY_SPREAD_EV / (cfg.voltage_kv * 1e3)
     cs = cfg.cs_mm * 1e7
     temporal = np.exp(-((np.pi * lam * delta * k ** 2) ** 2) / (16 * np.log(2)))
