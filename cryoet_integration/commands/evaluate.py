@@ -73,9 +73,9 @@ def register(subparsers) -> None:
     seg.add_argument("--wedge-caps", type=float, nargs="?", const=30.0, metavar="DEG",
                      help="also score inside/outside the missing-wedge caps of the true "
                           "membranes (normal within DEG of z; default 30; binary mode)")
-    add_tilt_range(seg, "tilt range (about y) of the tomogram's series: also score the true "
-                        "membrane no tilt views within 5 degrees of edge-on, and the rest "
-                        "(binary mode)")
+    add_tilt_range(seg, "tilt range of the tomogram's series, degrees about y: also score "
+                        "the true membrane no tilt views within 5 degrees of edge-on, and "
+                        "the rest (binary mode)")
     _outputs(seg)
     seg.set_defaults(func=run_segmentation)
 

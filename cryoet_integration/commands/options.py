@@ -55,9 +55,9 @@ def size_arg(names: str = "XxYxZ", minimum: int = 1):
 
 
 def add_tilt_range(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--tilt-range MIN MAX`` (degrees)."""
+    """``--tilt-range MIN MAX`` (degrees); ``help`` says what it is for."""
     parser.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"),
-                        help=help + " (degrees)")
+                        help=help)
 
 
 def add_json(parser: argparse.ArgumentParser, what: str = "the results") -> None:

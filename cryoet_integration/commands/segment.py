@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "segment", help="segment a tomogram with a 3D U-Net (default: membranes)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None)
+        description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None)
     parser.add_argument("tomogram", help="tomogram (MRC, EM or TIFF)")
     parser.add_argument("--out", required=True,
                         help="output MRC (one-class) or stem for <stem>_<class>.mrc (K-class); "

@@ -54,7 +54,7 @@ def register(subparsers) -> None:
     p.add_argument("--n", type=int, default=1, help="number of tomograms (default 1)")
     p.add_argument("--size", type=SIZE_XYZ, default=(256, 256, 128), metavar="XxYxZ",
                    help="voxels (default 256x256x128)")
-    p.add_argument("--seed", type=int, default=0, help="base seed; tomogram i uses (seed, i)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default 0); tomogram i uses (seed, i)")
     p.add_argument("--force", action="store_true",
                    help="simulate again and replace existing tomograms")
     p.add_argument("--no-randomise", action="store_true",
@@ -66,7 +66,7 @@ def register(subparsers) -> None:
                    help="total dose over the tilt series, e/Å²")
     p.add_argument("--crowding", type=_value_or_range, metavar="A[:B]",
                    help="fraction of the ice volume filled by particles")
-    add_tilt_range(p, "tilt range of the series")
+    add_tilt_range(p, "tilt range of the series, degrees")
     p.add_argument("--tilt-step", type=float, metavar="DEG", help="tilt step (degrees)")
     p.add_argument("--phase-flip", choices=("yes", "no"),
                    help="correct the CTF by phase flipping (default: randomised, or no)")
