@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         tilts = (cfg["tilt_min_deg"], cfg["tilt_max_deg"])
         hidden_region = ndimage.binary_dilation(wedge_hidden_mask(truth, tilts), iterations=3)
         rows.append({
-            "seed": seed, "voxel_size": cfg["voxel_size"], "defocus_um": cfg["defocus_um"],
+            "seed": seed, "voxel_size": cfg["voxel_size"], "defocus_um": cfg["defocus_angst"] / 1e4,
             "dose": cfg["dose_total"], "snr": meta.get("snr"),
             "tilt_range": [cfg["tilt_min_deg"], cfg["tilt_max_deg"]],
             "membrane_fraction": float(truth.mean()),

@@ -165,22 +165,20 @@ def resolve_device(text: str | None) -> str:
     return name
 
 
-def _writable_folder(folder: Path) -> None:
-    """Raise CryovisError unless ``folder`` is, or can be created as, a writable folder."""
+def _writable_folder(folder: Path, target: Path | None = None) -> None:
+    """Raise CryovisError naming ``target`` (or the folder) unless ``folder`` is, or can be
+    created as, a folder this process can write into."""
+    name = target if target is not None else folder
     existing = folder
-    while not existing.exists():
-        if existing.parent == existing:
-            break
+    while not existing.exists() and existing.parent != existing:
         existing = existing.parent
     if not existing.is_dir():
-        raise CryovisError(f"{folder}: cannot create the output folder ({existing} is a file)")
+        raise CryovisError(f"{name}: cannot create the folder {folder} ({existing} is a file)")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise CryovisError(f"{folder}: output folder is not writable ({reason.lower()})"
-                           ) from None
+    except OSError:
+        raise CryovisError(f"{name}: cannot write into the folder {existing}") from None
 
 
 def check_output(path: str | Path, force: bool, suffixes: Sequence[str] | None = None,
@@ -200,7 +198,7 @@ def check_output(path: str | Path, force: bool, suffixes: Sequence[str] | None =
                            f"(expected {', '.join(suffixes)})")
     if target.exists() and not force:
         raise CryovisError(f"{target}: file exists (use --force to replace it)")
-    _writable_folder(target.parent)
+    _writable_folder(target.parent, target)
     return target
 
 

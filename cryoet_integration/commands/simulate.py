@@ -54,7 +54,8 @@ def register(subparsers) -> None:
     p.add_argument("--n", type=int, default=1, help="number of tomograms (default 1)")
     p.add_argument("--size", type=SIZE_XYZ, default=(256, 256, 128), metavar="XxYxZ",
                    help="voxels (default 256x256x128)")
-    p.add_argument("--seed", type=int, default=0, help="base seed (default 0); tomogram i uses (seed, i)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="base seed (default 0); tomogram i uses (seed, i)")
     p.add_argument("--force", action="store_true",
                    help="simulate again and replace existing tomograms")
     p.add_argument("--no-randomise", action="store_true",
@@ -79,15 +80,19 @@ def _config_for(args, seed_i: int):
     import numpy as np
 
     from ..simulate import SimulationConfig
+    from ..simulate.config import ANGST_PER_UM
 
     cfg = SimulationConfig() if args.no_randomise else SimulationConfig.randomised(seed_i)
     rng = np.random.default_rng(np.random.SeedSequence([seed_i, 0xA11]))
     changes = {}
-    for opt, field in (("voxel_size", "voxel_size"), ("defocus", "defocus_um"),
-                       ("dose", "dose_total"), ("crowding", "crowding")):
+    # option, field, factor from the option's unit to the field's
+    for opt, field, unit in (("voxel_size", "voxel_size", 1.0),
+                             ("defocus", "defocus_angst", ANGST_PER_UM),
+                             ("dose", "dose_total", 1.0), ("crowding", "crowding", 1.0)):
         value = getattr(args, opt)
         if value is not None:
-            changes[field] = float(rng.uniform(*value)) if value[0] < value[1] else value[0]
+            drawn = float(rng.uniform(*value)) if value[0] < value[1] else value[0]
+            changes[field] = drawn * unit
     if args.tilt_range is not None:
         changes["tilt_min_deg"], changes["tilt_max_deg"] = args.tilt_range
     if args.tilt_step is not None:
@@ -133,7 +138,7 @@ def run(args) -> int:
             if meta is None:
                 t0 = time.perf_counter()
                 report.say(f"[{k}/{args.n}] {name}: simulating {'x'.join(map(str, args.size))}"
-                           f" voxels at {cfg.voxel_size:.2f} Å, defocus {cfg.defocus_um:.2f} "
+                           f" voxels at {cfg.voxel_size:.2f} Å, defocus {defocus_um(cfg):.2f} "
                            f"µm, {cfg.dose_total:.0f} e/Å², tilts {cfg.tilt_min_deg:.0f}.."
                            f"{cfg.tilt_max_deg:.0f}° step {cfg.tilt_step_deg:g}°")
                 sim = simulate_tomogram(seed=seed_i, size_xyz=args.size, config=cfg,
@@ -177,11 +182,22 @@ def _finished(out: Path, name: str, seed: int, cfg, size_xyz) -> dict | None:
     return meta
 
 
+def defocus_um(cfg) -> float:
+    """The config's defocus in µm, the unit people and RELION quote."""
+    from ..simulate.config import ANGST_PER_UM
+
+    return cfg.defocus_angst / ANGST_PER_UM
+
+
 def _record(name: str, seed: int, cfg, meta: dict, size_xyz) -> dict:
-    """The tomogram's line in ``summary.json`` and ``tomograms.star``."""
+    """The tomogram's line in ``summary.json`` and ``tomograms.star`` (Cs in mm, defocus in
+    µm: the units of RELION's files)."""
+    from ..simulate.config import ANGST_PER_MM
+
     return {"name": name, "seed": seed, "voxel_size": cfg.voxel_size,
-            "size_xyz": list(size_xyz), "voltage_kv": cfg.voltage_kv, "cs_mm": cfg.cs_mm,
-            "amplitude_contrast": cfg.amplitude_contrast, "defocus_um": cfg.defocus_um,
+            "size_xyz": list(size_xyz), "voltage_kv": cfg.voltage_kv,
+            "cs_mm": cfg.cs_angst / ANGST_PER_MM, "amplitude_contrast": cfg.amplitude_contrast,
+            "defocus_um": defocus_um(cfg),
             "dose_total": cfg.dose_total, "n_particles": meta["n_particles"],
             "membrane_fraction": meta["membrane_fraction"], "snr": meta["snr"],
             "seconds": round(float(meta["timings_s"]["total"]), 2),

@@ -103,7 +103,7 @@ def simulate_tomogram(seed: int = 0, size_xyz=(256, 256, 128),
             "note": "no installable package ships atomic models; shapes are unions of "
                     "ellipsoids/capsules blurred by 4 Å, excess potential over ice in V",
             "classes": {name: c.description for name, c in CLASSES.items()}
-                       | {FIDUCIAL: f"gold bead, {cfg.fiducial_diameter_nm:g} nm",
+                       | {FIDUCIAL: f"gold bead, {cfg.fiducial_diameter_angst / 10:g} nm",
                           "microtubule": "hollow tube, 17/25 nm inner/outer diameter "
                                          "(labelled, not a particle)",
                           "actin": "7 nm rod filament (labelled, not a particle)"},
