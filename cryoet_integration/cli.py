@@ -35,9 +35,16 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (exit 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands whose module is absent are skipped)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cryovis",
         description="Segment, pick, render and convert cryo-electron tomograms.",
     )
@@ -67,7 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from formats import FormatError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return int(exc.code or 0)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

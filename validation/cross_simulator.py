@@ -28,7 +28,7 @@ from cryoet_integration.evaluate.segmentation import (
     evaluate_segmentation,
     missing_wedge_cap_mask,
 )
-from formats.volume import Volume
+from formats import Volume
 from validation.phantom_sim import PhantomConfig, make_phantom
 
 # One condition per phantom: (name, seed, overrides of PhantomConfig). The first is the

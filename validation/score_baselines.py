@@ -28,7 +28,7 @@ from cryoet_integration.json_output import json_ready
 from cryoet_integration.picking import pick_blobs
 from cryoet_integration.segmentation.threshold_baseline import membrane_map
 from cryoet_integration.simulate import SimulationConfig, simulate_tomogram
-from formats.volume import Volume
+from formats import Volume
 
 COLUMNS = ["conditions", "seed", "voxel Å", "particles", "RR", "TP", "FP", "MH",
            "precision", "recall", "F1", "AD vox", "mem Dice", "mem Surface-Dice",

@@ -33,7 +33,7 @@ from cryoet_integration.segmentation.checkpoint import (
     model_paths,
 )
 from cryoet_integration.segmentation.inference import segment_volume, use_bf16
-from formats.volume import read_volume
+from formats import read_volume
 
 SIZE_XYZ = (256, 256, 128)
 

@@ -241,7 +241,7 @@ def read_input_volume(path: str | Path, voxel_size: float | None = None,
 
     volume = read_volume(path, voxel_size=voxel_size)
     if ndim is not None and volume.data.ndim != ndim:
-        raise CryovisError(f"{path}: the {what} must be {ndim}D, got shape "
+        raise CryovisError(f"{path}: expected a {ndim}D {what}, got shape "
                            f"{tuple(volume.data.shape)}")
     check_finite(volume)
     return volume

@@ -147,17 +147,19 @@ def run(args: argparse.Namespace) -> int:
     camera = Camera(args.size[0], args.size[1], args.azimuth, args.elevation, args.zoom,
                     args.projection)
     with use_threads(args.threads):
-        tomo, classes, names = _read_inputs(args, class_paths, report)
+        tomo, classes, names, notes = _read_inputs(args, class_paths)
         settings = _settings(args, len(classes))
-        report.say(f"preparing the scene: low-pass sigma {args.lowpass:g} voxels, "
-                   f"{'no inversion' if args.no_invert else 'inverted contrast'}, "
-                   "thresholds, ambient occlusion and shadows")
         t0 = time.perf_counter()
-        try:
+        try:  # the scene checks the settings against the data before the long work
             scene = Scene(tomo.data, classes or [np.zeros(tomo.data.shape, np.float32)],
                           settings, names=names or ["none"])
         except ValueError as exc:
             raise CryovisError(str(exc)) from None
+        for note in notes:
+            report.say(note)
+        report.say(f"low-pass sigma {args.lowpass:g} voxels, "
+                   f"{'no inversion' if args.no_invert else 'inverted contrast'}; "
+                   "ambient occlusion and shadows")
         scene.stack(args.mode)
         prepared = time.perf_counter() - t0
         make_folders(outputs)
@@ -209,11 +211,10 @@ def _check_request(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     return class_paths, check_outputs(outs, args.force)
 
 
-def _read_inputs(args: argparse.Namespace, class_paths: list[Path], report: Report):
-    """The tomogram, its class maps as soft maps (label maps split per label) and names."""
+def _read_inputs(args: argparse.Namespace, class_paths: list[Path]):
+    """The tomogram, its class maps as soft maps (label maps split per label), their names
+    and notes on what was read."""
     tomo = read_input_volume(args.tomogram, what="tomogram")
-    from ..rendering.scene import check_inputs
-
     classes: list[np.ndarray] = []
     names: list[str] = []
     notes: list[str] = []
@@ -235,17 +236,10 @@ def _read_inputs(args: argparse.Namespace, class_paths: list[Path], report: Repo
             names.append(label_name.get(value, f"{path.stem} {value}"))
         notes.append(f"{path}: label map, one class per label: "
                      f"{', '.join(names[-len(labels):]) or 'no labels'}")
-    try:
-        check_inputs(tomo.data, classes or [np.zeros(tomo.data.shape, np.float32)],
-                     names or ["none"])
-    except ValueError as exc:
-        raise CryovisError(str(exc)) from None
     shape = "x".join(str(n) for n in tomo.data.shape[::-1])
-    report.say(f"{args.tomogram}: {shape} voxels at {tomo.voxel_size:g} Å, "
-               f"{len(classes)} class(es)")
-    for note in notes:
-        report.say(note)
-    return tomo, classes, names
+    notes.insert(0, f"{args.tomogram}: {shape} voxels at {tomo.voxel_size:g} Å, "
+                    f"{len(classes)} class(es)")
+    return tomo, classes, names, notes
 
 
 def _label_values(data: np.ndarray) -> list[int] | None:

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formats.particles import make_table
-from formats.volume import Volume
+from formats import Volume, make_table
 
 from ..preprocess import robust_normalize
 
