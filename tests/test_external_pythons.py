@@ -89,6 +89,8 @@ def main_summary(fixtures_dir, tmp_path_factory) -> dict:
     assert math.isclose(files["mrc/EMD-3197.map"]["volume"]["voxel_size"], 11.4, rel_tol=1e-6)
     read = [f for f, e in files.items() if "count" in e.get("particles", {})]
     assert len(read) >= 10, f"only {len(read)} particle fixtures read: {read}"
+    volumes = [f for f, e in files.items() if "shape_zyx" in e.get("volume", {})]
+    assert len(volumes) >= 6, f"only {len(volumes)} volume fixtures read: {volumes}"
     return summary
 
 

@@ -51,10 +51,10 @@ def test_every_fixture_and_host_file_is_tracked():
     assert on_disk <= tracked, f"not in git, so missing from a clone: {sorted(on_disk - tracked)}"
 
 
-@pytest.fixture()
-def offline_checkout(tmp_path) -> Path:
-    """A copy of setup_env.sh in a minimal project, with a package index that holds nothing."""
-    root = tmp_path / "checkout"
+@pytest.fixture(scope="module")
+def offline_checkout(tmp_path_factory) -> Path:
+    """A copy of setup_env.sh in a minimal project (its .venv made once, by the first test)."""
+    root = tmp_path_factory.mktemp("setup") / "checkout"
     (root / "scripts").mkdir(parents=True)
     shutil.copy2(REPO / "scripts" / "setup_env.sh", root / "scripts" / "setup_env.sh")
     (root / "pyproject.toml").write_text(
@@ -64,6 +64,7 @@ def offline_checkout(tmp_path) -> Path:
 
 
 def run_setup(root: Path, **env: str) -> subprocess.CompletedProcess:
+    """Run setup_env.sh with a package index that holds nothing."""
     empty = root.parent / "empty-index"
     empty.mkdir(exist_ok=True)
     variables = dict(os.environ, PYTHON=sys.executable, PIP_NO_INDEX="1",
