@@ -33,7 +33,7 @@ from cryoet_integration.evaluate.segmentation import (  # noqa: E402
     evaluate_segmentation,
     missing_wedge_cap_mask,
 )
-from formats.volume import Volume  # noqa: E402
+from formats import Volume  # noqa: E402
 
 # One condition per phantom: (name, seed, overrides of PhantomConfig). The first is the
 # "reference" condition; the others each move a few knobs away from it.

@@ -30,7 +30,7 @@ from cryoet_integration.evaluate.report import json_ready  # noqa: E402
 from cryoet_integration.picking import pick_blobs  # noqa: E402
 from cryoet_integration.segmentation.threshold_baseline import membrane_map  # noqa: E402
 from cryoet_integration.simulate import SimulationConfig, simulate_tomogram  # noqa: E402
-from formats.volume import Volume  # noqa: E402
+from formats import Volume  # noqa: E402
 
 COLUMNS = ["conditions", "seed", "voxel Å", "particles", "RR", "TP", "FP", "MH",
            "precision", "recall", "F1", "AD vox", "mem Dice", "mem Surface-Dice",

@@ -34,7 +34,7 @@ from cryoet_integration.segmentation.checkpoint import (  # noqa: E402
     model_paths,
 )
 from cryoet_integration.segmentation.inference import segment_volume, use_bf16  # noqa: E402
-from formats.volume import read_volume  # noqa: E402
+from formats import read_volume  # noqa: E402
 
 SIZE_XYZ = (256, 256, 128)
 

@@ -14,8 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from formats import Volume, write_particles, write_volume
-from formats.atomic import atomic_path
+from formats import Volume, atomic_path, write_particles, write_volume
 
 from .errors import CryovisError
 

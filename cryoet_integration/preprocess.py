@@ -14,7 +14,7 @@ from typing import Union
 import numpy as np
 import scipy.fft as sfft
 
-from formats.volume import Volume
+from formats import Volume
 
 Profile = tuple[np.ndarray, np.ndarray]
 

@@ -72,7 +72,7 @@ def _outputs(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_outputs(args) -> None:
-    from formats.atomic import check_writable
+    from formats import check_writable
 
     for out in (args.json, args.png):
         if out is not None and str(out) != "-":
@@ -94,7 +94,7 @@ def _report(args, result: dict, kind: str) -> int:
 def run_picks(args) -> int:
     """Score ``--predictions`` against ``--truth`` on ``--instances``."""
     require_engine("scipy", "rich")
-    from formats.volume import read_volume
+    from formats import read_volume
 
     from ..evaluate import evaluate_picks
 
@@ -124,7 +124,7 @@ def run_picks(args) -> int:
 
 def _read_picks(path: Path, args):
     """A particle table; RELION files get the tomogram geometry options."""
-    from formats.particle_io import detect_format, read_particles
+    from formats import detect_format, read_particles
 
     relion = detect_format(path).startswith("relion")
     return read_particles(path, **(geometry_options(args) if relion else {}))
@@ -147,7 +147,7 @@ def _one_tomogram(table, path: Path, name: str | None):
 def run_segmentation(args) -> int:
     """Score ``--prediction`` against ``--truth``."""
     require_engine("scipy", "rich")
-    from formats.volume import read_volume
+    from formats import read_volume
 
     from ..evaluate import evaluate_segmentation
 

@@ -121,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
     require_engine("scipy")
     import numpy as np
 
-    from formats import FormatError
-    from formats.volume import read_volume
+    from formats import FormatError, read_volume
 
     from ..rendering import Camera, RenderSettings, Scene, write_png
     from ..rendering.colors import parse_color
@@ -243,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         if args.json:
-            from formats.atomic import atomic_path
+            from formats import atomic_path
 
             with atomic_path(args.json, overwrite=args.force) as tmp:
                 tmp.write_text(json.dumps(summary, indent=2))

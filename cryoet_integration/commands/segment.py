@@ -66,8 +66,7 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from formats.atomic import check_writable
-    from formats.volume import Volume, read_volume, write_volume
+    from formats import Volume, check_writable, read_volume, write_volume
 
     from ..segmentation.checkpoint import load_model
     from ..segmentation.inference import default_device, segment_volume, use_bf16

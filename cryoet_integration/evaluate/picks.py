@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from formats.volume import Volume
+from formats import Volume
 
 BACKGROUND = "background"
 UNCLASSIFIED = "unclassified"

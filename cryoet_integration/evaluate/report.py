@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from formats.atomic import atomic_path
+from formats import atomic_path
 
 
 def json_ready(value: Any) -> Any:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from formats.volume import Volume
+from formats import Volume
 
 
 def _array(x: np.ndarray | Volume) -> np.ndarray:

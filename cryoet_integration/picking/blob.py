@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formats.particles import make_table
-from formats.volume import Volume
+from formats import Volume, make_table
 
 DOG_RATIO = 1.6
 MAD_TO_SIGMA = 1.4826

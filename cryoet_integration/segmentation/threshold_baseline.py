@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from formats.volume import Volume
+from formats import Volume
 
 from ..picking.blob import robust_zscore
 

@@ -87,9 +87,8 @@ def _attempt(func, path: Path, root: Path, **options) -> dict:
 def summarise_fixtures(root: Path) -> dict:
     """``{relative path: {"volume": ..., "particles": ...}}`` for every file under ``root``."""
     import formats
-    from formats import em, mrc, tiff
 
-    volume_suffixes = set(mrc.SUFFIXES) | set(em.SUFFIXES) | set(tiff.SUFFIXES)
+    volume_suffixes = formats.VOLUME_SUFFIXES
     files = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         entry = {}

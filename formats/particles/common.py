@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import FormatError, PathLike
-from .particles import CORE, MATRIX, POSITION, POSITION_ANGST
+from ..errors import FormatError, PathLike
+from .table import CORE, MATRIX, POSITION, POSITION_ANGST
 
 _INT_TEXT = re.compile(r"^[+-]?[1-9][0-9]*$|^0$")
 

@@ -23,8 +23,8 @@ from typing import Union
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
-from .errors import FormatError, PathLike
+from ..atomic import atomic_path
+from ..errors import FormatError, PathLike
 from .textfmt import format_table
 
 Block = Union[pd.DataFrame, dict]

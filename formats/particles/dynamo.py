@@ -15,18 +15,20 @@ when tomogram names are not plain integers.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_path, check_writable
+from ..errors import FormatError, PathLike, warn
+from ..facts import Summary
+from ..text.textfmt import format_column, format_rows
 from . import euler
-from .atomic import atomic_path, check_writable
-from .errors import FormatError, PathLike
-from .particle_common import (
+from .common import (
     apply_binning,
-    class_ids,
     file_positions,
     ids_for_names,
     map_unique,
@@ -34,9 +36,8 @@ from .particle_common import (
     recompute_angst,
     tomo_name_from_path,
 )
-from .particle_io import ParticleFormat, register
-from .particles import make_table, orientations
-from .textfmt import format_column, format_rows
+from .registry import ParticleFormat, register
+from .table import make_table, orientations
 
 N_COLUMNS = 36
 MIN_COLUMNS = 26
@@ -77,10 +78,13 @@ def _parse(p: Path) -> np.ndarray:
     try:
         df = pd.read_csv(io.BytesIO(data), sep=r"\s+", header=None, index_col=False,
                          dtype=float, comment="#", engine="c")
-    except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise FormatError(p, f"not a numeric Dynamo table ({first})") from None
-    values = df.to_numpy(dtype=float)
+        values = df.to_numpy(dtype=float)
+    except ValueError as exc:  # pandas' ParserError and UnicodeDecodeError are ValueErrors
+        if not _COMPLEX.search(data[:1 << 20]):
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() \
+                else type(exc).__name__
+            raise FormatError(p, f"not a numeric Dynamo table ({first})") from None
+        values = _parse_complex(p, data)
     if values.shape[1] < MIN_COLUMNS:
         raise FormatError(p, f"Dynamo tables need at least {MIN_COLUMNS} columns (x y z are "
                              f"24-26); found {values.shape[1]}")
@@ -90,9 +94,54 @@ def _parse(p: Path) -> np.ndarray:
     return values
 
 
+# MATLAB writes complex numbers as "0+1.2074e-06i"; Dynamo tables saved from a complex
+# computation hold them in columns such as cc or the free columns beyond 26.
+_COMPLEX = re.compile(rb"[0-9.](?:[eE][+-]?[0-9]+)?[+-][0-9.]+(?:[eE][+-]?[0-9]+)?[ij]\b")
+# 0-based columns that place or orient a particle: 4-9 shifts and angles, 20 tomogram,
+# 22 class, 24-26 position.
+_GEOMETRIC = [3, 4, 5, 6, 7, 8, 19, 21, 23, 24, 25]
+
+
+def _parse_complex(p: Path, data: bytes) -> np.ndarray:
+    """A table with MATLAB complex values: each complex value becomes its real part; a
+    complex value with a non-zero imaginary part in a geometric column is an error."""
+    try:
+        df = pd.read_csv(io.BytesIO(data), sep=r"\s+", header=None, index_col=False,
+                         dtype=str, comment="#", engine="c")
+    except ValueError as exc:
+        raise FormatError(p, f"not a numeric Dynamo table ({exc})") from None
+    values = np.full(df.shape, np.nan)
+    complex_columns = []
+    for c in range(df.shape[1]):
+        text = df[c].dropna()
+        try:
+            parsed = np.array([complex(s.replace("i", "j")) for s in text])
+        except ValueError:
+            bad = next(s for s in text if not _is_number(s))
+            raise FormatError(p, f"column {c + 1}: '{bad[:30]}' is not a number") from None
+        if np.iscomplexobj(parsed) and (parsed.imag != 0).any():
+            if c in _GEOMETRIC:
+                row = int(np.flatnonzero(parsed.imag != 0)[0]) + 1
+                raise FormatError(p, f"row {row}, column {c + 1} (a position, shift, angle, "
+                                     "tomogram or class) holds a complex value")
+            complex_columns.append(c + 1)
+        values[text.index.to_numpy(), c] = parsed.real
+    if complex_columns:
+        warn(p, f"MATLAB complex values in column(s) {complex_columns[:8]}: read their real "
+                "parts (the geometric columns are real)")
+    return values
+
+
+def _is_number(text: str) -> bool:
+    try:
+        complex(text.replace("i", "j"))
+    except ValueError:
+        return False
+    return True
+
+
 def read_dynamo(path: PathLike, voxel_size: float | None = None,
-                table_map: PathLike | None = None, binning: float | None = None,
-                **_: Any) -> pd.DataFrame:
+                table_map: PathLike | None = None, binning: float | None = None) -> pd.DataFrame:
     """Read a Dynamo table into the canonical table.
 
     Args:
@@ -122,22 +171,31 @@ def read_dynamo(path: PathLike, voxel_size: float | None = None,
         apix = v[:, 35]
         vs = np.where(apix > 0, apix, np.nan)
     extra = pd.DataFrame({"dynamo_tag": v[:, 0].astype(np.int64)})
-    table = make_table(xyz, vs, matrices, names, v[:, 21], v[:, 9], extra)
+    classes: Any = v[:, 21]
+    class_map = class_map_path(p)
+    if class_map.exists():
+        numbers = read_table_map(class_map)
+        classes = map_unique(v[:, 21].astype(np.int64),
+                             lambda c: numbers.get(int(c), str(int(c))))
+    table = make_table(xyz, vs, matrices, names, classes, v[:, 9], extra)
     table.attrs["format"] = "dynamo"
     return recompute_angst(apply_binning(table, positive_or_none(binning, "binning", p)))
 
 
 def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
-                 binning: float | None = None, table_map: PathLike | None = None,
-                 **_: Any) -> None:
-    """Write a Dynamo table (35 columns); a table map ``<stem>.doc`` when names need it.
+                 binning: float | None = None, table_map: PathLike | None = None) -> None:
+    """Write a Dynamo table (36 columns), and beside it the index maps names need.
+
+    A table map ``<stem>.doc`` (``index tomogram.mrc``) is written when tomogram names are
+    not plain integers, a class map ``<stem>_classes.doc`` (``number name``) when class
+    names are not; the reader picks both up again.
 
     Args:
         path: output .tbl.
         table: canonical particle table.
-        overwrite: replace existing files (table and map).
+        overwrite: replace existing files (table and maps).
         binning: table voxel size / written px.
-        table_map: where to write the map (default ``<stem>.doc``).
+        table_map: where to write the table map (default ``<stem>.doc``).
     """
     p = Path(path)
     n = len(table)
@@ -146,7 +204,13 @@ def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     xyz, pixel = file_positions(table, positive_or_none(binning, "binning", p))
     tomo_ids, id_names, plain = ids_for_names(table["tomo_name"])
     angles = euler.matrix_to_dynamo(orientations(table))
-    classes, _ = class_ids(table["class"])
+    named = table["class"].notna().to_numpy()
+    class_numbers = np.zeros(n, dtype=np.int64)  # 0: no class
+    class_names: dict[int, str] = {}
+    class_plain = True
+    if named.any():
+        class_numbers[named], class_names, class_plain = ids_for_names(
+            table["class"][named].astype(str))
     cols = np.zeros((n, N_COLUMNS))
     cols[:, 0] = table["dynamo_tag"].to_numpy() if "dynamo_tag" in table.columns \
         else np.arange(1, n + 1)
@@ -155,20 +219,36 @@ def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     cols[:, 6:9] = angles
     cols[:, 9] = np.nan_to_num(table["score"].to_numpy(dtype=float))
     cols[:, 19] = tomo_ids
-    cols[:, 21] = classes
+    cols[:, 21] = class_numbers
     cols[:, 23:26] = xyz + 1.0
     cols[:, 35] = np.nan_to_num(pixel)
-    body = _format(cols)
-    map_target = Path(table_map) if table_map is not None else p.with_suffix(".doc")
-    need_map = not plain
-    if need_map:
-        check_writable(map_target, overwrite)
+    maps: dict[Path, str] = {}
+    if not plain:
+        target = Path(table_map) if table_map is not None else p.with_suffix(".doc")
+        maps[target] = "".join(f"{i} {_volume_file(name)}\n" for i, name in id_names.items())
+    if not class_plain:
+        maps[class_map_path(p)] = "".join(f"{i} {name}\n" for i, name in class_names.items())
+    for target in maps:
+        check_writable(target, overwrite)
     with atomic_path(p, overwrite) as tmp:
-        tmp.write_bytes(body)
-        if need_map:
-            with atomic_path(map_target, overwrite) as tmp_map:
-                tmp_map.write_text("".join(f"{i} {name}.mrc\n" for i, name in id_names.items()),
-                                   encoding="utf-8")
+        tmp.write_bytes(_format(cols))
+        for target, text in maps.items():
+            with atomic_path(target, overwrite) as tmp_map:
+                tmp_map.write_text(text, encoding="utf-8")
+
+
+_VOLUME_SUFFIXES = (".mrc", ".rec", ".st", ".map", ".em")
+
+
+def _volume_file(name: str) -> str:
+    """The tomogram file a table map names: ``NAME.mrc``, never ``NAME.mrc.mrc``."""
+    return name if name.lower().endswith(_VOLUME_SUFFIXES) else f"{name}.mrc"
+
+
+def class_map_path(table_path: PathLike) -> Path:
+    """Where the class names of a Dynamo table live: ``<stem>_classes.doc`` beside it."""
+    p = Path(table_path)
+    return p.with_name(f"{p.stem}_classes.doc")
 
 
 def _format(cols: np.ndarray) -> bytes:
@@ -180,3 +260,12 @@ def _format(cols: np.ndarray) -> bytes:
 
 register(ParticleFormat("dynamo", (".tbl",), read_dynamo, write_dynamo,
                         "Dynamo table (px of the binned tomogram, 1-based, ZXZ)"))
+
+
+def describe_table_map(path: PathLike) -> Summary:
+    """``cryovis info`` facts of a Dynamo table map: ``{index: tomogram path}``."""
+    mapping = read_table_map(path)
+    if not mapping:
+        raise FormatError(path, "no 'index path' lines: empty Dynamo table map")
+    return {"kind": "table_map", "format": "Dynamo table map (.doc)",  # type: ignore
+            "count": len(mapping), "tomograms": {str(k): v for k, v in mapping.items()}}

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_path
+from ..errors import FormatError, PathLike
 from . import euler
-from .atomic import atomic_path
-from .errors import FormatError, PathLike
-from .particle_common import (
+from .common import (
     apply_binning,
     class_ids,
     file_positions,
@@ -30,8 +29,8 @@ from .particle_common import (
     positive_or_none,
     recompute_angst,
 )
-from .particle_io import ParticleFormat, register
-from .particles import make_table, orientations
+from .registry import ParticleFormat, register
+from .table import make_table, orientations
 
 EM_HEADER = 512
 _DTYPES = {1: np.int8, 2: np.int16, 4: np.int32, 5: np.float32, 9: np.float64}
@@ -62,7 +61,7 @@ def is_motive_list(path: PathLike) -> bool:
 
 
 def read_motl(path: PathLike, voxel_size: float | None = None,
-              binning: float | None = None, **_: Any) -> pd.DataFrame:
+              binning: float | None = None) -> pd.DataFrame:
     """Read a TOM/AV3 motive list (.em); ``voxel_size`` (Å) is not stored in the file."""
     p = Path(path)
     dims = em_dims(p)
@@ -93,7 +92,7 @@ def read_motl(path: PathLike, voxel_size: float | None = None,
 
 
 def write_motl(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
-               binning: float | None = None, **_: Any) -> None:
+               binning: float | None = None) -> None:
     """Write a TOM/AV3 motive list (.em, float32, little endian).
 
     Tomogram names that are not integers are numbered 1..k in order of appearance, and
@@ -125,6 +124,6 @@ def write_motl(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
         tmp.write_bytes(bytes(header) + motl.astype("<f4").tobytes())
 
 
-read_motl.sniff = is_motive_list  # type: ignore[attr-defined]
 register(ParticleFormat("motl", (".em",), read_motl, write_motl,
-                        "TOM/AV3 motive list (.em, 20xN, px 1-based, TOM angles)"))
+                        "TOM/AV3 motive list (.em, 20xN, px 1-based, TOM angles)",
+                        sniff=is_motive_list))
