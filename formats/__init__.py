@@ -12,13 +12,13 @@ the names below.
 """
 
 from .atomic import atomic_path, check_writable
-from .errors import FormatError
+from .errors import FormatError, FormatWarning
 from .particles import euler
 from .particles.common import tomo_name_from_path
 from .particles.motl import is_motive_list
 from .particles.registry import FORMATS, detect_format, read_particles, write_particles
 from .particles.table import make_table, orientations, positions_voxels, set_orientations
-from .particles.tomograms import read_tomograms, write_tomograms
+from .particles.tomograms import normalise_tomo_name, read_tomograms, write_tomograms
 from .summary import describe
 from .text.star import read_star, write_star
 from .volumes import em as _em
@@ -32,6 +32,7 @@ VOLUME_SUFFIXES = frozenset(_mrc.SUFFIXES | _em.SUFFIXES | _tiff.SUFFIXES)
 __all__ = [
     "FORMATS",
     "FormatError",
+    "FormatWarning",
     "VOLUME_SUFFIXES",
     "Volume",
     "atomic_path",
@@ -43,6 +44,7 @@ __all__ = [
     "invert_contrast",
     "is_motive_list",
     "make_table",
+    "normalise_tomo_name",
     "orientations",
     "positions_voxels",
     "read_particles",

@@ -120,11 +120,18 @@ def extra_columns(table: pd.DataFrame, prefix: str | None = None,
             if c not in skip and (prefix is None or str(c).startswith(prefix))]
 
 
-def class_ids(classes: pd.Series) -> tuple[np.ndarray, bool]:
-    """Integer class numbers (0 for missing); True when names were integers already."""
-    filled = classes.where(classes.notna(), "0").astype(str)
-    ids, _, exact = ids_for_names(filled)
-    return ids, exact
+def class_ids(classes: pd.Series) -> tuple[np.ndarray, dict[int, str], bool]:
+    """Integer class numbers for formats that store one (0 for a particle without a class).
+
+    Returns:
+        (numbers, {number: name}, names_are_numbers), as ``ids_for_names``.
+    """
+    named = classes.notna().to_numpy()
+    numbers = np.zeros(len(classes), dtype=np.int64)
+    if not named.any():
+        return numbers, {}, True
+    numbers[named], names, exact = ids_for_names(classes[named].astype(str))
+    return numbers, names, exact
 
 
 def single_value(values: np.ndarray, what: str, path: PathLike) -> float:

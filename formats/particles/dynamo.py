@@ -29,6 +29,7 @@ from ..text.textfmt import format_column, format_rows
 from . import euler
 from .common import (
     apply_binning,
+    class_ids,
     file_positions,
     ids_for_names,
     map_unique,
@@ -204,13 +205,7 @@ def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     xyz, pixel = file_positions(table, positive_or_none(binning, "binning", p))
     tomo_ids, id_names, plain = ids_for_names(table["tomo_name"])
     angles = euler.matrix_to_dynamo(orientations(table))
-    named = table["class"].notna().to_numpy()
-    class_numbers = np.zeros(n, dtype=np.int64)  # 0: no class
-    class_names: dict[int, str] = {}
-    class_plain = True
-    if named.any():
-        class_numbers[named], class_names, class_plain = ids_for_names(
-            table["class"][named].astype(str))
+    class_numbers, class_names, class_plain = class_ids(table["class"])
     cols = np.zeros((n, N_COLUMNS))
     cols[:, 0] = table["dynamo_tag"].to_numpy() if "dynamo_tag" in table.columns \
         else np.arange(1, n + 1)

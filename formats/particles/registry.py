@@ -125,7 +125,7 @@ def check_options(path: PathLike, name: str, direction: str, options: Mapping[st
     unknown = sorted(set(options) - set(accepted or ()))
     if unknown:
         takes = ", ".join(sorted(accepted or ())) or "none"
-        raise FormatError(path, f"the {name} {direction}er cannot honour option"
+        raise FormatError(path, f"the {name} {direction.rstrip('e')}er cannot honour option"
                                 f"{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
                                 f" (it takes: {takes})")
 

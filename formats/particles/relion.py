@@ -352,7 +352,7 @@ def _common_columns(table: pd.DataFrame) -> dict[str, Any]:
     cols: dict[str, Any] = {"rlnAngleRot": angles[:, 0], "rlnAngleTilt": angles[:, 1],
                             "rlnAnglePsi": angles[:, 2]}
     if table["class"].notna().any():
-        ids, exact = class_ids(table["class"])
+        ids, _, exact = class_ids(table["class"])
         cols["rlnClassNumber"] = ids
         if not exact:  # RELION keys classes by number; the names ride along beside them
             cols["rlnClassName"] = as_text(table["class"], missing="")
@@ -404,17 +404,15 @@ def _optics_block(pixels: dict[str, np.ndarray], carried: dict[str, np.ndarray]
     return group, pd.DataFrame(block)
 
 
-def _carried(table: pd.DataFrame, names: pd.Series, tomograms: TomogramsLike,
-             tomo_name_map: PathLike | None, box_size: float | None,
-             path: PathLike) -> dict[str, np.ndarray]:
+def _carried(table: pd.DataFrame, names: pd.Series, tomos: pd.DataFrame | None,
+             box_size: float | None, path: PathLike) -> dict[str, np.ndarray]:
     """Per-particle optics values to write: carried from the input, else from
     tomograms.star (voltage, Cs, amplitude contrast), ``box_size`` as rlnImageSize."""
     n = len(table)
     out = {label: table[OPTICS_PREFIX + label].to_numpy(dtype=float)
            for label in CARRIED_OPTICS if OPTICS_PREFIX + label in table.columns}
-    tomos = as_tomograms(tomograms, path)
     if tomos is not None and n:
-        rows = tomogram_rows(names, tomos, path, tomo_name_map, required=False)
+        rows = tomogram_rows(names, tomos, path, required=False)
         for key, label in MICROSCOPE.items():
             if key in rows.columns:
                 from_star = rows[key].to_numpy(dtype=float)
@@ -467,9 +465,14 @@ def write_relion(path: PathLike, table: pd.DataFrame, version: str = "relion5",
     n = len(table)
     b = positive_or_none(binning, "binning", p)
     names = _names(table)
+    tomos = as_tomograms(tomograms, p) if version in ("relion4", "relion5") else None
+    if tomos is not None and n:
+        # RELION finds a particle's tomogram by rlnTomoName: write tomograms.star's name
+        star_names = tomogram_rows(names, tomos, p, tomo_name_map, required=False)["tomo_name"]
+        names = pd.Series(np.where(star_names.notna(), star_names, names), dtype=object)
+        tomograms, tomo_name_map = tomos, None
     common = _common_columns(table)
-    carried = _carried(table, names, tomograms if version in ("relion4", "relion5") else None,
-                       tomo_name_map, box_size, p)
+    carried = _carried(table, names, tomos, box_size, p)
     stacks = carried.pop("rlnTomoSubTomosAre2DStacks", None)
     if version != "relion5":
         carried.setdefault("rlnImageDimensionality", np.full(n, 3.0))
@@ -538,14 +541,16 @@ def describe_relion(path: PathLike, table: pd.DataFrame) -> dict[str, Any]:
     """The RELION facts ``cryovis info`` adds to a particle summary: how positions are
     stored, and the optics values carried (voltage kV, Cs mm, ...; None when absent)."""
     kind = table.attrs.get("format", "")
+    out: dict[str, Any] = {}
     if kind == "relion5":
-        centred = is_centred(star_structure(path))
-        coordinates = ("rlnCenteredCoordinate Å from the tomogram centre" if centred else
-                       "rlnCoordinate px at the optics rlnImagePixelSize, corner origin "
-                       "(Warp 2 layout, no centred columns)")
+        if is_centred(star_structure(path)):
+            out["coordinates"] = "rlnCenteredCoordinate Å from the tomogram centre"
+        else:
+            out["format_description"] = "RELION 5 particles STAR, Warp 2 layout"
+            out["coordinates"] = ("rlnCoordinate px at the optics rlnImagePixelSize, corner "
+                                  "origin (Warp 2 layout)")
     else:
-        coordinates = _COORDINATES.get(kind, "")
-    out: dict[str, Any] = {"coordinates": coordinates}
+        out["coordinates"] = _COORDINATES.get(kind, "")
     for label in CARRIED_OPTICS:
         column = OPTICS_PREFIX + label
         values = table[column].dropna().unique() if column in table.columns else []
@@ -611,7 +616,7 @@ def _register(name: str, description: str) -> None:
                             write_options=declared_options(write_relion) - {"version"}))
 
 
-_register("relion5", "RELION 5 particles STAR (centred Å; needs tomogram sizes)")
+_register("relion5", "RELION 5 particles STAR")
 _register("relion4", "RELION 4 tomo particles STAR (unbinned tilt-series px)")
 _register("relion31", "RELION 3.1 subtomogram STAR (optics block, px)")
 _register("relion30", "RELION 3.0 subtomogram STAR (px, no optics)")

@@ -71,7 +71,7 @@ def write_stopgap(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     xyz, _ = file_positions(table, positive_or_none(binning, "binning", p))
     tomo_ids, _, _ = ids_for_names(table["tomo_name"])
     angles = euler.matrix_to_tom(orientations(table))
-    classes, _ = class_ids(table["class"])
+    classes = class_ids(table["class"])[0]
     score = np.nan_to_num(table["score"].to_numpy(dtype=float))
 
     def carried(name: str, default):

@@ -189,7 +189,8 @@ def match_tomo_names(names: list[str], known: list[str], path: PathLike | None,
 def tomogram_rows(names: pd.Series, tomos: pd.DataFrame, path: PathLike | None,
                   name_map: PathLike | dict[str, str] | None = None,
                   required: bool = True) -> pd.DataFrame:
-    """One row of ``tomos`` per particle (NaN rows where a name does not match).
+    """One row of ``tomos`` per particle (NaN rows where a name does not match); its
+    ``tomo_name`` is the tomograms.star name the particle's name matched.
 
     With ``required``, a name that matches nothing is a FormatError that lists the names
     and says how to map them.
@@ -205,7 +206,8 @@ def tomogram_rows(names: pd.Series, tomos: pd.DataFrame, path: PathLike | None,
                                 f"{', '.join(_NAME_SUFFIXES)}: pass a name map "
                                 "(--tomo-name-map FILE: lines 'particle_name star_name')")
     keyed = tomos.set_index("tomo_name")
-    return keyed.reindex([matched.get(u) for u in uniques]).iloc[codes].reset_index(drop=True)
+    rows = keyed.reindex([matched.get(u) for u in uniques]).iloc[codes]
+    return rows.reset_index(names="tomo_name")
 
 
 def geometry(names: pd.Series, path: PathLike | None, tomograms: TomogramsLike = None,
