@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryoet_integration.cli import main  # noqa: E402
 from formats import (  # noqa: E402
-    orientations,  # noqa: E402
-    read_particles,  # noqa: E402
+    orientations,
+    read_particles,
     read_star,
     write_star,
-    write_tomograms,  # noqa: E402
+    write_tomograms,
 )
 
 TOMOS = ["TS_01", "TS_03", "TS_43", "TS_45", "TS_54"]

@@ -176,18 +176,16 @@ def _route_options(args: argparse.Namespace, source: str, target: str
         either["slicer_angles"] = ("--slicer-angles", True)
     read_opts: dict[str, Any] = {}
     write_opts: dict[str, Any] = {}
-    for key, (flag, value) in read_only.items():
-        if value is not None:
-            if key not in reader:
-                raise FormatError(args.input, f"{flag}: the {source} reader cannot honour it "
-                                              f"(it takes: {_flags(reader)})")
-            read_opts[key] = value
-    for key, (flag, value) in write_only.items():
-        if value is not None:
-            if key not in writer:
-                raise FormatError(args.output, f"{flag}: the {target} writer cannot honour "
-                                               f"it (it takes: {_flags(writer)})")
-            write_opts[key] = value
+    for given, accepted, side, path, opts in (
+            (read_only, reader, f"{source} reader", args.input, read_opts),
+            (write_only, writer, f"{target} writer", args.output, write_opts)):
+        for key, (flag, value) in given.items():
+            if value is None:
+                continue
+            if key not in accepted:
+                raise FormatError(path, f"{flag}: the {side} cannot honour it "
+                                        f"(it takes: {_flags(accepted)})")
+            opts[key] = value
     for key, (flag, value) in either.items():
         if key not in reader and key not in writer:
             raise FormatError(args.input, f"{flag}: neither the {source} reader nor the "

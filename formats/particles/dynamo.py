@@ -25,6 +25,7 @@ import pandas as pd
 from ..atomic import atomic_path, check_writable
 from ..errors import FormatError, PathLike, warn
 from ..facts import Summary
+from ..text.raw import read_text_bytes
 from ..text.textfmt import format_column, format_rows
 from . import euler
 from .common import (
@@ -68,14 +69,7 @@ def read_table_map(path: PathLike) -> dict[int, str]:
 
 
 def _parse(p: Path) -> np.ndarray:
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise FormatError(p, f"cannot read ({exc.strerror or exc})") from None
-    if not data.strip():
-        raise FormatError(p, "empty Dynamo table")
-    if b"\x00" in data[:4096]:
-        raise FormatError(p, "binary content, not a Dynamo table")
+    data = read_text_bytes(p, "Dynamo table")
     try:
         df = pd.read_csv(io.BytesIO(data), sep=r"\s+", header=None, index_col=False,
                          dtype=float, comment="#", engine="c")

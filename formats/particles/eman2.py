@@ -24,6 +24,7 @@ import pandas as pd
 from ..atomic import atomic_path
 from ..errors import FormatError, PathLike
 from ..facts import distinct_numbers
+from ..text.raw import read_text_bytes
 from .common import (
     apply_binning,
     file_positions,
@@ -117,12 +118,7 @@ def read_box(path: PathLike, voxel_size: float | None = None, binning: float | N
              tomo_name: str | None = None) -> pd.DataFrame:
     """Read an EMAN .box file (``x y w h [z]``, lower-left corners, px)."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise FormatError(p, f"cannot read ({exc.strerror or exc})") from None
-    if not data.strip():
-        raise FormatError(p, "empty box file")
+    data = read_text_bytes(p, "box file")
     try:
         df = pd.read_csv(io.BytesIO(data), sep=r"\s+", header=None, dtype=float,
                          index_col=False, comment="#", engine="c")
