@@ -404,15 +404,15 @@ def _optics_block(pixels: dict[str, np.ndarray], carried: dict[str, np.ndarray]
     return group, pd.DataFrame(block)
 
 
-def _carried(table: pd.DataFrame, names: pd.Series, tomos: pd.DataFrame | None,
-             box_size: float | None, path: PathLike) -> dict[str, np.ndarray]:
-    """Per-particle optics values to write: carried from the input, else from
-    tomograms.star (voltage, Cs, amplitude contrast), ``box_size`` as rlnImageSize."""
+def _carried(table: pd.DataFrame, rows: pd.DataFrame | None, box_size: float | None
+             ) -> dict[str, np.ndarray]:
+    """Per-particle optics values to write: carried from the input, else from the
+    particles' tomograms.star ``rows`` (voltage, Cs, amplitude contrast), ``box_size`` as
+    rlnImageSize."""
     n = len(table)
     out = {label: table[OPTICS_PREFIX + label].to_numpy(dtype=float)
            for label in CARRIED_OPTICS if OPTICS_PREFIX + label in table.columns}
-    if tomos is not None and n:
-        rows = tomogram_rows(names, tomos, path, required=False)
+    if rows is not None:
         for key, label in MICROSCOPE.items():
             if key in rows.columns:
                 from_star = rows[key].to_numpy(dtype=float)
@@ -466,13 +466,15 @@ def write_relion(path: PathLike, table: pd.DataFrame, version: str = "relion5",
     b = positive_or_none(binning, "binning", p)
     names = _names(table)
     tomos = as_tomograms(tomograms, p) if version in ("relion4", "relion5") else None
+    rows = None
     if tomos is not None and n:
         # RELION finds a particle's tomogram by rlnTomoName: write tomograms.star's name
-        star_names = tomogram_rows(names, tomos, p, tomo_name_map, required=False)["tomo_name"]
-        names = pd.Series(np.where(star_names.notna(), star_names, names), dtype=object)
+        rows = tomogram_rows(names, tomos, p, tomo_name_map, required=False)
+        names = pd.Series(np.where(rows["tomo_name"].notna(), rows["tomo_name"], names),
+                          dtype=object)
         tomograms, tomo_name_map = tomos, None
     common = _common_columns(table)
-    carried = _carried(table, names, tomos, box_size, p)
+    carried = _carried(table, rows, box_size)
     stacks = carried.pop("rlnTomoSubTomosAre2DStacks", None)
     if version != "relion5":
         carried.setdefault("rlnImageDimensionality", np.full(n, 3.0))

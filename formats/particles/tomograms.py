@@ -205,9 +205,11 @@ def tomogram_rows(names: pd.Series, tomos: pd.DataFrame, path: PathLike | None,
                                 f"lists {known[:8]}), even without the suffixes "
                                 f"{', '.join(_NAME_SUFFIXES)}: pass a name map "
                                 "(--tomo-name-map FILE: lines 'particle_name star_name')")
-    keyed = tomos.set_index("tomo_name")
-    rows = keyed.reindex([matched.get(u) for u in uniques]).iloc[codes]
-    return rows.reset_index(names="tomo_name")
+    per_unique = tomos.set_index("tomo_name").reindex([matched.get(u) for u in uniques])
+    # spread column by column: DataFrame.iloc over a million rows is several times slower
+    rows = {"tomo_name": np.array(per_unique.index, dtype=object)[codes]}
+    rows.update({c: per_unique[c].to_numpy()[codes] for c in per_unique.columns})
+    return pd.DataFrame(rows)
 
 
 def geometry(names: pd.Series, path: PathLike | None, tomograms: TomogramsLike = None,
