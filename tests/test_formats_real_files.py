@@ -121,6 +121,10 @@ def test_class_names_survive_relion5_dynamo_and_motl(tmp_path):
     assert list(dynamotable.read(str(tbl))["class"]) == [1, 2, 1, 0]
     assert list(read_particles(tbl)["class"]) == ["blob", "ribosome", "blob", "0"]
     assert describe(tbl)["classes"] == {"blob": 2, "ribosome": 1, "0": 1}
+    em = tmp_path / "m.em"
+    write_particles(em, table, format="motl")
+    assert (tmp_path / "m_classes.doc").read_text() == "1 blob\n2 ribosome\n"
+    assert list(read_particles(em)["class"]) == ["blob", "ribosome", "blob", "0"]
 
 
 def test_simulator_truth_scores_the_same_as_star_and_csv(tmp_path):

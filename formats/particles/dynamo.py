@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,10 +30,14 @@ from . import euler
 from .common import (
     apply_binning,
     class_ids,
+    class_map_path,
+    class_names,
     file_positions,
     ids_for_names,
+    index_map_text,
     map_unique,
     positive_or_none,
+    read_index_map,
     recompute_angst,
     tomo_name_from_path,
 )
@@ -43,29 +46,6 @@ from .table import make_table, orientations
 
 N_COLUMNS = 36
 MIN_COLUMNS = 26
-
-
-def read_table_map(path: PathLike) -> dict[int, str]:
-    """``{index: tomogram path}`` from a Dynamo table map (.doc)."""
-    p = Path(path)
-    mapping: dict[int, str] = {}
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FormatError(p, f"cannot read table map ({exc})") from None
-    for k, line in enumerate(text.splitlines(), 1):
-        parts = line.split(None, 1)
-        if not parts or parts[0].startswith("#"):
-            continue
-        try:
-            index = int(parts[0])
-        except ValueError:
-            raise FormatError(p, f"line {k}: table map index '{parts[0]}' is not an integer") \
-                from None
-        if len(parts) < 2:
-            raise FormatError(p, f"line {k}: index {index} has no tomogram path")
-        mapping[index] = parts[1].strip()
-    return mapping
 
 
 def _parse(p: Path) -> np.ndarray:
@@ -154,7 +134,7 @@ def read_dynamo(path: PathLike, voxel_size: float | None = None,
     if table_map is not None and not map_path.exists():
         raise FormatError(map_path, "no such table map")
     if map_path.exists():
-        mapping = read_table_map(map_path)
+        mapping = read_index_map(map_path)
         missing = sorted(set(tomo.tolist()) - set(mapping))
         if missing:
             raise FormatError(map_path, f"table map lacks tomogram index(es) {missing[:5]}")
@@ -166,13 +146,7 @@ def read_dynamo(path: PathLike, voxel_size: float | None = None,
         apix = v[:, 35]
         vs = np.where(apix > 0, apix, np.nan)
     extra = pd.DataFrame({"dynamo_tag": v[:, 0].astype(np.int64)})
-    classes: Any = v[:, 21]
-    class_map = class_map_path(p)
-    if class_map.exists():
-        numbers = read_table_map(class_map)
-        classes = map_unique(v[:, 21].astype(np.int64),
-                             lambda c: numbers.get(int(c), str(int(c))))
-    table = make_table(xyz, vs, matrices, names, classes, v[:, 9], extra)
+    table = make_table(xyz, vs, matrices, names, class_names(p, v[:, 21]), v[:, 9], extra)
     table.attrs["format"] = "dynamo"
     return recompute_angst(apply_binning(table, positive_or_none(binning, "binning", p)))
 
@@ -214,9 +188,9 @@ def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     maps: dict[Path, str] = {}
     if not plain:
         target = Path(table_map) if table_map is not None else p.with_suffix(".doc")
-        maps[target] = "".join(f"{i} {_volume_file(name)}\n" for i, name in id_names.items())
+        maps[target] = index_map_text({i: _volume_file(name) for i, name in id_names.items()})
     if not class_plain:
-        maps[class_map_path(p)] = "".join(f"{i} {name}\n" for i, name in class_names.items())
+        maps[class_map_path(p)] = index_map_text(class_names)
     for target in maps:
         check_writable(target, overwrite)
     with atomic_path(p, overwrite) as tmp:
@@ -234,12 +208,6 @@ def _volume_file(name: str) -> str:
     return name if name.lower().endswith(_VOLUME_SUFFIXES) else f"{name}.mrc"
 
 
-def class_map_path(table_path: PathLike) -> Path:
-    """Where the class names of a Dynamo table live: ``<stem>_classes.doc`` beside it."""
-    p = Path(table_path)
-    return p.with_name(f"{p.stem}_classes.doc")
-
-
 def _format(cols: np.ndarray) -> bytes:
     """Rows as text: integer columns as integers, the rest fixed-point (see textfmt)."""
     ints = {0, 1, 2, 12, 19, 20, 21, 22, 30, 31, 33, 34}
@@ -253,7 +221,7 @@ register(ParticleFormat("dynamo", (".tbl",), read_dynamo, write_dynamo,
 
 def describe_table_map(path: PathLike) -> Summary:
     """``cryovis info`` facts of a Dynamo table map: ``{index: tomogram path}``."""
-    mapping = read_table_map(path)
+    mapping = read_index_map(path)
     if not mapping:
         raise FormatError(path, "no 'index path' lines: empty Dynamo table map")
     return {"kind": "table_map", "format": "Dynamo table map (.doc)",  # type: ignore
