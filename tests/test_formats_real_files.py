@@ -134,7 +134,7 @@ def test_simulator_truth_scores_the_same_as_star_and_csv(tmp_path):
 
     sim = simulate_tomogram(seed=3, size_xyz=(64, 64, 32),
                             config=SimulationConfig(measure_snr=False, n_vesicles=1,
-                                                    n_sheets=1, fiducials_per_um2=4000.0))
+                                                    n_sheets=1, fiducials_per_angst2=4000.0 / 1e8))
     paths = write_simulation(sim, tmp_path, name="t")
     assert (sim.particles["class"] == "fiducial").any()
     star = read_particles(paths["particles_star"], tomo_size_xyz="64x64x32")
