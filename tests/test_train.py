@@ -23,7 +23,7 @@ from cryoet_integration.segmentation.data import (  # noqa: E402
 from cryoet_integration.segmentation.networks import build_network  # noqa: E402
 from cryoet_integration.segmentation.recipes import get_recipe  # noqa: E402
 from cryoet_integration.segmentation.train import resolve_config, train_segmenter  # noqa: E402
-from formats.volume import Volume, write_volume  # noqa: E402
+from formats import Volume, write_volume  # noqa: E402
 
 TINY = {"network": {"base_channels": 4, "depth": 2, "deep_supervision": True},
         "patch_size": [16, 16, 16], "batch_size": 2, "lr": 1e-2, "precision": "fp32",

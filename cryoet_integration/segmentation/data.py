@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from formats.volume import read_volume
+from formats import read_volume
 
 from ..errors import CryovisError
 
