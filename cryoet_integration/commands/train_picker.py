@@ -89,8 +89,8 @@ def run(args) -> int:
         except ValueError as exc:
             raise CryovisError(str(exc)) from None
         paths = prepare_recipe_data(recipe, args.cache)
-        files = {split: {k: [str(p[k]) for p in paths[split]] for k in paths[split][0]}
-                 for split in paths}
+        files = {split: {k: [str(p[k]) for p in paths[split]]
+                         for k in ("tomogram", "particles", "membranes")} for split in paths}
         tomograms, particles = files["train"]["tomogram"], files["train"]["particles"]
         membranes = files["train"]["membranes"]
         val = files["val"]
@@ -99,7 +99,8 @@ def run(args) -> int:
         provenance.update(recipe=args.recipe, data={
             "simulator": "cryoet_integration.simulate (SimulationConfig.randomised, "
                          "held-out classes removed)", "simulation": recipe["simulation"]})
-        val_args = (val["tomogram"], val["particles"], val["membranes"])
+        val_args = (val["tomogram"] or None, val["particles"] or None,
+                    val["membranes"] or None)
     else:
         if not args.tomograms or not args.particles:
             raise CryovisError("give --tomograms and --particles, or --recipe")

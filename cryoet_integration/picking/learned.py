@@ -53,6 +53,8 @@ PICKER_TRAIN_DEFAULTS: dict[str, Any] = {
     "validate_every": 100,
     "patience": 8,
     "val_crop": [64, 128, 128],
+    # bf16 autocast is emulated (slower than float32) on CPUs without avx512_bf16/amx_bf16
+    "bf16": False,
     "augment": {"missing_wedge": {"p": 0.2}, "fourier_amplitude": {"p": 0.3},
                 "zoom": {"p": 0.2, "range": (0.85, 1.2)}, "blur": {"p": 0.2, "sigma": (0.5, 1.5)},
                 "low_resolution": {"p": 0.2, "scale": (0.5, 1.0)}},

@@ -5,7 +5,7 @@ uses one "any particle" map instead: the sum of the particle classes' probabilit
 smoothed by a Gaussian of ``sigma`` voxels. Its local maxima above ``threshold`` are the
 candidates; each takes the class whose probability summed around the peak (a Gaussian of
 half the smallest class radius) is largest; a candidate whose mean "any particle"
-probability within half its class radius is below ``min_core`` is too small to be a
+probability in a cube of edge about the class radius is below ``min_core`` is too small to be a
 particle; finally a greedy non-maximum suppression in decreasing score removes candidates
 closer than ``nms_factor`` x the class radius to a kept one. Candidates of excluded
 classes (gold beads) are dropped.
@@ -29,7 +29,7 @@ class PeakSettings:
 
     threshold: minimum smoothed "any particle" probability at a peak (0-1).
     sigma: Gaussian smoothing of the "any particle" map, voxels of the model grid.
-    min_core: minimum mean "any particle" probability inside half the class radius.
+    min_core: minimum mean "any particle" probability in a cube of edge ~ the class radius.
     nms_factor: suppression distance as a multiple of the kept candidate's class radius.
     """
 
@@ -53,7 +53,7 @@ class PeakSettings:
 class Candidates:
     """Local maxima of one smoothed "any particle" map before thresholding: positions
     ``xyz`` (N, 3, model voxels, sub-voxel), ``score`` (smoothed probability), ``core``
-    (mean probability within half the class radius), ``class_index`` into the channel list
+    (mean probability in a cube of edge ~ the class radius), ``class_index`` into the channel list
     and ``radius`` (voxels) of that class."""
 
     xyz: np.ndarray
@@ -69,17 +69,6 @@ def any_particle_map(probabilities: np.ndarray, channels: list[int]) -> np.ndarr
     for c in channels:
         total += probabilities[c]
     return np.minimum(total, 1.0, out=total)
-
-
-def _ball_mean(volume: np.ndarray, centre_zyx: np.ndarray, radius: float) -> float:
-    r = max(radius, 1.0)
-    lo = np.maximum(np.floor(centre_zyx - r).astype(int), 0)
-    hi = np.minimum(np.ceil(centre_zyx + r).astype(int) + 1, volume.shape)
-    z, y, x = np.ogrid[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-    inside = ((z - centre_zyx[0]) ** 2 + (y - centre_zyx[1]) ** 2
-              + (x - centre_zyx[2]) ** 2) <= r * r
-    window = volume[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-    return float(window[inside].mean()) if inside.any() else 0.0
 
 
 def find_candidates(probabilities: np.ndarray, particle_channels: list[int],
@@ -114,22 +103,25 @@ def find_candidates(probabilities: np.ndarray, particle_channels: list[int],
                        for c in class_channels], axis=0)
     cls = np.argmax(summed, axis=0) if len(zyx) else np.zeros(0, dtype=int)
     radius = np.asarray(radii_voxels, float)[cls]
-    core = np.array([_ball_mean(anymap, p, r / 2) for p, r in zip(zyx, radius)], float)
+    core = np.zeros(len(zyx))
+    for r in np.unique(radius):
+        # a cube of edge ~ the class radius: the mean "any particle" probability of the core
+        box = ndimage.uniform_filter(anymap, size=2 * int(round(r / 2)) + 1, mode="constant")
+        sel = radius == r
+        core[sel] = box[tuple(zyx[sel].T)]
     xyz = _refine(smooth, zyx)[:, ::-1] if len(zyx) else np.zeros((0, 3))
     return Candidates(xyz, score, core, cls.astype(int), radius)
 
 
 def _refine(smooth: np.ndarray, zyx: np.ndarray) -> np.ndarray:
     """Sub-voxel peak positions: the centroid of the 3x3x3 neighbourhood above its minimum."""
-    out = zyx.astype(float)
     offsets = np.stack(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    for i, p in enumerate(zyx):
-        q = np.clip(p + offsets, 0, np.array(smooth.shape) - 1)
-        w = smooth[q[:, 0], q[:, 1], q[:, 2]].astype(float)
-        w = w - w.min()
-        if w.sum() > 0:
-            out[i] = (q * w[:, None]).sum(0) / w.sum()
-    return out
+    q = np.clip(zyx[:, None, :] + offsets[None], 0, np.array(smooth.shape) - 1)  # (N, 27, 3)
+    w = smooth[q[..., 0], q[..., 1], q[..., 2]].astype(float)
+    w -= w.min(axis=1, keepdims=True)
+    total = w.sum(axis=1, keepdims=True)
+    centroid = (q * w[..., None]).sum(axis=1) / np.where(total > 0, total, 1.0)
+    return np.where(total > 0, centroid, zyx.astype(float))
 
 
 def select(cands: Candidates, settings: PeakSettings, excluded_classes: set[int] = frozenset()
