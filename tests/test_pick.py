@@ -37,7 +37,7 @@ def sim_dir(tmp_path_factory):
     """Two small simulated tomograms (SHREC-like conditions, fiducials on) with truth."""
     out = tmp_path_factory.mktemp("sim")
     for seed in (3, 4):
-        cfg = SimulationConfig(fiducials_per_um2=400.0, crowding=0.12)
+        cfg = SimulationConfig(fiducials_per_angst2=400.0 / 1e8, crowding=0.12)
         sim = simulate_tomogram(seed=seed, size_xyz=(96, 96, 48), config=cfg,
                                 tomo_name=f"t{seed}")
         write_simulation(sim, out, name=f"t{seed}")

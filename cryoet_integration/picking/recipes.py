@@ -26,7 +26,7 @@ DEFAULT_PICKER: dict[str, Any] = {
     "name": "default-picker",
     "simulation": {
         "size_xyz": [256, 256, 128],
-        # held-out evaluation draws from 41000 on (benchmarks/score_picker.py)
+        # held-out evaluation draws from 41000 on (validation/score_picker.py)
         # validation: the last quarter along y of each (picking.learned.split_validation)
         "train_seeds": [30000, 30001],
         "val_seeds": [],

@@ -7,7 +7,7 @@ prints markdown tables: localisation over all particles, over the large classes
 (>= 400 kDa, from the simulated shapes' volumes at 0.81 Da/Å^3), per-class F1 by size
 group, and the set of particle types the default picker never saw.
 
-    .venv/bin/python benchmarks/score_picker.py --model cryoet_integration/models/picker_default \
+    .venv/bin/python validation/score_picker.py --model cryoet_integration/models/picker_default \
         --json picker_scores.json
 """
 
@@ -69,6 +69,7 @@ def main() -> int:
     parser.add_argument("--work", default="picker_eval", help="folder for picks and scores")
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--no-blob", action="store_true")
+    parser.add_argument("--only-blob", action="store_true", help="score only the blob picker")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     work = Path(args.work)
@@ -77,6 +78,8 @@ def main() -> int:
     large = sorted(c for c, m in masses.items() if m >= LARGE_KDA)
     small = sorted(c for c, m in masses.items() if m < LARGE_KDA)
     methods = {Path(m).stem: ["--model", m] for m in args.model} or {"picker_default": []}
+    if args.only_blob:
+        methods = {}
     if not args.no_blob:
         methods["blob"] = ["--method", "blob"]
     results: dict = {"masses_kda": masses, "large_classes": large, "rows": []}
@@ -103,9 +106,12 @@ def main() -> int:
                        "large_n": big["n_true"], "large_recall": r_large,
                        "large_precision": p_large, "large_F1": f1_large,
                        "class_F1_macro": full["classification_F1_macro"],
-                       "per_class_F1": {c: v["F1"] for c, v in full["per_class"].items()},
+                       # per_class also lists predicted-only names (e.g. "blob")
+                       "per_class_F1": {c: v["F1"] for c, v in full["per_class"].items()
+                                        if "localisation_recall" in v},
                        "per_class_recall": {c: v["localisation_recall"]
-                                            for c, v in full["per_class"].items()}}
+                                            for c, v in full["per_class"].items()
+                                            if "localisation_recall" in v}}
                 results["rows"].append(row)
                 print(json.dumps({k: v for k, v in row.items() if "per_class" not in k}),
                       flush=True)
