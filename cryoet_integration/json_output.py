@@ -35,7 +35,7 @@ def dumps(value: Any, indent: int | None = 2) -> str:
 
 def write_json(path: str | Path, value: Any, overwrite: bool = False) -> None:
     """Write ``value`` as indented JSON to ``path`` atomically (``-``: print to stdout)."""
-    from formats.atomic import atomic_path
+    from formats import atomic_path
 
     text = dumps(value)
     if str(path) == "-":

@@ -90,3 +90,64 @@ def test_bf16_autocast_matches_float32(arch):
     assert low.shape == ref.shape
     assert torch.isfinite(low.float()).all()
     assert torch.corrcoef(torch.stack([ref.flatten(), low.float().flatten()]))[0, 1] > 0.98
+
+
+def _reference_forward(net, x, monkeypatch):
+    """``net(x)`` computed the way PyTorch's stock modules do it: contiguous NCDHW layout,
+    ``nn.InstanceNorm3d`` and ``nn.Conv3d`` forwards (the engine before its fast paths)."""
+    from torch import nn
+
+    from cryoet_integration.segmentation import networks
+
+    with monkeypatch.context() as m:
+        m.setattr(networks, "MEMORY_FORMAT", torch.contiguous_format)
+        m.setattr(networks.InstanceNorm, "forward", nn.InstanceNorm3d.forward)
+        m.setattr(networks.Conv3d, "forward", nn.Conv3d.forward)
+        out = net(x.contiguous())
+    return out
+
+
+@pytest.mark.parametrize("arch", sorted(NETWORKS))
+def test_fast_paths_equal_stock_modules_forward_and_backward(arch, monkeypatch):
+    torch.manual_seed(2)
+    net = build_network({"arch": arch, "base_channels": 4, "depth": 3, "out_channels": 3})
+    with torch.no_grad():  # non-trivial affine norm parameters
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(2, 1, 8, 16, 16)
+    net.eval()
+    with torch.no_grad():
+        fast = net(x)
+        ref = _reference_forward(net, x, monkeypatch)
+    assert fast.is_contiguous()
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
+    net.train()
+    fast_grads = torch.autograd.grad(sum(o.square().sum() for o in net(x)), net.parameters())
+    ref_out = _reference_forward(net, x, monkeypatch)
+    ref_grads = torch.autograd.grad(sum(o.square().sum() for o in ref_out), net.parameters())
+    scale = max(float(b.norm()) for b in ref_grads)
+    for a, b in zip(fast_grads, ref_grads):
+        # float32 sums over ~10^4 terms in another order: compare whole gradients (a conv
+        # bias in front of a norm has a gradient of rounding noise only, hence the floor)
+        assert (a - b).norm() <= 1e-4 * b.norm() + 1e-5 * scale
+
+
+def test_shipped_model_gives_the_same_mask_as_stock_modules(monkeypatch):
+    """The shipped membrane model through the fast paths: same mask (probability > 0.5 after
+    the card's logit bias) as the stock PyTorch modules, on a membrane-like input."""
+    from cryoet_integration.segmentation.checkpoint import load_model
+
+    net, card = load_model()
+    z, y, x = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in (32, 64, 64)),
+                             indexing="ij")
+    shell = ((z - 16) ** 2 + (y - 30) ** 2 + (x - 34) ** 2).sqrt()
+    image = -2.0 * ((shell - 14).abs() < 1.5).float() + 0.5 * torch.randn(32, 64, 64)
+    inp = image[None, None]
+    with torch.inference_mode():
+        fast = net(inp) - card["logit_bias"]
+        ref = _reference_forward(net, inp, monkeypatch) - card["logit_bias"]
+    mf, mr = fast > 0, ref > 0
+    assert mr.sum() > 100
+    dice = 2 * (mf & mr).sum() / (mf.sum() + mr.sum())
+    assert dice >= 0.999
+    assert (fast - ref).abs().max() < 1e-2

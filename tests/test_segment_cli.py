@@ -17,7 +17,7 @@ from cryoet_integration.segmentation.checkpoint import (  # noqa: E402
     save_model,
 )
 from cryoet_integration.segmentation.networks import build_network  # noqa: E402
-from formats.volume import Volume, read_volume, write_volume  # noqa: E402
+from formats import Volume, read_volume, write_volume  # noqa: E402
 
 
 def _tomogram(path, shape=(24, 40, 36), voxel_size=13.7, origin=(10.0, 20.0, 30.0)):

@@ -253,7 +253,7 @@ def test_written_files_read_back(sim, tmp_path):
 
 
 def test_cli_end_to_end(tmp_path, capsys):
-    from formats.tomograms import read_tomograms
+    from formats import read_tomograms
 
     out = tmp_path / "sims"
     args = ["simulate", "--out", str(out), "--n", "2", "--size", "48x40x24", "--seed", "1",
@@ -366,7 +366,7 @@ def test_filaments_are_labelled_but_not_particles():
 
 
 def test_cli_runs_merge_into_one_summary(tmp_path):
-    from formats.tomograms import read_tomograms
+    from formats import read_tomograms
 
     base = ["simulate", "--out", str(tmp_path), "--size", "24x24x12", "--tilt-step", "10",
             "--no-randomise"]

@@ -23,10 +23,10 @@ from cryoet_integration.segmentation.data import (  # noqa: E402
 from cryoet_integration.segmentation.networks import build_network  # noqa: E402
 from cryoet_integration.segmentation.recipes import get_recipe  # noqa: E402
 from cryoet_integration.segmentation.train import resolve_config, train_segmenter  # noqa: E402
-from formats.volume import Volume, write_volume  # noqa: E402
+from formats import Volume, write_volume  # noqa: E402
 
 TINY = {"network": {"base_channels": 4, "depth": 2, "deep_supervision": True},
-        "patch_size": [16, 16, 16], "batch_size": 2, "lr": 1e-2, "bf16": False,
+        "patch_size": [16, 16, 16], "batch_size": 2, "lr": 1e-2, "precision": "fp32",
         "validate_every": 5, "val_crop": [16, 32, 32], "augment": {"rotate": {"p": 0}}}
 
 
@@ -175,3 +175,46 @@ def test_recipe_runs_minutes_long_and_resumes(tmp_path, capsys):
                  "--n-val", "1", "--cache", str(cache), "--out", str(tmp_path / "other"),
                  "--max-steps", "1", "--no-progress"]) == 2
     assert "use another cache directory" in capsys.readouterr().err
+
+
+def test_batch_stream_order_state_and_errors():
+    from cryoet_integration.segmentation.data import BatchStream
+
+    def stream(depth):
+        rng = np.random.default_rng(5)
+        return BatchStream(lambda: rng.integers(0, 1000, 3),
+                           lambda: rng.bit_generator.state["state"]["state"], depth=depth)
+
+    inline, ahead = stream(0), stream(2)
+    start = inline.state()
+    assert ahead.state() == start
+    for _ in range(4):
+        assert inline.next().tolist() == ahead.next().tolist()
+        # the state is that after the batch handed out, not after those made ahead
+        assert ahead.state() == inline.state() != start
+    ahead.close()
+
+    calls = []
+
+    def failing():
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("augmentation failed")
+        return len(calls)
+
+    broken = BatchStream(failing, lambda: None, depth=2)
+    assert broken.next() == 1
+    with pytest.raises(RuntimeError, match="augmentation failed"):
+        broken.next()
+    broken.close()
+
+
+def test_prefetched_batches_train_like_inline_ones(tmp_path):
+    train, val = _volumes(tmp_path)
+    runs = {}
+    for depth in (0, 2):
+        out = tmp_path / f"d{depth}"
+        train_segmenter([train], [], out, {**TINY, "max_steps": 4, "prefetch_batches": depth},
+                        progress=False)
+        runs[depth] = json.loads(load_training_state(out)["history"])["loss"]
+    assert runs[0] == pytest.approx(runs[2], rel=1e-5)

@@ -236,8 +236,7 @@ def read_input_volume(path: str | Path, voxel_size: float | None = None,
     The finiteness scan is ``formats``' (slab by slab, so a memory map is not loaded whole);
     a NaN or infinite voxel is bad input, refused with the file name and the count.
     """
-    from formats import read_volume
-    from formats.volume import check_finite
+    from formats import check_finite, read_volume
 
     volume = read_volume(path, voxel_size=voxel_size)
     if ndim is not None and volume.data.ndim != ndim:

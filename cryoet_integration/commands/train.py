@@ -15,6 +15,7 @@ from .options import (
     add_threads,
     check_output,
     check_output_folder,
+    resolve_device,
     use_threads,
     write_json_result,
 )
@@ -72,6 +73,11 @@ def register(subparsers) -> None:
     seg.add_argument("--cache", default=str(DEFAULT_CACHE),
                      help="recipe: folder for the simulated training tomograms (default "
                      "~/.cache/cryovis/recipes)")
+    seg.add_argument("--device", default=None,
+                     help="torch device: auto, cpu, cuda or cuda:N (default: cuda if present)")
+    seg.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
+                     help="bfloat16 autocast or float32 (default: the config's, auto = bf16 "
+                     "where the CPU/GPU has native bf16)")
     add_threads(seg)
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json(seg, "the training summary")
@@ -115,6 +121,7 @@ def _train(args) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         stream=sys.stderr)
+    device = resolve_device(args.device)
     weights, card = model_paths(args.out)
     check_output_folder(weights.parent)
     if not (args.resume or args.force):
@@ -167,6 +174,8 @@ def _train(args) -> int:
         config["voxel_size"] = args.voxel_size
     if args.max_steps:
         config["max_steps"] = args.max_steps
+    if args.precision:
+        config["precision"] = args.precision
     try:
         cfg = resolve_config(config)
     except ValueError as exc:
@@ -183,7 +192,7 @@ def _train(args) -> int:
                                   resume=args.resume, init_from=args.init_from,
                                   provenance=provenance, overwrite=args.force,
                                   progress=not args.no_progress and sys.stderr.isatty(),
-                                  threads=args.threads)
+                                  threads=args.threads, device=device)
     except (FileExistsError, FileNotFoundError) as exc:
         raise CryovisError(str(exc)) from None
     write_json_result(args, summary)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from formats.atomic import atomic_path
+from formats import atomic_path
 
 
 def _fmt(value: Any) -> str:

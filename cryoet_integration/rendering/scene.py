@@ -73,7 +73,7 @@ class RenderSettings:
 def check_inputs(raw: np.ndarray, classes: Sequence[np.ndarray], names: Sequence[str]) -> None:
     """Raise ValueError (one line naming the class) unless the tomogram is 3D and finite and
     every class map has its shape, is finite and holds probabilities in [0, 1]."""
-    from formats.volume import Volume, check_finite
+    from formats import Volume, check_finite
 
     if raw.ndim != 3 or min(raw.shape) < 2:
         raise ValueError(f"tomogram must be 3D with every side >= 2 voxels, got shape {raw.shape}")

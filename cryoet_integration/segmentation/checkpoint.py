@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from formats.atomic import atomic_path, check_writable
+from formats import atomic_path, check_writable
 
 from ..errors import CryovisError
 
@@ -108,7 +108,10 @@ def load_model(path: str | Path | None = None, device: str = "cpu"):
     """
     import torch
 
+    from .device import keep_freed_memory
     from .networks import build_network
+
+    keep_freed_memory()
 
     if path is None:
         path = default_model_path()

@@ -7,12 +7,15 @@ and the uncertain band in between is ignored.
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
-from formats.volume import read_volume
+from formats import read_volume
 
 from ..errors import CryovisError
 
@@ -131,3 +134,62 @@ class PatchSampler:
         start = [int(np.clip(s, 0, n - p)) for s, n, p in zip(start, shape, self.patch)]
         box = tuple(slice(s, s + p) for s, p in zip(start, self.patch))
         return vol.image[box].copy(), vol.label[box].copy()
+
+
+class BatchStream:
+    """Training batches made ``depth`` ahead by a background thread, so sampling and
+    augmentation (numpy/scipy, which release the GIL) overlap the network's step.
+
+    ``make_batch()`` draws from random generators whose state ``get_state()`` returns; the
+    thread records that state after each batch, and :meth:`state` gives it for the last batch
+    handed out, so a checkpoint resumes exactly where the consumer is, not where the thread
+    got to. ``depth=0`` makes each batch on demand in the caller's thread.
+    """
+
+    def __init__(self, make_batch: Callable[[], Any], get_state: Callable[[], Any],
+                 depth: int = 2):
+        self._make, self._get_state = make_batch, get_state
+        self._state = get_state()
+        self._queue: queue.Queue | None = None
+        self._stop = threading.Event()
+        if depth > 0:
+            self._queue = queue.Queue(maxsize=depth)
+            self._thread = threading.Thread(target=self._run, name="cryovis-batches",
+                                            daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = (self._make(), self._get_state(), None)
+            except Exception as exc:  # noqa: BLE001 - re-raised in the consumer's thread
+                item = (None, None, exc)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None:
+                return
+
+    def next(self) -> Any:
+        """The next batch (in the order they were made)."""
+        if self._queue is None:
+            batch, self._state = self._make(), self._get_state()
+            return batch
+        batch, state, exc = self._queue.get()
+        if exc is not None:
+            raise exc
+        self._state = state
+        return batch
+
+    def state(self) -> Any:
+        """Generator state after the last batch returned by :meth:`next`."""
+        return self._state
+
+    def close(self) -> None:
+        """Stop the background thread (batches made ahead are dropped)."""
+        self._stop.set()
+        if self._queue is not None:
+            self._thread.join()

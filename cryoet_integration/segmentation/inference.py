@@ -24,9 +24,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from formats.volume import Volume, check_finite
+from formats import Volume, check_finite
 
 from ..errors import CryovisError
+
+# Where and in which precision to compute is decided in device.py, for training too; the
+# names stay importable from here for callers of the inference API.
+from .device import default_device as default_device
+from .device import keep_freed_memory
+from .device import native_bf16 as native_bf16
+from .device import resolve_device as resolve_device
+from .device import use_bf16 as use_bf16
 
 DEFAULT_TILE = 128
 DEFAULT_OVERLAP = 16
@@ -100,37 +108,6 @@ def tiles(shape: tuple[int, int, int], tile: int, overlap: int,
     return plans, list(itertools.product(*[p.starts for p in plans]))
 
 
-def default_device() -> str:
-    """``"cuda"`` when a GPU is usable, else ``"cpu"``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def native_bf16(device: str = "cpu") -> bool:
-    """True when ``device`` computes bfloat16 natively (CPU flags avx512_bf16/amx_bf16, or a
-    GPU that supports it); elsewhere bf16 autocast is emulated and slower than float32."""
-    import torch
-
-    if device.startswith("cuda"):
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = next((line for line in fh if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def use_bf16(precision: str, device: str = "cpu") -> bool:
-    """Resolve ``precision`` ("auto", "fp32", "bf16") to whether bf16 autocast is used;
-    "auto" picks bf16 where the hardware has it (same masks within 0.3 % Dice, see
-    benchmarks/bench_segment.py (c))."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
-    return precision == "bf16" or (precision == "auto" and native_bf16(device))
-
-
 def _activation(logits):
     import torch
 
@@ -186,6 +163,7 @@ def predict_probabilities(net, image: np.ndarray, tile: int = DEFAULT_TILE,
     """
     if image.ndim != 3:
         raise ValueError(f"expected a 3D image [z, y, x], got shape {image.shape}")
+    keep_freed_memory()
     shape = tuple(int(n) for n in image.shape)
     plans, starts = tiles(shape, tile, overlap, tuple(net.size_multiple))
     tile_shape = tuple(p.tile for p in plans)

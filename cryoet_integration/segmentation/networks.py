@@ -14,13 +14,22 @@ Input sizes must be multiples of ``net.size_multiple`` = ``(mz, my, mx)`` voxels
 With ``deep_supervision`` the network returns, in training mode only, a list
 ``[full-resolution logits, 1/2-resolution logits, ...]`` (one per decoder level, coarser last);
 in eval mode it always returns the full-resolution tensor.
+
+Speed on a CPU (``benchmarks/bench_engine.py``, docs/segmentation.md): the networks keep their
+activations in the ``channels_last_3d`` layout, in which oneDNN convolves and transposed-
+convolves without reordering every tensor, and instance norm runs as ``group_norm`` with one
+group per channel (the same arithmetic; PyTorch's ``instance_norm`` is a reshaped batch norm
+and three times slower in that layout). Both keep the parameter names, so model files are
+unchanged; inputs may come in either layout and outputs are returned contiguous.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 Triple = tuple[int, int, int]
@@ -39,9 +48,110 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+MEMORY_FORMAT = torch.channels_last_3d
+
+
+class InstanceNorm(nn.InstanceNorm3d):
+    """Affine instance norm computed as a group norm with one group per channel: identical
+    statistics and parameters (state-dict keys ``weight``, ``bias``), faster on a CPU in the
+    ``channels_last_3d`` layout, which it keeps."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+
+def _weight_grad_by_planes(x: torch.Tensor, grad: torch.Tensor, weight: torch.Tensor,
+                           stride: Triple, padding: Triple) -> torch.Tensor:
+    """Weight gradient of a 3D convolution as a sum of 2D ones, one per depth tap.
+
+    Output plane ``z`` of a 3D convolution is the sum over depth taps ``a`` of 2D
+    convolutions of input plane ``stride_z * z + a`` (after padding) with ``weight[:, :, a]``,
+    so the gradient of ``weight[:, :, a]`` is a 2D weight gradient with the output planes as
+    the batch. oneDNN has direct kernels for that on AVX2 CPUs, while its 3D weight gradient
+    there unfolds the whole volume first (im2col) and ran 5x slower (bench_engine.py)."""
+    kd = weight.shape[2]
+    sd, sh, sw = stride
+    pd, ph, pw = padding
+    xp = F.pad(x, (0, 0, 0, 0, pd, pd)) if pd else x
+    d_out = grad.shape[2]
+    taps = []
+    for a in range(kd):
+        total = None
+        for n in range(x.shape[0]):
+            planes = xp[n, :, a:a + sd * (d_out - 1) + 1:sd].transpose(0, 1)
+            g = torch.ops.aten.convolution_backward(
+                grad[n].transpose(0, 1), planes, weight[:, :, a], None, [sh, sw], [ph, pw],
+                [1, 1], False, [0, 0], 1, [False, True, False])[1]
+            total = g if total is None else total + g
+        taps.append(total)
+    return torch.stack(taps, dim=2)
+
+
+class _PlaneGradConv3d(torch.autograd.Function):
+    """``F.conv3d`` whose weight gradient is computed by :func:`_weight_grad_by_planes`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, bias is not None)
+        return F.conv3d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        stride, padding, has_bias = ctx.conf
+        xg, wg = x.to(grad.dtype), weight.to(grad.dtype)
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, xg, wg, None, list(stride), list(padding), [1, 1, 1], False, [0, 0, 0],
+                1, [True, False, False])[0].to(x.dtype)
+        grad_w = _weight_grad_by_planes(xg, grad, wg, stride, padding).to(weight.dtype)
+        grad_b = grad.sum((0, 2, 3, 4)).to(weight.dtype) if has_bias else None
+        return grad_x, grad_w, grad_b, None, None
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` with two CPU fast paths, same parameters and results:
+
+    * a one-channel input is convolved as one matrix product of its shifted copies (im2col)
+      with the weights, giving a ``channels_last_3d`` output: PyTorch sends a one-channel 3D
+      convolution of a single volume to its slow reference kernel (0.7 GFLOP/s measured);
+    * in training on a CPU, the weight gradient of a kernel with more than one tap is
+      computed plane by plane (:func:`_weight_grad_by_planes`).
+    """
+
+    def _plain(self) -> bool:
+        return (self.padding_mode != "zeros" or self.dilation != (1, 1, 1)
+                or self.groups != 1 or isinstance(self.padding, str))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._plain():
+            return super().forward(x)
+        if self.in_channels == 1 and self.stride == (1, 1, 1):
+            return self._im2col(x)
+        if x.device.type == "cpu" and torch.is_grad_enabled() and self.weight.requires_grad \
+                and math.prod(self.kernel_size) > 1:
+            # under autocast F.conv3d in forward casts; backward computes in the grad's dtype
+            return _PlaneGradConv3d.apply(x, self.weight, self.bias, self.stride, self.padding)
+        return super().forward(x)
+
+    def _im2col(self, x: torch.Tensor) -> torch.Tensor:
+        (kd, kh, kw), (pd, ph, pw) = self.kernel_size, self.padding
+        d, h, w = (n + 2 * p - k + 1 for n, p, k in zip(x.shape[2:], self.padding,
+                                                          self.kernel_size))
+        xp = F.pad(x[:, 0], (pw, pw, ph, ph, pd, pd))
+        cols = torch.stack([xp[:, a:a + d, b:b + h, c:c + w] for a in range(kd)
+                            for b in range(kh) for c in range(kw)], dim=-1)
+        y = cols @ self.weight.reshape(self.out_channels, -1).t().to(cols.dtype)
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.permute(0, 4, 1, 2, 3)
+
+
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "instance":
-        return nn.InstanceNorm3d(channels, affine=True)
+        return InstanceNorm(channels, affine=True)
     if kind == "batch":
         return nn.BatchNorm3d(channels)
     if kind == "group":
@@ -78,9 +188,9 @@ class ConvBlock(nn.Module):
         super().__init__()
         k1, k2 = kernels
         bias = norm == "none"
-        self.conv1 = nn.Conv3d(cin, cout, k1, stride=stride, padding=_pad(k1), bias=bias)
+        self.conv1 = Conv3d(cin, cout, k1, stride=stride, padding=_pad(k1), bias=bias)
         self.norm1 = _norm(norm, cout)
-        self.conv2 = nn.Conv3d(cout, cout, k2, padding=_pad(k2), bias=bias)
+        self.conv2 = Conv3d(cout, cout, k2, padding=_pad(k2), bias=bias)
         self.norm2 = _norm(norm, cout)
         self.act = nn.LeakyReLU(0.01, inplace=True)
         self.skip: nn.Module | None = None
@@ -89,13 +199,13 @@ class ConvBlock(nn.Module):
                 self.skip = nn.Identity()
             else:
                 self.skip = nn.Sequential(
-                    nn.Conv3d(cin, cout, 1, stride=stride, bias=bias), _norm(norm, cout))
+                    Conv3d(cin, cout, 1, stride=stride, bias=bias), _norm(norm, cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.norm1(self.conv1(x)))
         y = self.norm2(self.conv2(y))
         if self.skip is not None:
-            y = y + self.skip(x)
+            y += self.skip(x)  # in place: the norm keeps no use of its output
         return self.act(y)
 
 
@@ -106,6 +216,7 @@ class _SegNet(nn.Module):
     config: dict[str, Any]
 
     def _encode_decode(self, x: torch.Tensor, merge: Callable) -> torch.Tensor | list:
+        x = x.contiguous(memory_format=MEMORY_FORMAT)
         skips = []
         for stage in self.encoder:
             x = stage(x)
@@ -116,9 +227,9 @@ class _SegNet(nn.Module):
             x = block(merge(up(x), skips.pop()))
             outputs.append((head, x))
         if self.training and self.deep_supervision:
-            return [head(feat) for head, feat in reversed(outputs)]
+            return [head(feat).contiguous() for head, feat in reversed(outputs)]
         head, feat = outputs[-1]
-        return head(feat)
+        return head(feat).contiguous()
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is ``(B, C, D, H, W)`` with divisible D, H, W."""
@@ -185,7 +296,7 @@ class RSUNet(_SegNet):
         self.deep_supervision = deep_supervision
         self.size_multiple = (1, 2 ** (depth - 1), 2 ** (depth - 1))
         self.embed = nn.Sequential(
-            nn.Conv3d(in_channels, widths[0], (1, 5, 5), padding=(0, 2, 2)),
+            Conv3d(in_channels, widths[0], (1, 5, 5), padding=(0, 2, 2)),
             _norm(norm, widths[0]), nn.LeakyReLU(0.01, inplace=True))
         self.encoder = nn.ModuleList()
         cin = widths[0]
@@ -207,10 +318,10 @@ class RSUNet(_SegNet):
     def _module(cin: int, cout: int, norm: str, residual: bool) -> nn.Module:
         bias = norm == "none"
         return nn.Sequential(
-            nn.Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1), bias=bias), _norm(norm, cout),
+            Conv3d(cin, cout, (1, 3, 3), padding=(0, 1, 1), bias=bias), _norm(norm, cout),
             nn.LeakyReLU(0.01, inplace=True),
             ConvBlock(cout, cout, norm, residual),
-            nn.Conv3d(cout, cout, (1, 3, 3), padding=(0, 1, 1), bias=bias), _norm(norm, cout),
+            Conv3d(cout, cout, (1, 3, 3), padding=(0, 1, 1), bias=bias), _norm(norm, cout),
             nn.LeakyReLU(0.01, inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
@@ -237,7 +348,7 @@ def build_network(config: dict[str, Any] | None = None) -> _SegNet:
     kwargs = {k: v for k, v in cfg.items() if k != "arch"}
     net = NETWORKS[arch](**kwargs)
     net.config = cfg
-    return net
+    return net.to(memory_format=MEMORY_FORMAT)
 
 
 def count_parameters(net: nn.Module) -> int:

@@ -29,7 +29,7 @@ DEFAULT_MEMBRANE: dict[str, Any] = {
         "randomised": True,
         "label": "membranes",
     },
-    # Network, loss, patches, optimiser, voxel size (10 Å) and bf16 are TRAIN_DEFAULTS
+    # Network, loss, patches, optimiser, voxel size (10 Å) and precision are TRAIN_DEFAULTS
     # (segmentation/train.py); only what differs from them is listed here.
     # MemBrain v2's loss: the Surface-Dice term rewards finding faint stretches of membrane
     # (skeleton recall), which Dice alone weighs by volume only.

@@ -27,7 +27,8 @@ from .checkpoint import (
     state_path,
     update_card,
 )
-from .data import IGNORE, PatchSampler, TrainVolume
+from .data import IGNORE, BatchStream, PatchSampler, TrainVolume
+from .device import PRECISIONS, keep_freed_memory, resolve_device, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "validate_every": 100,
     "patience": 10,
     "checkpoint_minutes": 3.0,
-    "bf16": True,
+    # "auto": bf16 autocast only where the device computes it natively (device.py), the
+    # same decision as inference; emulated bf16 is slower than float32.
+    "precision": "auto",
+    # Batches made ahead by a background thread while the network trains (0: in the loop).
+    "prefetch_batches": 2,
     "augment": {},
     "val_crop": [96, 160, 160],
     "seed": 0,
@@ -60,9 +65,14 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
     for key, value in (config or {}).items():
         if key in ("name", "simulation"):
             continue
+        if key == "bf16":
+            raise ValueError("training option 'bf16' is now 'precision' (auto, fp32, bf16)")
         if key not in cfg:
             raise ValueError(f"unknown training option {key!r}")
         cfg[key] = value
+    if cfg["precision"] not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                         f"{cfg['precision']!r}")
     k = len(cfg["classes"])
     cfg["network"] = {**cfg["network"], "out_channels": 1 if k == 1 else k + 1,
                       "in_channels": 1}
@@ -93,7 +103,7 @@ def _validation_crop(vol: TrainVolume, crop: list[int], multiple: tuple[int, ...
 
 
 def validation_dice(net, crops: list[tuple[np.ndarray, np.ndarray]], n_classes: int,
-                    bf16: bool) -> float:
+                    bf16: bool, device: str = "cpu") -> float:
     """Mean Dice over classes and crops (ignore voxels excluded); predictions by tiled
     inference so the score is what ``cryovis segment`` would get."""
     from .inference import predict_probabilities
@@ -101,7 +111,7 @@ def validation_dice(net, crops: list[tuple[np.ndarray, np.ndarray]], n_classes: 
     scores = []
     net.eval()
     for image, label in crops:
-        probs = predict_probabilities(net, image, bf16=bf16)
+        probs = predict_probabilities(net, image, bf16=bf16, device=device)
         pred = (probs[0] > 0.5).astype(np.int8) if n_classes == 1 else np.argmax(probs, 0)
         valid = label != IGNORE
         for k in range(1, n_classes + 1):
@@ -113,7 +123,8 @@ def validation_dice(net, crops: list[tuple[np.ndarray, np.ndarray]], n_classes: 
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def calibrate_logit_bias(net, val: list[TrainVolume], bf16: bool) -> dict[str, float]:
+def calibrate_logit_bias(net, val: list[TrainVolume], bf16: bool,
+                         device: str = "cpu") -> dict[str, float]:
     """Decision threshold of a one-class model that maximises Dice on whole validation
     volumes, as a logit bias for the card (``logit_bias``): inference subtracts it so that
     probability 0.5 is that threshold. Thresholds 0.2-0.95 are scanned in steps of 0.025."""
@@ -125,7 +136,7 @@ def calibrate_logit_bias(net, val: list[TrainVolume], bf16: bool) -> dict[str, f
     pred = np.zeros(thresholds.size)
     truth = 0
     for vol in val:
-        prob = predict_probabilities(net, vol.image, bf16=bf16)[0]
+        prob = predict_probabilities(net, vol.image, bf16=bf16, device=device)[0]
         valid = vol.label != IGNORE
         t = (vol.label == 1) & valid
         truth += int(t.sum())
@@ -148,7 +159,7 @@ def plot_history(history: dict[str, list], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from formats.atomic import atomic_path
+    from formats import atomic_path
 
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = np.array(history["step"])
@@ -181,12 +192,183 @@ def _set_rng(rng: np.random.Generator, text: str) -> None:
     rng.bit_generator.state = json.loads(text)
 
 
+class _Trainer:
+    """One training run's network, optimiser, data stream and bookkeeping; its methods are
+    the steps of :func:`train_segmenter`."""
+
+    def __init__(self, cfg: dict[str, Any], train: list[TrainVolume], val: list[TrainVolume],
+                 out: str | Path, device: str, provenance: dict[str, Any] | None):
+        import torch
+
+        from .augment import Augmenter
+        from .losses import build_loss
+        from .networks import build_network
+
+        self.cfg, self.train, self.val, self.out, self.device = cfg, train, val, out, device
+        self.provenance = provenance or {}
+        self.weights, _ = model_paths(out)
+        self.bf16 = use_bf16(cfg["precision"], device)
+        torch.manual_seed(cfg["seed"])
+        self.net = build_network(cfg["network"]).to(device)
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=cfg["lr"],
+                                     weight_decay=cfg["weight_decay"])
+        self.rng = np.random.default_rng(cfg["seed"])
+        self.augment = Augmenter(cfg["augment"], seed=cfg["seed"] + 1)
+        self.loss_fn = build_loss(cfg["loss"], ignore_index=IGNORE)
+        self.history: dict[str, list] = {"step": [], "loss": [], "val_step": [],
+                                         "val_dice": []}
+        self.step, self.best, self.bad_validations, self.cpu_seconds = 0, -1.0, 0, 0.0
+        self.crops = [_validation_crop(v, cfg["val_crop"], self.net.size_multiple) for v in val]
+        self.n_classes = len(cfg["classes"])
+        self.batches: BatchStream | None = None
+        self._cpu_mark = time.process_time()
+
+    def init_from(self, path: str | Path) -> None:
+        """Start from another model's weights (fine-tuning); same architecture required."""
+        base, base_card = load_model(path)
+        if base_card["network"] != self.net.config:
+            raise ValueError(f"{path}: its network {base_card['network']} differs from "
+                             f"the one being trained {self.net.config}")
+        self.net.load_state_dict(base.state_dict())
+
+    def restore(self) -> None:
+        """Continue exactly from ``MODEL.state.pt``: weights, optimiser, step, generators."""
+        import torch
+
+        st = load_training_state(self.out)
+        if json.loads(st["config"])["network"] != self.cfg["network"]:
+            raise ValueError(f"{state_path(self.out)}: saved network differs from this run's")
+        self.net.load_state_dict(st["model"])
+        self.opt.load_state_dict(st["optimizer"])
+        _set_rng(self.rng, st["rng"])
+        _set_rng(self.augment.rng, st["augment_rng"])
+        torch.set_rng_state(st["torch_rng"])
+        self.history = json.loads(st["history"])
+        self.step, self.best = int(st["step"]), float(st["best"])
+        self.bad_validations = int(st["bad_validations"])
+        self.cpu_seconds = float(st["cpu_seconds"])
+
+    def start_data(self) -> None:
+        """Start making augmented batches ahead of the network (see :class:`BatchStream`)."""
+        sampler = PatchSampler(self.train, tuple(self.cfg["patch_size"]),
+                               self.cfg["foreground_fraction"], self.rng)
+
+        def make_batch():
+            pairs = [self.augment(*sampler.sample()) for _ in range(self.cfg["batch_size"])]
+            images, labels = zip(*pairs)
+            return np.stack(images)[:, None], np.stack(labels).astype(np.int64)
+
+        self.batches = BatchStream(make_batch, lambda: (_rng_json(self.rng),
+                                                        _rng_json(self.augment.rng)),
+                                   depth=int(self.cfg["prefetch_batches"]))
+
+    def train_step(self) -> float:
+        """One optimisation step on the next batch; returns its loss."""
+        import torch
+
+        cfg = self.cfg
+        for group in self.opt.param_groups:
+            group["lr"] = cfg["lr"] * (1 - self.step / cfg["max_steps"]) ** 0.9
+        images, labels = self.batches.next()
+        x = torch.from_numpy(images).to(self.device)
+        y = torch.from_numpy(labels).to(self.device)
+        with torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16,
+                            enabled=self.bf16):
+            pred = self.net(x)
+        loss = self.loss_fn(pred, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        value = float(loss.detach())
+        self.history["step"].append(self.step)
+        self.history["loss"].append(value)
+        return value
+
+    def validate(self) -> bool:
+        """Score the validation crops; saves the model when it is the best so far. Returns
+        whether training should stop early (``patience`` validations without progress)."""
+        score = validation_dice(self.net, self.crops, self.n_classes, self.bf16, self.device)
+        self.history["val_step"].append(self.step)
+        self.history["val_dice"].append(score)
+        log.info("step %d: validation Dice %.4f (best %.4f)", self.step, score, self.best)
+        if score > self.best:
+            self.best, self.bad_validations = score, 0
+            self.count_cpu()
+            save_model(self.out, self.net, self.card("best validation Dice"), overwrite=True)
+            return False
+        self.bad_validations += 1
+        return self.bad_validations >= self.cfg["patience"]
+
+    def count_cpu(self) -> None:
+        self.cpu_seconds += time.process_time() - self._cpu_mark
+        self._cpu_mark = time.process_time()
+
+    def card(self, kind: str) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"classes": cfg["classes"], "voxel_size": cfg["voxel_size"],
+                "normalisation": "robust z-score (median, 1.4826 MAD) at the model voxel size",
+                "contrast": "dense matter dark (negative), as reconstructed",
+                "checkpoint": kind, "step": self.step, "training": {
+                    **self.provenance, "config": cfg, "steps": self.step,
+                    "cpu_hours": round(self.cpu_seconds / 3600, 6),
+                    "best_val_dice": None if self.best < 0 else round(self.best, 4),
+                    "train_volumes": [v.name for v in self.train],
+                    "val_volumes": [v.name for v in self.val]}}
+
+    def checkpoint(self) -> None:
+        """Write the resumable state, the loss curve and (without validation) the model."""
+        import torch
+
+        self.count_cpu()
+        rng, augment_rng = (self.batches.state() if self.batches is not None
+                            else (_rng_json(self.rng), _rng_json(self.augment.rng)))
+        save_training_state(self.out, {
+            "model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+            "step": self.step, "best": self.best, "bad_validations": self.bad_validations,
+            "cpu_seconds": self.cpu_seconds, "rng": rng, "augment_rng": augment_rng,
+            "torch_rng": torch.get_rng_state(), "history": json.dumps(self.history),
+            "config": json.dumps(self.cfg)})
+        if not self.val:  # without validation the latest weights are the model
+            save_model(self.out, self.net, self.card("latest"), overwrite=True)
+        plot_history(self.history, self.weights.with_name(self.weights.stem + "_loss.png"))
+
+    def finish(self, reason: str) -> None:
+        """Final checkpoint, calibration of a one-class model, training totals in the card."""
+        if self.batches is not None:
+            self.batches.close()
+        self.checkpoint()
+        if self.val and not self.weights.exists():  # stopped before the first validation
+            save_model(self.out, self.net, self.card("latest"), overwrite=True)
+        if self.val and self.n_classes == 1 and self.weights.exists():
+            best_net, _ = load_model(self.out, device=self.device)
+            calib = calibrate_logit_bias(best_net, self.val, self.bf16, self.device)
+            update_card(self.out, {"logit_bias": calib["logit_bias"]}, section=None)
+            update_card(self.out, {"calibration": calib})
+        # The best model was saved mid-run; its card records the whole training cost.
+        update_card(self.out, {
+            "total_steps": self.step, "total_cpu_hours": round(self.cpu_seconds / 3600, 6),
+            "stop": reason,
+            "history": {k: self.history[k] for k in ("val_step", "val_dice")}})
+
+
+def _check_outputs(out: str | Path, resume: bool, overwrite: bool) -> None:
+    weights, _ = model_paths(out)
+    if not weights.parent.is_dir():
+        raise FileNotFoundError(f"{weights.parent}: output directory does not exist")
+    if not resume and not overwrite:
+        for p in (weights, state_path(out)):
+            if p.exists():
+                raise FileExistsError(f"{p}: exists (use --resume to continue or --force)")
+
+
 def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str | Path,
                     config: dict[str, Any] | None = None, minutes: float | None = None,
                     resume: bool = False, init_from: str | Path | None = None,
                     provenance: dict[str, Any] | None = None, overwrite: bool = False,
                     progress: bool = True, threads: int = 2,
-                    session_steps: int | None = None) -> dict[str, Any]:
+                    session_steps: int | None = None,
+                    device: str | None = None) -> dict[str, Any]:
     """Train (or resume training) a segmenter on prepared volumes; writes ``out`` files.
 
     Args:
@@ -198,149 +380,51 @@ def train_segmenter(train: list[TrainVolume], val: list[TrainVolume], out: str |
         resume: continue from ``MODEL.state.pt`` exactly (weights, optimizer, step, rngs).
         init_from: start from another model's weights (fine-tuning); same architecture.
         provenance: recorded in the card (training data, recipe name, command).
+        device: torch device; None picks the GPU when there is one (``device.resolve_device``).
 
     Returns a summary dict (steps, best validation Dice, stop reason, CPU-hours).
     """
     import torch
 
-    from .augment import Augmenter
-    from .losses import build_loss
-    from .networks import build_network
-
     cfg = resolve_config(config)
     torch.set_num_threads(threads)
-    weights, _ = model_paths(out)
-    if not weights.parent.is_dir():
-        raise FileNotFoundError(f"{weights.parent}: output directory does not exist")
-    if not resume and not overwrite:
-        for p in (weights, state_path(out)):
-            if p.exists():
-                raise FileExistsError(f"{p}: exists (use --resume to continue or --force)")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(cfg["seed"])
-    net = build_network(cfg["network"]).to(device)
+    keep_freed_memory()
+    _check_outputs(out, resume, overwrite)
+    run = _Trainer(cfg, train, val, out, resolve_device(device), provenance)
     if init_from is not None:
-        base, base_card = load_model(init_from)
-        if base_card["network"] != net.config:
-            raise ValueError(f"{init_from}: its network {base_card['network']} differs from "
-                             f"the one being trained {net.config}")
-        net.load_state_dict(base.state_dict())
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    rng = np.random.default_rng(cfg["seed"])
-    augment = Augmenter(cfg["augment"], seed=cfg["seed"] + 1)
-    history: dict[str, list] = {"step": [], "loss": [], "val_step": [], "val_dice": []}
-    step, best, bad_validations, cpu_seconds = 0, -1.0, 0, 0.0
+        run.init_from(init_from)
     if resume:
-        st = load_training_state(out)
-        if json.loads(st["config"])["network"] != cfg["network"]:
-            raise ValueError(f"{state_path(out)}: saved network differs from this run's")
-        net.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        _set_rng(rng, st["rng"])
-        _set_rng(augment.rng, st["augment_rng"])
-        torch.set_rng_state(st["torch_rng"])
-        history = json.loads(st["history"])
-        step, best = int(st["step"]), float(st["best"])
-        bad_validations, cpu_seconds = int(st["bad_validations"]), float(st["cpu_seconds"])
-    sampler = PatchSampler(train, tuple(cfg["patch_size"]), cfg["foreground_fraction"], rng)
-    loss_fn = build_loss(cfg["loss"], ignore_index=IGNORE)
-    crops = [_validation_crop(v, cfg["val_crop"], net.size_multiple) for v in val]
-    n_classes = len(cfg["classes"])
-    bf16 = bool(cfg["bf16"]) and device == "cpu"
-
-    def card(kind: str) -> dict[str, Any]:
-        return {"classes": cfg["classes"], "voxel_size": cfg["voxel_size"],
-                "normalisation": "robust z-score (median, 1.4826 MAD) at the model voxel size",
-                "contrast": "dense matter dark (negative), as reconstructed",
-                "checkpoint": kind, "step": step, "training": {
-                    **(provenance or {}), "config": cfg, "steps": step,
-                    "cpu_hours": round(cpu_seconds / 3600, 6),
-                    "best_val_dice": None if best < 0 else round(best, 4),
-                    "train_volumes": [v.name for v in train],
-                    "val_volumes": [v.name for v in val]}}
-
-    def checkpoint() -> None:
-        save_training_state(out, {
-            "model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-            "best": best, "bad_validations": bad_validations, "cpu_seconds": cpu_seconds,
-            "rng": _rng_json(rng), "augment_rng": _rng_json(augment.rng),
-            "torch_rng": torch.get_rng_state(), "history": json.dumps(history),
-            "config": json.dumps(cfg)})
-        if not val:  # without validation the latest weights are the model
-            save_model(out, net, card("latest"), overwrite=True)
-        plot_history(history, weights.with_name(weights.stem + "_loss.png"))
-
-    bar = _Bar(progress, cfg["max_steps"], step)
-    start_wall = last_ckpt = time.monotonic()
-    first = step
-    cpu_mark = time.process_time()
-    reason = "max_steps"
-    net.train()
-    while step < cfg["max_steps"]:
-        if minutes is not None and time.monotonic() - start_wall > minutes * 60:
+        run.restore()
+    run.start_data()
+    bar = _Bar(progress, cfg["max_steps"], run.step)
+    start = last_ckpt = time.monotonic()
+    first, reason = run.step, "max_steps"
+    run.net.train()
+    while run.step < cfg["max_steps"]:
+        if minutes is not None and time.monotonic() - start > minutes * 60:
             reason = "time limit"
             break
-        if session_steps is not None and step - first >= session_steps:
+        if session_steps is not None and run.step - first >= session_steps:
             reason = "session steps"
             break
-        lr = cfg["lr"] * (1 - step / cfg["max_steps"]) ** 0.9
-        for group in opt.param_groups:
-            group["lr"] = lr
-        images, labels = zip(*(augment(*sampler.sample()) for _ in range(cfg["batch_size"])))
-        x = torch.from_numpy(np.stack(images)[:, None]).to(device)
-        y = torch.from_numpy(np.stack(labels).astype(np.int64)).to(device)
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
-            pred = net(x)
-        loss = loss_fn(pred, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        history["step"].append(step)
-        value = float(loss.detach())
-        history["loss"].append(value)
-        bar.update(step, value)
-        if step % 20 == 0:
-            recent = history["loss"][-20:]
-            log.info("step %d: loss %.4f (20-step mean), %.2f s/step", step,
-                     float(np.mean(recent)), (time.monotonic() - start_wall) / (step - first))
-        if val and step % cfg["validate_every"] == 0:
-            score = validation_dice(net, crops, n_classes, bf16)
-            history["val_step"].append(step)
-            history["val_dice"].append(score)
-            log.info("step %d: validation Dice %.4f (best %.4f)", step, score, best)
-            if score > best:
-                best, bad_validations = score, 0
-                cpu_seconds += time.process_time() - cpu_mark
-                cpu_mark = time.process_time()
-                save_model(out, net, card("best validation Dice"), overwrite=True)
-            else:
-                bad_validations += 1
-                if bad_validations >= cfg["patience"]:
-                    reason = "early stopping"
-                    break
+        loss = run.train_step()
+        bar.update(run.step, loss)
+        if run.step % 20 == 0:
+            log.info("step %d: loss %.4f (20-step mean), %.2f s/step", run.step,
+                     float(np.mean(run.history["loss"][-20:])),
+                     (time.monotonic() - start) / (run.step - first))
+        if val and run.step % cfg["validate_every"] == 0 and run.validate():
+            reason = "early stopping"
+            break
         if time.monotonic() - last_ckpt > cfg["checkpoint_minutes"] * 60:
-            cpu_seconds += time.process_time() - cpu_mark
-            cpu_mark = time.process_time()
-            checkpoint()
+            run.checkpoint()
             last_ckpt = time.monotonic()
-    cpu_seconds += time.process_time() - cpu_mark
-    checkpoint()
-    if val and not weights.exists():  # stopped before the first validation
-        save_model(out, net, card("latest"), overwrite=True)
-    if val and n_classes == 1 and weights.exists():
-        best_net, _ = load_model(out)
-        calib = calibrate_logit_bias(best_net, val, bf16)
-        update_card(out, {"logit_bias": calib["logit_bias"]}, section=None)
-        update_card(out, {"calibration": calib})
-    # The best model was saved mid-run; its card records the whole training cost.
-    update_card(out, {"total_steps": step, "total_cpu_hours": round(cpu_seconds / 3600, 6),
-                      "stop": reason, "history": {k: history[k] for k in ("val_step", "val_dice")}})
+    run.finish(reason)
     bar.close()
-    summary = {"steps": step, "stop": reason, "best_val_dice": None if best < 0 else best,
-               "cpu_hours": cpu_seconds / 3600, "model": str(weights)}
-    log.info("training stopped (%s) at step %d", reason, step)
-    return summary
+    log.info("training stopped (%s) at step %d", reason, run.step)
+    return {"steps": run.step, "stop": reason,
+            "best_val_dice": None if run.best < 0 else run.best,
+            "cpu_hours": run.cpu_seconds / 3600, "model": str(run.weights)}
 
 
 class _Bar:

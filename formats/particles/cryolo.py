@@ -15,24 +15,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import FormatError, PathLike
-from .particle_common import (
+from ..errors import FormatError, PathLike
+from ..facts import Summary, distinct_numbers, value_range
+from ..text.star import read_star, write_star
+from .common import (
     apply_binning,
     file_positions,
     positive_or_none,
     recompute_angst,
     single_tomogram,
 )
-from .particle_io import ParticleFormat, register
-from .particles import make_table
-from .star import read_star, write_star
+from .registry import ParticleFormat, register
+from .table import make_table
 
 COLUMNS = ["CoordinateX", "CoordinateY", "CoordinateZ", "Width", "Height", "Depth",
            "EstWidth", "EstHeight", "Confidence", "NumBoxes", "Angle"]
 
 
 def read_cbox(path: PathLike, voxel_size: float | None = None, binning: float | None = None,
-              tomo_name: str | None = None, **_: Any) -> pd.DataFrame:
+              tomo_name: str | None = None) -> pd.DataFrame:
     """Read a 3D crYOLO CBOX; the tomogram name is the file stem unless ``tomo_name``."""
     p = Path(path)
     blocks = read_star(p)
@@ -64,8 +65,7 @@ def read_cbox(path: PathLike, voxel_size: float | None = None, binning: float | 
 
 
 def write_cbox(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
-               binning: float | None = None, box_size: float | None = None,
-               **_: Any) -> None:
+               binning: float | None = None, box_size: float | None = None) -> None:
     """Write a 3D crYOLO CBOX (box size: ``box_size`` px, else the carried Width, else 37)."""
     p = Path(path)
     n = len(table)
@@ -97,3 +97,31 @@ def write_cbox(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
 
 register(ParticleFormat("cryolo", (".cbox",), read_cbox, write_cbox,
                         "crYOLO 3D CBOX (px, box lower-left corner in x/y)"))
+
+
+def describe_cbox(path: PathLike, blocks: dict) -> Summary:
+    """``cryovis info`` facts of a crYOLO CBOX (2D or 3D) from its parsed STAR blocks."""
+    box = blocks.get("cryolo")
+    if not isinstance(box, pd.DataFrame):
+        raise FormatError(path, "no data_cryolo loop: not a crYOLO CBOX file")
+    missing = [c for c in ("CoordinateX", "CoordinateY") if c not in box.columns]
+    if missing:
+        raise FormatError(path, f"crYOLO CBOX lacks columns {missing}")
+    numeric = box.apply(pd.to_numeric, errors="coerce")
+    xy = ["CoordinateX", "CoordinateY"]
+    if (box[xy].notna() & numeric[xy].isna()).to_numpy().any():
+        raise FormatError(path, "non-numeric value in CoordinateX/CoordinateY")
+    three_d = "CoordinateZ" in box.columns and bool(numeric["CoordinateZ"].notna().any())
+    out: dict[str, Any] = {"kind": "cbox", "format": "crYOLO CBOX",
+                           "dimensionality": "3D" if three_d else "2D", "count": len(box)}
+    for col in ("Width", "Height", "Depth"):
+        values = numeric[col] if col in numeric.columns else pd.Series([], dtype=float)
+        out[f"box_{col.lower()}_px"] = distinct_numbers(values)
+    out["z_range_px"] = value_range(numeric["CoordinateZ"]) if three_d else None
+    out["confidence_range"] = value_range(numeric.get("Confidence", []))
+    out["filaments"] = int(numeric["filamentid"].nunique()) \
+        if "filamentid" in numeric.columns else None
+    include = blocks.get("cryolo_include")
+    out["include_slices"] = len(include) if isinstance(include, pd.DataFrame) \
+        and "slice_index" in include.columns else None
+    return out  # type: ignore[return-value]

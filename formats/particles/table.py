@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import FormatError
+from ..errors import FormatError
 
 POSITION = ["x", "y", "z"]
 POSITION_ANGST = ["x_angst", "y_angst", "z_angst"]

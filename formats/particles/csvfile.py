@@ -12,17 +12,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_path
+from ..errors import FormatError
 from . import euler
-from .atomic import atomic_path
-from .errors import FormatError
-from .particle_io import ParticleFormat, register
-from .particles import CORE, MATRIX, make_table, orientations
+from .common import apply_binning, file_positions, positive_or_none, recompute_angst
+from .registry import ParticleFormat, register
+from .table import CORE, MATRIX, make_table, orientations
 
 SUFFIXES = {".csv"}
 
 
-def read_csv(path: Path, voxel_size: float | None = None) -> pd.DataFrame:
-    """Read a cryovis CSV; ``voxel_size`` (Å) overrides or supplies the voxel size."""
+def read_csv(path: Path, voxel_size: float | None = None,
+             binning: float | None = None) -> pd.DataFrame:
+    """Read a cryovis CSV; ``voxel_size`` (Å) overrides or supplies the voxel size;
+    ``binning``: table voxel size / the CSV's voxel size."""
     try:
         df = pd.read_csv(path, dtype={"tomo_name": str, "class": str}, keep_default_na=False,
                          na_values={c: ["", "nan", "NaN"] for c in
@@ -63,13 +66,21 @@ def read_csv(path: Path, voxel_size: float | None = None) -> pd.DataFrame:
     scores = pd.to_numeric(df["score"], errors="coerce").to_numpy() if "score" in df else None
     tomo = [str(t) for t in df["tomo_name"]] if "tomo_name" in df.columns else None
     extra = df.drop(columns=[c for c in df.columns if c in CORE or c in ("rot", "tilt", "psi")])
-    return make_table(xyz, vs, matrices, tomo, classes, scores, extra)
+    table = make_table(xyz, vs, matrices, tomo, classes, scores, extra)
+    return recompute_angst(apply_binning(table, positive_or_none(binning, "binning", path)))
 
 
-def write_csv(path: Path, table: pd.DataFrame, overwrite: bool = False) -> None:
-    """Write a canonical table as cryovis CSV (positions in voxels, angles RELION ZYZ)."""
-    out = pd.DataFrame({c: table[c] for c in ("x", "y", "z")})
-    for c in ("class", "score", "tomo_name", "voxel_size", "x_angst", "y_angst", "z_angst"):
+def write_csv(path: Path, table: pd.DataFrame, overwrite: bool = False,
+              binning: float | None = None) -> None:
+    """Write a canonical table as cryovis CSV (positions in voxels, angles RELION ZYZ).
+
+    ``binning``: table voxel size / the written voxel size.
+    """
+    xyz, pixel = file_positions(table, positive_or_none(binning, "binning", path))
+    out = pd.DataFrame({"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    if np.isfinite(pixel).any():
+        out["voxel_size"] = pixel
+    for c in ("class", "score", "tomo_name", "x_angst", "y_angst", "z_angst"):
         if c in table.columns and not table[c].isna().all():
             out[c] = table[c]
     angles = euler.matrix_to_relion(orientations(table))
@@ -78,15 +89,9 @@ def write_csv(path: Path, table: pd.DataFrame, overwrite: bool = False) -> None:
         if c not in CORE and c not in MATRIX and c not in out.columns:
             out[c] = table[c]
     with atomic_path(path, overwrite) as tmp:
-        out.to_csv(tmp, index=False, float_format="%.6f")
+        # 9 significant digits: a binned voxel size (e.g. 10/1.5 Å) keeps 1e-4 Å at 10^4 px
+        out.to_csv(tmp, index=False, float_format="%.9g")
 
 
-def _read(path: Path, voxel_size: float | None = None, **_: object) -> pd.DataFrame:
-    return read_csv(path, voxel_size=voxel_size)
-
-
-def _write(path: Path, table: pd.DataFrame, overwrite: bool = False, **_: object) -> None:
-    write_csv(path, table, overwrite=overwrite)
-
-
-register(ParticleFormat("csv", (".csv",), _read, _write, "cryovis CSV (voxels, RELION angles)"))
+register(ParticleFormat("csv", (".csv",), read_csv, write_csv,
+                        "cryovis CSV (voxels, RELION angles)"))

@@ -21,9 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
-from .errors import FormatError, PathLike
-from .particle_common import (
+from ..atomic import atomic_path
+from ..errors import FormatError, PathLike
+from ..facts import distinct_numbers
+from ..text.raw import read_text_bytes
+from .common import (
     apply_binning,
     file_positions,
     load_json,
@@ -32,8 +34,8 @@ from .particle_common import (
     recompute_angst,
     single_tomogram,
 )
-from .particle_io import ParticleFormat, register
-from .particles import make_table
+from .registry import ParticleFormat, register
+from .table import make_table
 
 DEFAULT_BOX = 64
 
@@ -56,7 +58,7 @@ def _need_size(tomo_size_xyz: Any, path: Path) -> np.ndarray:
 
 def read_eman2_json(path: PathLike, voxel_size: float | None = None,
                     tomo_size_xyz: Any = None, binning: float | None = None,
-                    tomo_name: str | None = None, **_: Any) -> pd.DataFrame:
+                    tomo_name: str | None = None) -> pd.DataFrame:
     """Read the boxes of an e2spt info json (needs the tomogram size, see module doc)."""
     p = Path(path)
     doc = load_json(p)
@@ -84,7 +86,7 @@ def read_eman2_json(path: PathLike, voxel_size: float | None = None,
 
 def write_eman2_json(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
                      tomo_size_xyz: Any = None, binning: float | None = None,
-                     box_size: float | None = None, **_: Any) -> None:
+                     box_size: float | None = None) -> None:
     """Write an e2spt info json holding ``boxes_3d``, ``class_list`` and ``apix_unbin``."""
     p = Path(path)
     b = positive_or_none(binning, "binning", p)
@@ -113,15 +115,10 @@ def write_eman2_json(path: PathLike, table: pd.DataFrame, overwrite: bool = Fals
 
 
 def read_box(path: PathLike, voxel_size: float | None = None, binning: float | None = None,
-             tomo_name: str | None = None, **_: Any) -> pd.DataFrame:
+             tomo_name: str | None = None) -> pd.DataFrame:
     """Read an EMAN .box file (``x y w h [z]``, lower-left corners, px)."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise FormatError(p, f"cannot read ({exc.strerror or exc})") from None
-    if not data.strip():
-        raise FormatError(p, "empty box file")
+    data = read_text_bytes(p, "box file")
     try:
         df = pd.read_csv(io.BytesIO(data), sep=r"\s+", header=None, dtype=float,
                          index_col=False, comment="#", engine="c")
@@ -140,8 +137,7 @@ def read_box(path: PathLike, voxel_size: float | None = None, binning: float | N
 
 
 def write_box(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
-              binning: float | None = None, box_size: float | None = None,
-              **_: Any) -> None:
+              binning: float | None = None, box_size: float | None = None) -> None:
     """Write an EMAN .box file with z as a 5th column (lower-left corners, px)."""
     p = Path(path)
     if len(table) == 0:
@@ -161,8 +157,14 @@ def write_box(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
         out.to_csv(tmp, sep="\t", header=False, index=False, float_format="%.6f")
 
 
-read_eman2_json.sniff = is_info_json  # type: ignore[attr-defined]
 register(ParticleFormat("eman2", (".json",), read_eman2_json, write_eman2_json,
-                        "EMAN2 e2spt info json boxes_3d (px at apix_unbin, centred)"))
+                        "EMAN2 e2spt info json boxes_3d (px at apix_unbin, centred)",
+                        sniff=is_info_json))
+def describe_box(path: PathLike, table: pd.DataFrame) -> dict[str, Any]:
+    """The box sizes (px) ``cryovis info`` adds for an EMAN .box file."""
+    return {"box_sizes_px": distinct_numbers(table["box_width"])}
+
+
 register(ParticleFormat("eman2box", (".box",), read_box, write_box,
-                        "EMAN .box (x y w h [z], lower-left corner, px)"))
+                        "EMAN .box (x y w h [z], lower-left corner, px)",
+                        describe=describe_box))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import FormatError, PathLike
+from ..errors import FormatError, PathLike
+from ..facts import VolumeSummary, number
 
 
 @dataclasses.dataclass
@@ -141,3 +143,70 @@ def write_volume(path: PathLike, volume: Volume | np.ndarray, overwrite: bool = 
     p = Path(path)
     _, writer = _reader_for(p)
     writer(p, volume, overwrite=overwrite)
+
+
+# Volumes larger than this are described from the header's statistics, not scanned.
+STATS_LIMIT_BYTES = 1024**3
+
+
+def describe_volume(path: PathLike, voxel_size: float | None = None) -> VolumeSummary:
+    """``cryovis info`` facts of a volume: shape x, y, z, voxel size (Å), layout, header
+    fields and min/max/mean (scanned slab by slab up to ``STATS_LIMIT_BYTES``)."""
+    vol = read_volume(path, mmap=True, voxel_size=voxel_size)
+    meta, data = vol.metadata, vol.data
+    out: VolumeSummary = {
+        "kind": "volume",
+        "format": meta.get("format", Path(path).suffix.lstrip(".").upper()),
+        "shape_xyz": [int(n) for n in vol.shape_xyz],
+        "dtype": str(data.dtype.newbyteorder("=").name),
+        "mrc_mode": meta.get("mode"), "mrc_mode_name": meta.get("mode_name"),
+        "layout": _layout(data, meta.get("ispg")),
+        "voxel_size_angst": vol.voxel_size or None,
+        "voxel_size_xyz_angst": [float(v) for v in meta.get("voxel_size_xyz",
+                                                             (vol.voxel_size,) * 3)],
+        "physical_size_xyz_angst": [round(n * vol.voxel_size, 3) for n in vol.shape_xyz]
+        if vol.voxel_size else None,
+        "origin_xyz_angst": [float(v) for v in vol.origin],
+    }
+    for key in ("nstart_xyz", "mapcrs", "ispg", "nversion", "exttyp",
+                "extended_header_bytes", "byte_order", "labels", "axes"):
+        if key in meta and meta[key] not in ("", [], None):
+            out[key] = list(meta[key]) if isinstance(meta[key], tuple) else meta[key]
+    out.update(_volume_stats(data, meta))
+    out["warnings"] = list(meta.get("warnings", []))
+    return out
+
+
+def _layout(data: np.ndarray, ispg: int | None) -> str:
+    # MRC space group 0 marks a stack of 2D images (tilt series, particle stacks), 401 a
+    # stack of volumes; other formats carry no such flag.
+    if data.ndim == 2:
+        return "single image"
+    if ispg == 0:
+        return f"stack of {data.shape[0]} images"
+    if ispg == 401:
+        return "stack of volumes"
+    return "volume"
+
+
+def _volume_stats(data: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
+    if data.nbytes > STATS_LIMIT_BYTES and "header_stats" in meta:
+        stats = meta["header_stats"]
+        return {"stats_source": "header (file too large to scan)",
+                "min": number(stats["min"]), "max": number(stats["max"]),
+                "mean": number(stats["mean"])}
+    flat = data.reshape(data.shape[0], -1) if data.ndim > 1 else data.reshape(-1, 1)
+    step = max(1, 2**24 // max(flat.shape[1], 1))
+    lo, hi, total, count, bad = math.inf, -math.inf, 0.0, 0, 0
+    for start in range(0, flat.shape[0], step):
+        slab = np.asarray(flat[start:start + step], dtype=np.float64)
+        finite = np.isfinite(slab)
+        bad += int(slab.size - np.count_nonzero(finite))
+        good = slab[finite]
+        if good.size:
+            lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
+            total += float(good.sum())
+            count += int(good.size)
+    return {"stats_source": "data", "min": lo if count else None,
+            "max": hi if count else None, "mean": total / count if count else None,
+            "non_finite_voxels": bad}

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import FormatError, PathLike
-from .particles import CORE, MATRIX, POSITION, POSITION_ANGST
+from ..errors import FormatError, PathLike
+from .table import CORE, MATRIX, POSITION, POSITION_ANGST
 
 _INT_TEXT = re.compile(r"^[+-]?[1-9][0-9]*$|^0$")
 
@@ -120,11 +120,18 @@ def extra_columns(table: pd.DataFrame, prefix: str | None = None,
             if c not in skip and (prefix is None or str(c).startswith(prefix))]
 
 
-def class_ids(classes: pd.Series) -> tuple[np.ndarray, bool]:
-    """Integer class numbers (0 for missing); True when names were integers already."""
-    filled = classes.where(classes.notna(), "0").astype(str)
-    ids, _, exact = ids_for_names(filled)
-    return ids, exact
+def class_ids(classes: pd.Series) -> tuple[np.ndarray, dict[int, str], bool]:
+    """Integer class numbers for formats that store one (0 for a particle without a class).
+
+    Returns:
+        (numbers, {number: name}, names_are_numbers), as ``ids_for_names``.
+    """
+    named = classes.notna().to_numpy()
+    numbers = np.zeros(len(classes), dtype=np.int64)
+    if not named.any():
+        return numbers, {}, True
+    numbers[named], names, exact = ids_for_names(classes[named].astype(str))
+    return numbers, names, exact
 
 
 def single_value(values: np.ndarray, what: str, path: PathLike) -> float:
@@ -157,3 +164,47 @@ def load_json(path: Path) -> Any:
         raise FormatError(path, f"cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
         raise FormatError(path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def read_index_map(path: PathLike) -> dict[int, str]:
+    """``{index: text}`` from an index map: Dynamo's table map (``.doc``, ``index path``)
+    or a class map (``number name``); ``#`` lines are comments."""
+    p = Path(path)
+    mapping: dict[int, str] = {}
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FormatError(p, f"cannot read index map ({exc})") from None
+    for k, line in enumerate(text.splitlines(), 1):
+        parts = line.split(None, 1)
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            index = int(parts[0])
+        except ValueError:
+            raise FormatError(p, f"line {k}: index '{parts[0]}' is not an integer") from None
+        if len(parts) < 2:
+            raise FormatError(p, f"line {k}: index {index} has nothing after it")
+        mapping[index] = parts[1].strip()
+    return mapping
+
+
+def index_map_text(mapping: dict[int, str]) -> str:
+    """The text of an index map (``index value`` lines)."""
+    return "".join(f"{i} {value}\n" for i, value in mapping.items())
+
+
+def class_map_path(table_path: PathLike) -> Path:
+    """Where the class names of a table storing class numbers live (Dynamo, motl):
+    ``<stem>_classes.doc`` beside it, lines ``number name``."""
+    p = Path(table_path)
+    return p.with_name(f"{p.stem}_classes.doc")
+
+
+def class_names(table_path: PathLike, numbers: np.ndarray) -> np.ndarray:
+    """Class labels for the class ``numbers`` of a table: names from its class map where
+    there is one, else the numbers as text."""
+    numbers = np.asarray(numbers).astype(np.int64)
+    class_map = class_map_path(table_path)
+    names = read_index_map(class_map) if class_map.exists() else {}
+    return map_unique(numbers, lambda c: names.get(int(c), str(int(c))))

@@ -14,24 +14,26 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_path, check_writable
+from ..errors import FormatError, PathLike
 from . import euler
-from .atomic import atomic_path
-from .errors import FormatError, PathLike
-from .particle_common import (
+from .common import (
     apply_binning,
     class_ids,
+    class_map_path,
+    class_names,
     file_positions,
     ids_for_names,
+    index_map_text,
     positive_or_none,
     recompute_angst,
 )
-from .particle_io import ParticleFormat, register
-from .particles import make_table, orientations
+from .registry import ParticleFormat, register
+from .table import make_table, orientations
 
 EM_HEADER = 512
 _DTYPES = {1: np.int8, 2: np.int16, 4: np.int32, 5: np.float32, 9: np.float64}
@@ -62,7 +64,7 @@ def is_motive_list(path: PathLike) -> bool:
 
 
 def read_motl(path: PathLike, voxel_size: float | None = None,
-              binning: float | None = None, **_: Any) -> pd.DataFrame:
+              binning: float | None = None) -> pd.DataFrame:
     """Read a TOM/AV3 motive list (.em); ``voxel_size`` (Å) is not stored in the file."""
     p = Path(path)
     dims = em_dims(p)
@@ -87,17 +89,19 @@ def read_motl(path: PathLike, voxel_size: float | None = None,
     matrices = euler.tom_to_matrix(motl[:, 16:19])
     extra = pd.DataFrame({"motl_subtomo_id": motl[:, 3], "motl_object_id": motl[:, 5]})
     vs = positive_or_none(voxel_size, "voxel size", p)
-    table = make_table(xyz, vs, matrices, motl[:, 4], motl[:, 19], motl[:, 0], extra)
+    table = make_table(xyz, vs, matrices, motl[:, 4], class_names(p, motl[:, 19]),
+                       motl[:, 0], extra)
     table.attrs["format"] = "motl"
     return recompute_angst(apply_binning(table, positive_or_none(binning, "binning", p)))
 
 
 def write_motl(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
-               binning: float | None = None, **_: Any) -> None:
+               binning: float | None = None) -> None:
     """Write a TOM/AV3 motive list (.em, float32, little endian).
 
     Tomogram names that are not integers are numbered 1..k in order of appearance, and
-    class names likewise (the format stores numbers only).
+    class names likewise (the format stores numbers only); the class names then go to a
+    class map ``<stem>_classes.doc`` beside it, which the reader picks up again.
     """
     p = Path(path)
     n = len(table)
@@ -116,15 +120,21 @@ def write_motl(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     motl[:, 7:10] = whole
     motl[:, 10:13] = one_based - whole
     motl[:, 16:19] = euler.matrix_to_tom(orientations(table))
-    motl[:, 19] = class_ids(table["class"])[0]
+    motl[:, 19], names, plain = class_ids(table["class"])
     header = bytearray(EM_HEADER)
     header[0] = 6  # PC, little endian
     header[3] = 5  # float32
     header[4:16] = struct.pack("<3i", 20, n, 1)
+    class_map = None if plain else class_map_path(p)
+    if class_map is not None:
+        check_writable(class_map, overwrite)
     with atomic_path(p, overwrite) as tmp:
         tmp.write_bytes(bytes(header) + motl.astype("<f4").tobytes())
+        if class_map is not None:
+            with atomic_path(class_map, overwrite) as tmp_map:
+                tmp_map.write_text(index_map_text(names), encoding="utf-8")
 
 
-read_motl.sniff = is_motive_list  # type: ignore[attr-defined]
 register(ParticleFormat("motl", (".em",), read_motl, write_motl,
-                        "TOM/AV3 motive list (.em, 20xN, px 1-based, TOM angles)"))
+                        "TOM/AV3 motive list (.em, 20xN, px 1-based, TOM angles)",
+                        sniff=is_motive_list))

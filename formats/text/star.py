@@ -23,8 +23,9 @@ from typing import Union
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
-from .errors import FormatError, PathLike
+from ..atomic import atomic_path
+from ..errors import FormatError, PathLike
+from .raw import read_text_bytes
 from .textfmt import format_table
 
 Block = Union[pd.DataFrame, dict]
@@ -184,16 +185,7 @@ def read_star(path: PathLike, str_columns: Iterable[str] = ()) -> dict[str, Bloc
         key/value blocks are dicts.
     """
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except IsADirectoryError:
-        raise FormatError(p, "is a directory, not a STAR file") from None
-    except OSError as exc:
-        raise FormatError(p, f"cannot read ({exc.strerror or exc})") from None
-    if not data.strip():
-        raise FormatError(p, "empty file")
-    if b"\x00" in data[:4096]:
-        raise FormatError(p, "binary content, not a STAR file")
+    data = read_text_bytes(p, "STAR file")
     blocks = _scan(data, p, parse_bodies=True, str_columns=str_columns)
     if not blocks:
         raise FormatError(p, "no data_ block (not a STAR file)")

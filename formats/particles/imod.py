@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_path
+from ..errors import FormatError, PathLike
 from . import euler
-from .atomic import atomic_path
-from .errors import FormatError, PathLike
-from .particle_common import (
+from .common import (
     apply_binning,
     file_positions,
     parse_size_xyz,
@@ -38,8 +38,8 @@ from .particle_common import (
     single_tomogram,
     single_value,
 )
-from .particle_io import ParticleFormat, register
-from .particles import make_table, orientations
+from .registry import ParticleFormat, register
+from .table import make_table, orientations
 
 MAGIC = b"IMODV1.2"
 _MODEL = struct.Struct(">128s4iI4i6f5i f2i3f")
@@ -75,8 +75,7 @@ class _Reader:
 
 
 def read_imod(path: PathLike, voxel_size: float | None = None, binning: float | None = None,
-              tomo_name: str | None = None, slicer_angles: bool = False,
-              **_: Any) -> pd.DataFrame:
+              tomo_name: str | None = None, slicer_angles: bool = False) -> pd.DataFrame:
     """Read an IMOD model: its contour points, or its slicer-angle records (oriented).
 
     Args:
@@ -165,7 +164,7 @@ def read_imod(path: PathLike, voxel_size: float | None = None, binning: float | 
 
 def write_imod(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
                binning: float | None = None, tomo_size_xyz: Any = None,
-               slicer_angles: bool = False, **_: Any) -> None:
+               slicer_angles: bool = False) -> None:
     """Write an IMOD model: one scattered-point object per class, one contour each.
 
     ``tomo_size_xyz`` (px) fills the header's image size; otherwise the extent of the

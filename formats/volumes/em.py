@@ -14,8 +14,8 @@ from pathlib import Path
 import emfile
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import FormatError
+from ..atomic import atomic_path
+from ..errors import FormatError
 from .volume import Volume
 
 SUFFIXES = {".em"}

@@ -9,14 +9,14 @@ extrinsic, not inverted), class. Position = orig + shift - 1 (0-based voxel cent
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..errors import FormatError, PathLike
+from ..text.star import read_star, write_star
 from . import euler
-from .errors import FormatError, PathLike
-from .particle_common import (
+from .common import (
     apply_binning,
     class_ids,
     file_positions,
@@ -24,16 +24,15 @@ from .particle_common import (
     positive_or_none,
     recompute_angst,
 )
-from .particle_io import ParticleFormat, register
-from .particles import make_table, orientations
-from .star import read_star, write_star
+from .registry import ParticleFormat, register
+from .table import make_table, orientations
 
 BLOCK = "stopgap_motivelist"
 REQUIRED = ["tomo_num", "orig_x", "orig_y", "orig_z"]
 
 
 def read_stopgap(path: PathLike, voxel_size: float | None = None,
-                 binning: float | None = None, **_: Any) -> pd.DataFrame:
+                 binning: float | None = None) -> pd.DataFrame:
     """Read a STOPGAP motive list; ``voxel_size`` (Å) is not stored in the file."""
     p = Path(path)
     blocks = read_star(p, str_columns=["halfset"])
@@ -65,14 +64,14 @@ def read_stopgap(path: PathLike, voxel_size: float | None = None,
 
 
 def write_stopgap(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
-                  binning: float | None = None, **_: Any) -> None:
+                  binning: float | None = None) -> None:
     """Write a STOPGAP motive list (tomogram names must be integers or are numbered 1..k)."""
     p = Path(path)
     n = len(table)
     xyz, _ = file_positions(table, positive_or_none(binning, "binning", p))
     tomo_ids, _, _ = ids_for_names(table["tomo_name"])
     angles = euler.matrix_to_tom(orientations(table))
-    classes, _ = class_ids(table["class"])
+    classes = class_ids(table["class"])[0]
     score = np.nan_to_num(table["score"].to_numpy(dtype=float))
 
     def carried(name: str, default):
@@ -100,6 +99,5 @@ def _sniff(path: Path) -> bool:
     return flavour(path) == "stopgap"
 
 
-read_stopgap.sniff = _sniff  # type: ignore[attr-defined]
 register(ParticleFormat("stopgap", (".star",), read_stopgap, write_stopgap,
-                        "STOPGAP motive list STAR (px, 1-based, TOM angles)"))
+                        "STOPGAP motive list STAR (px, 1-based, TOM angles)", sniff=_sniff))

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from .atomic import atomic_path
-from .errors import FormatError
+from ..atomic import atomic_path
+from ..errors import FormatError
 from .volume import Volume
 
 SUFFIXES = {".tif", ".tiff"}

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
-from .errors import FormatError, PathLike
-from .particle_common import load_json, positive_or_none, recompute_angst, single_tomogram
-from .particle_io import ParticleFormat, register
-from .particles import make_table, orientations
+from ..atomic import atomic_path
+from ..errors import FormatError, PathLike, VoxelSizeUnknown, warn
+from .common import load_json, positive_or_none, recompute_angst, single_tomogram
+from .registry import ParticleFormat, register
+from .table import make_table, orientations
 
 
 def is_copick(path: PathLike) -> bool:
@@ -36,11 +36,40 @@ def is_copick(path: PathLike) -> bool:
     return b'"points"' in head or b'"pickable_object_name"' in head
 
 
-def read_copick(path: PathLike, voxel_size: float | None = None, **_: Any) -> pd.DataFrame:
+def _run_voxel_spacing(path: Path) -> float:
+    """The voxel spacing of the copick run a picks file belongs to, for files whose
+    ``voxel_spacing`` is null (copick's own writer leaves it so).
+
+    copick keeps picks in ``ExperimentRuns/<run>/Picks/`` and tomograms in
+    ``ExperimentRuns/<run>/VoxelSpacing<Å>/<type>.zarr``: one spacing with a tomogram is
+    the answer; none or several is an error asking for ``--voxel-size``.
+    """
+    run = path.parent.parent if path.parent.name == "Picks" else None
+    spacings: dict[float, str] = {}
+    for folder in sorted(run.glob("VoxelSpacing*")) if run is not None else []:
+        try:
+            value = float(folder.name.removeprefix("VoxelSpacing"))
+        except ValueError:
+            continue
+        if value > 0 and any(folder.glob("*.zarr")):
+            spacings[value] = folder.name
+    if len(spacings) == 1:
+        value = next(iter(spacings))
+        warn(path, f"voxel_spacing is null: using {value:g} Å, the spacing of the run's "
+                   f"tomogram ({spacings[value]})")
+        return value
+    found = (f"the run has tomograms at {', '.join(f'{v:g}' for v in spacings)} Å"
+             if spacings else "no tomogram of its copick run was found beside it")
+    raise VoxelSizeUnknown(path, f"voxel_spacing is null and {found}: pass the voxel size of the "
+                            "picks' tomogram (--voxel-size A)")
+
+
+def read_copick(path: PathLike, voxel_size: float | None = None) -> pd.DataFrame:
     """Read a copick picks JSON.
 
     Positions are Å; they become voxels of ``voxel_size`` (the option), else of the
-    file's ``voxel_spacing``, else of 1 Å (the table then simply holds Å).
+    file's ``voxel_spacing``, else of the one voxel spacing of the run's tomograms (see
+    ``_run_voxel_spacing``); without any of them the file is refused.
     """
     p = Path(path)
     doc = load_json(p)
@@ -72,7 +101,8 @@ def read_copick(path: PathLike, voxel_size: float | None = None, **_: Any) -> pd
     if not np.isfinite(loc).all():
         raise FormatError(p, "non-finite point locations")
     vs = positive_or_none(voxel_size, "voxel size", p) \
-        or positive_or_none(doc.get("voxel_spacing"), "voxel_spacing", p) or 1.0
+        or positive_or_none(doc.get("voxel_spacing"), "voxel_spacing", p) \
+        or _run_voxel_spacing(p)
     run = doc.get("run_name")
     obj = doc.get("pickable_object_name")
     table = make_table(loc / vs, vs, mats, "" if run is None else str(run),
@@ -84,7 +114,7 @@ def read_copick(path: PathLike, voxel_size: float | None = None, **_: Any) -> pd
 
 def write_copick(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
                  object_name: str | None = None, run_name: str | None = None,
-                 user_id: str = "cryovis", session_id: str = "0", **_: Any) -> None:
+                 user_id: str = "cryovis", session_id: str = "0") -> None:
     """Write a copick picks JSON (locations in Å, ``transformation_`` = orientation)."""
     p = Path(path)
     vs = table["voxel_size"].to_numpy(dtype=float)
@@ -125,6 +155,31 @@ def _only(values: pd.Series, what: str, path: Path) -> str | None:
     return uniq[0] if uniq else None
 
 
-read_copick.sniff = is_copick  # type: ignore[attr-defined]
 register(ParticleFormat("copick", (".json",), read_copick, write_copick,
-                        "copick picks JSON (Å from the corner, 4x4 transformation)"))
+                        "copick picks JSON (Å from the corner, 4x4 transformation)",
+                        sniff=is_copick))
+
+
+def describe_angst(path: PathLike) -> dict[str, Any]:
+    """``cryovis info`` facts of a copick picks file whose voxel size is unknown: the
+    positions in Å (copick's own unit) and a note on how to get voxels."""
+    p = Path(path)
+    doc = load_json(p)
+    points = doc.get("points") if isinstance(doc, dict) else None
+    if not isinstance(points, list):
+        raise FormatError(p, "not a copick picks file (no 'points' list)")
+    try:
+        loc = np.array([[float(pt["location"][k]) for k in ("x", "y", "z")] for pt in points])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(p, f"bad point location ({exc})") from None
+    return {"kind": "particles", "format": "copick", "count": len(points),
+            "tomograms": {str(doc.get("run_name") or "(none)"): len(points)},
+            "classes": {str(doc.get("pickable_object_name")): len(points)},
+            "voxel_sizes_angst": None,
+            "position_min_xyz_angst": [round(float(v), 3) for v in loc.min(axis=0)]
+            if len(loc) else None,
+            "position_max_xyz_angst": [round(float(v), 3) for v in loc.max(axis=0)]
+            if len(loc) else None,
+            "oriented": any(pt.get("transformation_") is not None for pt in points),
+            "note": "voxel_spacing is null: voxel positions need the voxel size "
+                    "(cryovis info FILE --voxel-size A)"}

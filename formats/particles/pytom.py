@@ -11,23 +11,22 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_path
+from ..errors import FormatError, PathLike
 from . import euler
-from .atomic import atomic_path
-from .errors import FormatError, PathLike
-from .particle_common import (
+from .common import (
     apply_binning,
     file_positions,
     positive_or_none,
     recompute_angst,
     tomo_name_from_path,
 )
-from .particle_io import ParticleFormat, register
-from .particles import make_table, orientations
+from .registry import ParticleFormat, register
+from .table import make_table, orientations
 
 
 def _floats(elem: ET.Element | None, keys: tuple[str, ...], path: Path, what: str,
@@ -41,7 +40,7 @@ def _floats(elem: ET.Element | None, keys: tuple[str, ...], path: Path, what: st
 
 
 def read_pytom(path: PathLike, voxel_size: float | None = None,
-               binning: float | None = None, **_: Any) -> pd.DataFrame:
+               binning: float | None = None) -> pd.DataFrame:
     """Read a PyTom particle list; ``voxel_size`` (Å) is not stored in the file."""
     p = Path(path)
     try:
@@ -88,7 +87,7 @@ def read_pytom(path: PathLike, voxel_size: float | None = None,
 
 
 def write_pytom(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
-                binning: float | None = None, **_: Any) -> None:
+                binning: float | None = None) -> None:
     """Write a PyTom particle list (positions in PickPosition, zero shifts)."""
     p = Path(path)
     if len(table) == 0:

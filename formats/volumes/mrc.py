@@ -20,8 +20,8 @@ import mrcfile
 import numpy as np
 from mrcfile.dtypes import HEADER_DTYPE
 
-from .atomic import atomic_path
-from .errors import FormatError
+from ..atomic import atomic_path
+from ..errors import FormatError
 from .volume import Volume
 
 SUFFIXES = {".mrc", ".mrcs", ".map", ".rec", ".st", ".ali", ".preali", ".ccp4"}
