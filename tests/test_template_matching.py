@@ -239,7 +239,7 @@ def test_cli_exports_angles_in_each_convention(files, fmt, ext, capsys):
     out = d / f"picks.{ext}"
     rc = main(["pick", str(d / "tomo.mrc"), "--method", "template", "--template",
                str(d / "tpl.mrc"), "--angular-step", "30", "--low-pass", "30",
-               "--max-picks", "3", "--out", str(out), "--format", fmt,
+               "--max-particles", "3", "--polarity", "dark", "--out", str(out), "--format", fmt,
                "--scores-out", str(d / "scores.mrc"), "--angles-out", str(d / "angles.mrc")])
     assert rc == 0, capsys.readouterr().err
     opts = {"tomo_size_xyz": "44x40x36", "tilt_series_pixel_size": VS} if fmt == "relion5" \
