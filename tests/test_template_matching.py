@@ -286,3 +286,16 @@ def test_cli_bad_input_is_one_line_exit_2(files, case, message, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and message in err and len(err.splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_template_at_another_voxel_size_is_rescaled_on_request():
+    fine = ndimage.zoom(_blob_template(13), 2.0, order=1)[:25, :25, :25]  # 5 Å/voxel
+    opts = TemplateMatchOptions(angular_step_deg=30.0)
+    with pytest.raises(ValueError, match="--rescale-template"):
+        prepare_template(Volume(fine, voxel_size=5.0), VS, opts)
+    opts.rescale_template = True
+    prepared = prepare_template(Volume(fine, voxel_size=5.0), VS, opts)
+    assert prepared.size == 13
+    coarse = _blob_template(13)
+    corr = np.corrcoef(prepared.data.ravel(), coarse.ravel())[0, 1]
+    assert corr > 0.9

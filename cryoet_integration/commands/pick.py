@@ -183,7 +183,9 @@ def run(args) -> int:
 
     if args.method == "template":
         if polarity == "auto":
-            polarity = prepare_tomogram(volume, float(volume.voxel_size), "auto").polarity
+            from ..picking.masks import detect_polarity
+
+            polarity = detect_polarity(np.asarray(volume.data))
         table, info = pick_template(args, volume, polarity, device, plan.path)
         numbers = {str(c): i + 1 for i, c in enumerate(dict.fromkeys(table["class"]))} \
             if len(table) else {Path(args.template).stem: 1}
