@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "simulate",
     "evaluate",
     "segment",
+    "pick",
     "train",
     "render",
     "demo",

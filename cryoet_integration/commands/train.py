@@ -65,6 +65,9 @@ def register(subparsers) -> None:
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
     seg.add_argument("--force", action="store_true", help="replace an existing model")
     seg.set_defaults(func=run)
+    from .train_picker import register as register_picker
+
+    register_picker(kinds)
 
 
 def _pairs(tomos: list[str], labels: list[str], what: str) -> list[tuple[str, str]]:
