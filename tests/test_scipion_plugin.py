@@ -84,9 +84,12 @@ def install_plugin(env: Path) -> None:
             src = Path(tmp) / "plugin"
             shutil.copytree(PLUGIN, src, ignore=shutil.ignore_patterns(
                 "__pycache__", "*.egg-info", "build", "workflows"))
+            # Built by this venv (Scipion's has no `wheel`), installed as the wheel it is.
+            _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                  "-w", Path(tmp) / "dist", src], "building the plugin wheel")
+            wheel = next((Path(tmp) / "dist").glob("*.whl"))
             _run([env_python(env), "-m", "pip", "install", "-q", "--no-deps",
-                  "--force-reinstall", "--no-build-isolation", src],
-                 f"installing the plugin into {env}")
+                  "--force-reinstall", wheel], f"installing the plugin into {env}")
         stamp.write_text(digest + "\n")
 
 
@@ -145,3 +148,29 @@ def test_plugin_suite(plugin_env, scipion_vars, tmp_path):
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
     counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     assert counts == {"tests": INNER_TESTS, "failures": 0, "errors": 0, "skipped": 0}, tail
+
+
+def test_installb_makes_the_engine_environment(plugin_env, scipion_vars, tmp_path):
+    """``scipion installb cryovis`` (Plugin.defineBinaries) makes the engine's own venv.
+
+    It installs this checkout's base wheel (CRYOVIS_PIP_SPEC) instead of the engine extra, so
+    the test needs no torch download; the venv and the program lookup are what is tested.
+    """
+    from external_envs import project_wheel
+
+    home = tmp_path / "home"
+    env = {k: v for k, v in scipion_vars.items() if k != "CRYOVIS_PROGRAM"}
+    env.update(SCIPION_HOME=str(home), CRYOVIS_PIP_SPEC=str(project_wheel()))
+    # scipion-app 3.x uses importlib.util without importing it (Python 3.11): import it first.
+    scipion = ("import importlib.util, sys\nfrom scipion.__main__ import main\n"
+               "sys.argv = ['scipion'] + sys.argv[1:]\nmain()\n")
+    _run([env_python(plugin_env), "-c", scipion, "config", "--unattended"],
+         "scipion config", env=env, cwd=tmp_path)
+    _run([env_python(plugin_env), "-c", scipion, "installb", "cryovis", "-j", "1"],
+         "scipion installb cryovis", env=env, cwd=tmp_path)
+    program = home / "software" / "em" / "cryovis-0.1.0" / "venv" / "bin" / "cryovis"
+    out = _run([env_python(plugin_env), "-c",
+                "import pwem\nprint(pwem.Domain.getPluginModule('cryovis').Plugin.getProgram())"],
+               "finding the installed engine", env=env, cwd=tmp_path)
+    assert out.stdout.strip().splitlines()[-1] == str(program)
+    assert _run([program, "--version"], "cryovis --version").stdout.startswith("cryovis ")

@@ -184,11 +184,32 @@ class TestCryovisProtocols(BaseTest):
             cites = self.newProtocol(cls)._citations() if hasattr(cls, "_citations") else []
             self.assertTrue(set(cites) <= set(entries), cls.__name__)
 
-    def test_orientation_matrix_round_trip(self):
-        rng = np.random.default_rng(3)
-        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-        rot = q * np.sign(np.linalg.det(q))
-        np.testing.assert_allclose(engineRotation(scipionMatrix(rot)), rot, atol=1e-12)
+    def test_orientation_agrees_with_reliontomo(self):
+        """An engine orientation set as the Coordinate3D matrix gives reliontomo's writer the
+        same RELION angles as the engine's own RELION writer (``formats``)."""
+        from reliontomo.convert.convertBase import getTransformInfoFromCoordOrSubtomo
+        from scipy.spatial.transform import Rotation
+        from tomo.objects import Coordinate3D
+
+        from formats import make_table, write_particles
+
+        rotations = Rotation.random(6, random_state=1).as_matrix()
+        star = os.path.abspath(self.getOutputPath("orientations.star"))
+        write_particles(star, make_table(np.zeros((6, 3)), voxel_size=VOXEL, matrices=rotations,
+                                         tomo_name="t"),
+                        format="relion4", tilt_series_pixel_size=VOXEL, overwrite=True)
+        table = starfile.read(star)
+        table = table["particles"] if isinstance(table, dict) else table
+        ours = table[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(float)
+        for rot, angles in zip(rotations, ours):
+            coord = Coordinate3D()
+            coord.setMatrix(scipionMatrix(rot))
+            np.testing.assert_allclose(engineRotation(coord.getMatrix()), rot, atol=1e-12)
+            theirs, _ = getTransformInfoFromCoordOrSubtomo(coord, VOXEL)
+            # Compared as rotations: ZYZ Euler triples are not unique.
+            np.testing.assert_allclose(Rotation.from_euler("ZYZ", theirs, degrees=True).as_matrix(),
+                                       Rotation.from_euler("ZYZ", angles, degrees=True).as_matrix(),
+                                       atol=1e-6)
 
     # ------------------------------------------------------------- export
     def runExport(self, fmt):
