@@ -43,7 +43,7 @@ PROTOCOL_LABELS = {"ProtCryovisSegment": "cryovis - segment",
                    "ProtCryovisPick": "cryovis - pick particles",
                    "ProtCryovisExport": "cryovis - export coordinates",
                    "ProtCryovisRender": "cryovis - render"}
-INNER_TESTS = 12
+INNER_TESTS = 13
 
 pytestmark = [pytest.mark.scipion, pytest.mark.slow,
               pytest.mark.skipif(os.environ.get("CRYOVIS_SKIP_EXTERNAL") == "1",
@@ -138,7 +138,7 @@ def test_plugin_suite(plugin_env, scipion_vars, tmp_path):
     assert ENGINE.is_file(), f"{ENGINE}: the engine program of this venv is missing"
     junit = tmp_path / "junit.xml"
     proc = subprocess.run([env_python(plugin_env), "-m", "pytest", "-q", "-p",
-                           "no:cacheprovider", "--pyargs", "cryovis.tests",
+                           "no:cacheprovider", "-p", "no:warnings", "--pyargs", "cryovis.tests",
                            f"--junitxml={junit}"],
                           capture_output=True, text=True, env=scipion_vars, cwd=tmp_path,
                           timeout=1800)
@@ -159,6 +159,7 @@ def test_installb_makes_the_engine_environment(plugin_env, scipion_vars, tmp_pat
     from external_envs import project_wheel
 
     home = tmp_path / "home"
+    home.mkdir()
     env = {k: v for k, v in scipion_vars.items() if k != "CRYOVIS_PROGRAM"}
     env.update(SCIPION_HOME=str(home), CRYOVIS_PIP_SPEC=str(project_wheel()))
     # scipion-app 3.x uses importlib.util without importing it (Python 3.11): import it first.
