@@ -26,10 +26,13 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryoet_integration.cli import main  # noqa: E402
-from formats import read_particles  # noqa: E402
-from formats.particles import orientations  # noqa: E402
-from formats.star import read_star, write_star  # noqa: E402
-from formats.tomograms import write_tomograms  # noqa: E402
+from formats import (  # noqa: E402
+    orientations,
+    read_particles,
+    read_star,
+    write_star,
+    write_tomograms,
+)
 
 TOMOS = ["TS_01", "TS_03", "TS_43", "TS_45", "TS_54"]
 SIZE = (4000.0, 4000.0, 2000.0)

@@ -38,7 +38,7 @@ def make_tomogram(work: Path) -> Path:
     import dataclasses
 
     from cryoet_integration.simulate import SimulationConfig, simulate_tomogram
-    from formats.volume import write_volume
+    from formats import write_volume
 
     path = work / "bench_tomo.mrc"
     if not path.exists():
@@ -127,7 +127,7 @@ def bench_tiling(tomo: Path, threads: int) -> dict:
         segment_volume,
         tiles,
     )
-    from formats.volume import read_volume
+    from formats import read_volume
 
     torch.set_num_threads(threads)
     net, card = load_model()

@@ -1,26 +1,60 @@
 """cryovis file-format toolkit: volumes, STAR files and particle sets of cryo-ET tools.
 
-Light by design (numpy, pandas, mrcfile, starfile, emfile, tifffile, eulerangles), so it
-imports inside Scipion's and ChimeraX's Pythons. Arrays are ``[z, y, x]``; coordinates
-``x, y, z``; orientations are rotation matrices mapping the reference into the tomogram.
+Light by design (numpy, pandas, mrcfile, emfile, tifffile), so it imports inside Scipion's
+and ChimeraX's Pythons. Arrays are ``[z, y, x]``; coordinates ``x, y, z``; orientations are
+rotation matrices mapping the reference into the tomogram.
+
+Layout: ``volumes/`` (MRC, EM, TIFF), ``particles/`` (the canonical table, the format
+registry, one module per tool, Euler conventions, tomograms.star), ``text/`` (STAR syntax
+and fast column formatting), ``tiltseries/`` (SerialEM mdoc), ``summary`` (what
+``cryovis info`` reports, built on the readers). Code outside this package imports only
+the names below.
 """
 
-from .errors import FormatError
-from .particle_io import FORMATS, detect_format, read_particles, write_particles
-from .particles import make_table, orientations, positions_voxels, set_orientations
-from .volume import Volume, read_volume, write_volume
+from .atomic import atomic_path, check_writable
+from .errors import FormatError, FormatWarning
+from .particles import euler
+from .particles.common import tomo_name_from_path
+from .particles.motl import is_motive_list
+from .particles.registry import FORMATS, detect_format, read_particles, write_particles
+from .particles.table import make_table, orientations, positions_voxels, set_orientations
+from .particles.tomograms import normalise_tomo_name, read_tomograms, write_tomograms
+from .summary import describe
+from .text.star import read_star, write_star
+from .volumes import em as _em
+from .volumes import mrc as _mrc
+from .volumes import tiff as _tiff
+from .volumes.volume import Volume, check_finite, invert_contrast, read_volume, write_volume
+
+# Extensions ``read_volume`` reads (an .em may instead be a motive list: ``is_motive_list``).
+VOLUME_SUFFIXES = frozenset(_mrc.SUFFIXES | _em.SUFFIXES | _tiff.SUFFIXES)
 
 __all__ = [
     "FORMATS",
     "FormatError",
+    "FormatWarning",
+    "VOLUME_SUFFIXES",
     "Volume",
+    "atomic_path",
+    "check_finite",
+    "check_writable",
+    "describe",
     "detect_format",
+    "euler",
+    "invert_contrast",
+    "is_motive_list",
     "make_table",
+    "normalise_tomo_name",
     "orientations",
     "positions_voxels",
     "read_particles",
+    "read_star",
+    "read_tomograms",
     "read_volume",
     "set_orientations",
+    "tomo_name_from_path",
     "write_particles",
+    "write_star",
+    "write_tomograms",
     "write_volume",
 ]

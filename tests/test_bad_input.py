@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from cli_batch import run_batch, run_one
 
-from formats import em, mrc, tiff
+import formats
 
 CORPUS = Path(__file__).parent / "data" / "bad_inputs"
 FILES = sorted(p for p in CORPUS.iterdir() if p.is_file() and p.suffix != ".py")
-VOLUME_SUFFIXES = mrc.SUFFIXES | em.SUFFIXES | tiff.SUFFIXES
+VOLUME_SUFFIXES = formats.VOLUME_SUFFIXES
 HAS_CONVERT = importlib.util.find_spec("cryoet_integration.commands.convert") is not None
 
 

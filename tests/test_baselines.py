@@ -8,9 +8,7 @@ import pytest
 from cryoet_integration.evaluate import evaluate_picks, evaluate_segmentation
 from cryoet_integration.picking import pick_blobs
 from cryoet_integration.segmentation.threshold_baseline import membrane_map
-from formats.particle_io import read_particles, write_particles
-from formats.particles import make_table
-from formats.volume import Volume, read_volume, write_volume
+from formats import Volume, make_table, read_particles, read_volume, write_particles, write_volume
 
 SHAPE = (48, 80, 80)
 VOXEL = 10.0  # Å

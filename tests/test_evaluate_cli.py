@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from formats.volume import Volume, write_volume
+from formats import Volume, write_volume
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -159,7 +159,7 @@ def test_picks_cli_selects_one_tomogram(pick_files, tmp_path):
 
 
 def test_picks_cli_relion5_predictions_need_the_tomogram_size(pick_files, tmp_path):
-    from formats.particle_io import read_particles, write_particles
+    from formats import read_particles, write_particles
 
     table = read_particles(pick_files["picks"], voxel_size=10.0)
     table["tomo_name"] = "tomo"

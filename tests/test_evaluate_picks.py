@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 
 from cryoet_integration.evaluate import evaluate_picks
 from cryoet_integration.evaluate.picks import dilate_instances
-from formats.particles import make_table
-from formats.volume import Volume
+from formats import Volume, make_table
 
 SHAPE = (30, 40, 50)  # z, y, x
 # id: (class, centre x, y, z, radius in voxels)

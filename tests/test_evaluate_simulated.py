@@ -13,8 +13,7 @@ import pytest
 from cryoet_integration.picking import pick_blobs
 from cryoet_integration.segmentation.threshold_baseline import membrane_map
 from cryoet_integration.simulate import SimulationConfig, simulate_tomogram
-from formats.particle_io import read_particles, write_particles
-from formats.volume import Volume, read_volume, write_volume
+from formats import Volume, read_particles, read_volume, write_particles, write_volume
 
 REPO = Path(__file__).resolve().parents[1]
 

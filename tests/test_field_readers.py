@@ -16,8 +16,14 @@ import starfile
 from scipy.spatial.transform import Rotation
 
 from cryoet_integration.cli import main
-from formats import FormatError, make_table, read_particles, write_particles
-from formats.tomograms import read_tomograms, write_tomograms
+from formats import (
+    FormatError,
+    make_table,
+    read_particles,
+    read_tomograms,
+    write_particles,
+    write_tomograms,
+)
 
 
 @pytest.fixture()
@@ -39,7 +45,12 @@ def test_relion_star_files_read_by_starfile(tmp_path, table):
     out = tmp_path / "p5.star"
     write_particles(out, table, format="relion5", tomograms=tomo_path)
     star = starfile.read(out)
-    assert set(star) == {"general", "optics", "particles"}
+    # picks without images: nothing is stated about 2D stacks or image dimensionality
+    assert set(star) == {"optics", "particles"}
+    assert "rlnImageDimensionality" not in star["optics"]
+    # the microscope values come from tomograms.star, as a refinement needs them
+    assert star["optics"][["rlnVoltage", "rlnSphericalAberration", "rlnAmplitudeContrast"]
+                          ].iloc[0].tolist() == pytest.approx([300.0, 2.7, 0.1])
     parts = star["particles"]
     assert star["optics"]["rlnTomoTiltSeriesPixelSize"].iloc[0] == pytest.approx(1.35)
     assert star["optics"]["rlnImagePixelSize"].iloc[0] == pytest.approx(6.75)

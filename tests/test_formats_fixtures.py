@@ -1,4 +1,4 @@
-"""Every particle fixture in shared/formats/fixtures reads, with the count and pixel size of
+"""Every particle fixture in tests/data/fixtures reads, with the count and pixel size of
 fixtures/SOURCES.md, and positions/orientations that agree with the field's own readers."""
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 import starfile
 
-from formats import FormatError, detect_format, read_particles
-from formats.euler import relion_to_matrix
-from formats.particles import orientations
+from formats import FormatError, detect_format, euler, orientations, read_particles
 
 R5_TOMOS = "relion/relion5_tutorial_tomograms.star"
 CYL_TOMOS = "relion/cylindra_relion5_tomograms.star"
@@ -34,7 +32,8 @@ CASES = [
       "TS_32.tomostar"], {"tomograms": WARP2_TOMOS}),
     ("relion/cylindra_relion5_class3d_run_it025_data.star", "relion5", 10, [1.35],
      ["TS_01", "TS_02"], {"tomo_size_xyz": "1000x800x200"}),
-    ("relion/cylindra_relion5_class3d_run_it025_data.star", "relion5", 10, [10.52],
+    # optics says 1.35 Å, tomograms.star 10.52 Å: the optics group's wins (RELION's rule)
+    ("relion/cylindra_relion5_class3d_run_it025_data.star", "relion5", 10, [1.35],
      ["TS_01", "TS_02"], {"tomograms": CYL_TOMOS}),
     ("relion/cylindra_relion5_picks_particles.star", "relion5", 5, [10.52],
      ["TS_01", "TS_02"], {"tomograms": CYL_TOMOS}),
@@ -45,8 +44,9 @@ CASES = [
     ("data_portal/tomoman_relion_star.star", "relion30", 6, [1.96],
      ["grid_1_lamella1_pos1", "grid_1_lamella1_pos2", "grid_1_lamella1_pos3"], {}),
     ("data_portal/stopgap_star.star", "stopgap", 6, None, ["1", "2", "3"], {}),
-    ("data_portal/copick.json", "copick", 4, [1.0], [""], {}),
-    ("data_portal/copick_instance.json", "copick", 6, [1.0], ["Position_94_Vol"], {}),
+    ("data_portal/copick.json", "copick", 4, [1.0], [""], {"voxel_size": 1.0}),
+    ("data_portal/copick_instance.json", "copick", 6, [7.84], ["Position_94_Vol"],
+     {"voxel_size": 7.84}),
     ("data_portal/points.mod", "imod", 3, None, ["points"], {}),
     ("data_portal/oriented_points.mod", "imod", 4, [16.145455], ["oriented_points"], {}),
     ("data_portal/tardis.csv", "csv", 6, [1.0], [""], {}),
@@ -137,7 +137,7 @@ def test_relion_pixel_flavours_apply_origins(fixtures_dir):
     raw4 = starfile.read(r4)["particles"]
     t4 = read_particles(r4)
     assert np.allclose(t4["y"], raw4["rlnCoordinateY"] - raw4["rlnOriginYAngst"] / 1.971)
-    assert np.allclose(orientations(t4), relion_to_matrix(
+    assert np.allclose(orientations(t4), euler.relion_to_matrix(
         raw4[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()))
 
 
@@ -147,7 +147,8 @@ def test_warp2_unwrapped_angles_read_as_wrapped(fixtures_dir):
     angles = raw[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()
     assert np.abs(angles).max() > 10000
     table = read_particles(path, tomograms=fixtures_dir / WARP2_TOMOS)
-    assert np.allclose(orientations(table), relion_to_matrix(np.mod(angles, 360.0)), atol=1e-9)
+    assert np.allclose(orientations(table), euler.relion_to_matrix(np.mod(angles, 360.0)),
+                       atol=1e-9)
     assert table["x"].max() < 6000 / 5.06714  # Warp 2 px are 4 Å, not unbinned
 
 

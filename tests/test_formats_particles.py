@@ -13,9 +13,16 @@ from eulerangles import convert_eulers, euler2matrix
 from scipy.spatial.transform import Rotation
 
 from cryoet_integration.cli import main
-from formats import FormatError, euler, make_table, read_particles, write_particles
-from formats.particle_common import tomo_name_from_path
-from formats.star import read_star, write_star
+from formats import (
+    FormatError,
+    euler,
+    make_table,
+    read_particles,
+    read_star,
+    tomo_name_from_path,
+    write_particles,
+    write_star,
+)
 
 RNG = np.random.default_rng(2)
 ANGLES = np.column_stack([RNG.uniform(-180, 180, 500), RNG.uniform(0, 180, 500),
@@ -77,7 +84,7 @@ def test_portal_copick_matrix_from_relion(fixtures_dir):
     first = np.asarray(copick["points"][0]["transformation_"])[:3, :3]
     assert np.allclose(euler.relion_to_matrix([90, 45, 180])[0], first, atol=1e-12)
     r3 = read_particles(fixtures_dir / "data_portal/relion_3_star.star")
-    cp = read_particles(fixtures_dir / "data_portal/copick.json")
+    cp = read_particles(fixtures_dir / "data_portal/copick.json", voxel_size=10.0)
     assert np.allclose(r3.loc[0, [f"r{i}{j}" for i in range(3) for j in range(3)]]
                        .to_numpy(float), first.ravel(), atol=1e-12)
     assert np.allclose(cp.loc[0, [f"r{i}{j}" for i in range(3) for j in range(3)]]

@@ -12,8 +12,7 @@ import pytest
 import tifffile
 from mrcfile.dtypes import HEADER_DTYPE
 
-from formats import FormatError, Volume, read_volume, write_volume
-from formats.volume import check_finite, invert_contrast
+from formats import FormatError, Volume, check_finite, invert_contrast, read_volume, write_volume
 
 BAD = Path(__file__).parent / "data" / "bad_inputs"
 

@@ -20,9 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from formats import FORMATS, FormatError, read_particles, read_volume
-from formats.particle_io import _load_formats
 
-_load_formats()
 READERS = sorted(name for name, fmt in FORMATS.items() if fmt.reader is not None)
 # CI runs a fixed, reproducible 50 examples per reader; CRYOVIS_FUZZ_EXAMPLES=N runs N
 # fresh random examples instead (a deeper hunt, by hand).

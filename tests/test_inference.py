@@ -18,7 +18,7 @@ from cryoet_integration.segmentation.inference import (  # noqa: E402
     segment_volume,
 )
 from cryoet_integration.segmentation.networks import build_network  # noqa: E402
-from formats.volume import Volume  # noqa: E402
+from formats import Volume  # noqa: E402
 
 
 class PointwiseNet(torch.nn.Module):

@@ -1,4 +1,4 @@
-"""``cryovis info`` / ``formats.info``: a useful summary of every fixture, checked facts."""
+"""``cryovis info`` / ``formats.describe``: a useful summary of every fixture, checked facts."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 from cli_batch import run_batch, run_one
 from conftest import FIXTURES
 
+import formats
+from cryoet_integration.commands.info import render
 from formats import Volume, write_volume
-from formats import info as info_mod
-from formats.info import render, summarize
+from formats import describe as summarize
 
 ALL_FIXTURES = sorted(p for p in FIXTURES.rglob("*") if p.is_file())
 
@@ -42,7 +43,7 @@ def test_every_fixture_has_a_summary(path):
     assert summary["kind"] and summary["format"]
     text = render(summary)
     assert f"path: {path}" in text and len(text.splitlines()) >= 4
-    json.dumps(info_mod.jsonable(summary))
+    json.dumps(summary, allow_nan=False)
     if summary["kind"] == "particles":
         assert summary["count"] > 0
 
@@ -52,11 +53,12 @@ def test_volume_facts_and_lazy_stats(fixtures_dir, monkeypatch):
     s = summarize(path)
     data = mrcfile.read(path)
     assert s["shape_xyz"] == [20, 20, 20] and s["voxel_size_angst"] == pytest.approx(11.4)
-    assert s["mrc_mode"] == "2 (float32)" and s["nstart_xyz"] == [-2, 0, 0]
+    assert (s["mrc_mode"], s["mrc_mode_name"]) == (2, "float32")
+    assert s["nstart_xyz"] == [-2, 0, 0]
     assert s["layout"] == "volume"
     assert s["min"] == pytest.approx(float(data.min()))
     assert s["mean"] == pytest.approx(float(data.mean(dtype=np.float64)), rel=1e-6)
-    monkeypatch.setattr(info_mod, "STATS_LIMIT_BYTES", 100)
+    monkeypatch.setattr(formats.volumes.volume, "STATS_LIMIT_BYTES", 100)
     big = summarize(path)
     assert big["stats_source"].startswith("header")
     with mrcfile.open(path) as m:
@@ -89,7 +91,8 @@ def test_mdoc_agrees_with_mdocfile(fixtures_dir):
     ref = mdocfile.read(path)
     assert s["tilts"] == len(ref) == 60
     assert s["tilt_range_deg"] == pytest.approx([ref.TiltAngle.min(), ref.TiltAngle.max()])
-    assert s["pixel_size_angst"] == [1.971]
+    assert s["pixel_size_angst"] == 1.971 and s["voltage_kv"] == 300.0
+    assert s["mdoc_type"] == "tilt series"
     assert s["total_dose_e_per_a2"] == pytest.approx(ref.ExposureDose.sum(), abs=1e-3)
     assert s["tilt_axis_angle_deg"] == 82.9
 
@@ -113,9 +116,9 @@ def test_mdoc_agrees_with_mdocfile(fixtures_dir):
     ("cryolo/cryolo_3d_particles_first100.cbox", "cbox",
      {"count": 100, "dimensionality": "3D", "box_width_px": [37]}),
     ("cryolo/boxmanager_3d_particle.cbox", "cbox", {"count": 3, "include_slices": 2}),
-    ("eman2/boxmanager_test_0.box", "box2d", {"count": 3}),
+    ("eman2/boxmanager_test_0.box", "particles", {"count": 3, "format": "eman2box"}),
     ("dynamo/dynamotable_tmap_complex.doc", "table_map", {"count": 48}),
-    ("data_portal/tardis.csv", "csv", {"rows": 6}),
+    ("data_portal/tardis.csv", "particles", {"count": 6, "format": "csv"}),
     ("em/cryocat_mask_sm0.em", "volume", {"shape_xyz": [4, 6, 8]}),
 ])
 def test_non_particle_kinds(fixtures_dir, name, kind, facts):
@@ -129,7 +132,7 @@ def test_tilt_series_facts(fixtures_dir):
     s = summarize(fixtures_dir / "relion" / "relion5_tutorial_TS_01_tiltseries.star")
     (series,) = s["tilt_series"]
     assert series["name"] == "TS_01" and series["tilts"] == 40
-    assert series["alignment"] == "yes"
+    assert series["aligned"] is True
     blocks = {b["block"]: b for b in s["blocks"]}
     assert "rlnTomoNominalStageTiltAngle" in blocks["data_TS_01"]["columns"]
 

@@ -21,7 +21,7 @@ from cryoet_integration.preprocess import (  # noqa: E402
     wiener_deconvolve,
     wiener_filter_1d,
 )
-from formats.volume import read_volume, write_volume  # noqa: E402
+from formats import read_volume, write_volume  # noqa: E402
 
 
 def _noise(shape, seed=0):

@@ -10,7 +10,7 @@ import pytest
 
 from cryoet_integration.cli import main
 from cryoet_integration.rendering import Camera, RenderSettings, Scene
-from formats.volume import read_volume, write_volume
+from formats import read_volume, write_volume
 
 REPO = Path(__file__).resolve().parents[1]
 

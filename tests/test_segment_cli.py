@@ -17,7 +17,7 @@ from cryoet_integration.segmentation.checkpoint import (  # noqa: E402
     save_model,
 )
 from cryoet_integration.segmentation.networks import build_network  # noqa: E402
-from formats.volume import Volume, read_volume, write_volume  # noqa: E402
+from formats import Volume, read_volume, write_volume  # noqa: E402
 
 
 def _tomogram(path, shape=(24, 40, 36), voxel_size=13.7, origin=(10.0, 20.0, 30.0)):
@@ -38,7 +38,7 @@ def test_shipped_model_card_is_complete():
 def test_segment_default_model_writes_probability_map(tmp_path, capsys):
     tomo = _tomogram(tmp_path / "tomo.mrc")
     out = tmp_path / "membranes.mrc"
-    assert main(["segment", str(tomo), "--out", str(out)]) == 0
+    assert main(["segment", str(tomo), "--out", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["rescaled"] is True
     with mrcfile.open(out) as m:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from .geometry import add_geometry_options, geometry_options
 
 VOLUME_FORMATS = {"mrc": ".mrc", "em": ".em", "tiff": ".tif"}
-# One file per tomogram, named after the file: --tomo-name names their particles.
-NAMED_BY_FILE = {"cryolo", "eman2", "eman2box", "imod"}
 _VOLUME_SUFFIX_FAMILY = {".mrc": "mrc", ".mrcs": "mrc", ".map": "mrc", ".rec": "mrc",
                          ".st": "mrc", ".ali": "mrc", ".preali": "mrc", ".ccp4": "mrc",
                          ".em": "em", ".tif": "tiff", ".tiff": "tiff"}
@@ -78,7 +78,7 @@ def register(subparsers) -> None:
 
 
 def _is_volume(path: Path) -> bool:
-    from formats.motl import is_motive_list
+    from formats import is_motive_list
 
     family = _VOLUME_SUFFIX_FAMILY.get(path.suffix.lower())
     if family is None:
@@ -93,13 +93,19 @@ def run(args: argparse.Namespace) -> int:
     src: Path = args.input
     if not src.exists():
         raise FormatError(src, "no such file")
-    if args.to in VOLUME_FORMATS or (args.to is None and _is_volume(src)):
-        summary = _convert_volume(args)
-    elif _is_volume(src):
-        raise FormatError(src, f"is a volume; volumes convert to {', '.join(VOLUME_FORMATS)} "
-                               f"(got --to {args.to})")
-    else:
-        summary = _convert_particles(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if args.to in VOLUME_FORMATS or (args.to is None and _is_volume(src)):
+            summary = _convert_volume(args)
+        elif _is_volume(src):
+            raise FormatError(src, f"is a volume; volumes convert to "
+                                   f"{', '.join(VOLUME_FORMATS)} (got --to {args.to})")
+        else:
+            summary = _convert_particles(args)
+    # what the readers/writers decided (names matched, pixel size chosen, ...), on stderr
+    summary["warnings"] = [str(w.message) for w in caught]
+    for text in summary["warnings"]:
+        print(f"cryovis convert: warning: {text}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
     else:
@@ -133,9 +139,7 @@ def _convert_volume(args: argparse.Namespace) -> dict[str, Any]:
 
 def _target_format(args: argparse.Namespace) -> str:
     from formats import FORMATS, FormatError
-    from formats.particle_io import _load_formats
 
-    _load_formats()
     if args.to:
         if args.to not in FORMATS or FORMATS[args.to].writer is None:
             writable = sorted(k for k, f in FORMATS.items() if f.writer)
@@ -151,6 +155,54 @@ def _target_format(args: argparse.Namespace) -> str:
     return matches[0]
 
 
+def _route_options(args: argparse.Namespace, source: str, target: str
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Reader and writer keyword options from the flags, each given to the side whose format
+    declares it; a flag neither side can honour is a one-line error (not silently dropped)."""
+    from formats import FORMATS, FormatError
+
+    if source not in FORMATS or FORMATS[source].reader is None:
+        readable = ", ".join(sorted(k for k, f in FORMATS.items() if f.reader))
+        raise FormatError(args.input, f"unknown input format '{source}' (--from: {readable})")
+    reader, writer = FORMATS[source].read_options, FORMATS[target].write_options
+    read_only = {"voxel_size": ("--voxel-size", args.voxel_size),
+                 "binning": ("--binning", args.binning)}
+    write_only = {"binning": ("--out-binning", args.out_binning),
+                  "box_size": ("--box-size", args.box_size),
+                  "object_name": ("--object-name", args.object_name)}
+    either = {key: (f"--{key.replace('_xyz', '').replace('_', '-')}", value)
+              for key, value in geometry_options(args).items()}
+    if args.slicer_angles:
+        either["slicer_angles"] = ("--slicer-angles", True)
+    read_opts: dict[str, Any] = {}
+    write_opts: dict[str, Any] = {}
+    for given, accepted, side, path, opts in (
+            (read_only, reader, f"{source} reader", args.input, read_opts),
+            (write_only, writer, f"{target} writer", args.output, write_opts)):
+        for key, (flag, value) in given.items():
+            if value is None:
+                continue
+            if key not in accepted:
+                raise FormatError(path, f"{flag}: the {side} cannot honour it "
+                                        f"(it takes: {_flags(accepted)})")
+            opts[key] = value
+    for key, (flag, value) in either.items():
+        if key not in reader and key not in writer:
+            raise FormatError(args.input, f"{flag}: neither the {source} reader nor the "
+                                          f"{target} writer takes it")
+        if key in reader:
+            read_opts[key] = value
+        if key in writer:
+            write_opts[key] = value
+    if args.tomo_name is not None and "tomo_name" in reader:
+        read_opts["tomo_name"] = args.tomo_name
+    return read_opts, write_opts
+
+
+def _flags(options: frozenset[str]) -> str:
+    return ", ".join(sorted(options)) or "no options"
+
+
 def _convert_particles(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
@@ -159,16 +211,7 @@ def _convert_particles(args: argparse.Namespace) -> dict[str, Any]:
 
     target = _target_format(args)
     source = args.from_format or detect_format(args.input)
-    shared = geometry_options(args)
-    read_opts = dict(shared)
-    if args.voxel_size is not None:
-        read_opts["voxel_size"] = args.voxel_size
-    if args.binning is not None:
-        read_opts["binning"] = args.binning
-    if args.slicer_angles and source == "imod":
-        read_opts["slicer_angles"] = True
-    if args.tomo_name is not None and source in NAMED_BY_FILE:
-        read_opts["tomo_name"] = args.tomo_name
+    read_opts, write_opts = _route_options(args, source, target)
     table = read_particles(args.input, format=source, **read_opts)
     if args.tomo_name is not None:
         names = table["tomo_name"].fillna("").astype(str)
@@ -181,15 +224,6 @@ def _convert_particles(args: argparse.Namespace) -> dict[str, Any]:
                 raise FormatError(args.input, f"no particles in tomogram '{args.tomo_name}' "
                                               f"(names are matched exactly; file has {known})")
             table = table[keep.to_numpy()].reset_index(drop=True)
-    write_opts = dict(shared)
-    if args.out_binning is not None:
-        write_opts["binning"] = args.out_binning
-    if args.box_size is not None:
-        write_opts["box_size"] = args.box_size
-    if args.object_name is not None:
-        write_opts["object_name"] = args.object_name
-    if args.slicer_angles and target == "imod":
-        write_opts["slicer_angles"] = True
     write_particles(args.output, table, format=target, overwrite=args.force, **write_opts)
     tomos = pd.unique(table["tomo_name"])
     sizes = [float(v) for v in np.unique(np.round(table["voxel_size"].dropna(), 6))]

@@ -1,9 +1,19 @@
-"""``cryovis info FILE``: a readable (or ``--json``) summary of any cryo-ET file."""
+"""``cryovis info FILE``: a readable (or ``--json``) summary of any cryo-ET file.
+
+The facts come from ``formats.describe`` (built on the format readers); this module only
+renders them: one fact per line, or one JSON object (numbers as numbers, null unknown).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+import warnings
+from typing import Any
+
+_SHOWN = 10  # items of a long list or mapping shown in the text output
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,11 +37,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the summary of ``args.file``; bad files raise FormatError (exit 2)."""
-    from formats.info import jsonable, render, summarize
+    from formats import describe
 
-    summary = summarize(args.file, voxel_size=args.voxel_size, tomograms=args.tomograms)
-    if args.json:
-        print(json.dumps(jsonable(summary), indent=1))
-    else:
-        print(render(summary))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = describe(args.file, voxel_size=args.voxel_size, tomograms=args.tomograms)
+    summary["warnings"] = list(summary.get("warnings", [])) + [str(w.message) for w in caught]
+    text = json.dumps(summary, indent=1, allow_nan=False) if args.json else render(summary)
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (e.g. `| head -2`) has all it wanted: stop quietly, and point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "unknown"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        items = [f"{k}: {_fmt(v)}" for k, v in list(value.items())[:_SHOWN]]
+        more = f", ... ({len(value) - _SHOWN} more)" if len(value) > _SHOWN else ""
+        return ", ".join(items) + more if items else "none"
+    if isinstance(value, (list, tuple)):
+        items = [_fmt(v) for v in list(value)[:_SHOWN]]
+        more = f", ... ({len(value) - _SHOWN} more)" if len(value) > _SHOWN else ""
+        return ", ".join(items) + more if items else "none"
+    return str(value)
+
+
+def render(summary: dict[str, Any]) -> str:
+    """The human-readable text of a ``formats.describe`` result (one fact per line)."""
+    lines = []
+    for key, value in summary.items():
+        if key == "blocks":
+            lines.append("blocks:")
+            for block in value:
+                detail = (f"{block['rows']} rows; columns: {_fmt(block['columns'])}"
+                          if block["type"] == "loop" else f"key/value: {_fmt(block['keys'])}")
+                lines.append(f"  {block['block']}: {detail}")
+        elif key == "particles" and isinstance(value, dict):
+            lines.append("as particles:")
+            lines.extend(f"  {k.replace('_', ' ')}: {_fmt(v)}" for k, v in value.items()
+                         if k != "warnings")
+        elif key == "tilt_series":
+            lines.append("tilt series:")
+            lines.extend(f"  {_fmt(s)}" for s in value)
+        elif key == "warnings":
+            lines.extend(f"warning: {w}" for w in value)
+        elif value is not None:
+            lines.append(f"{key.replace('_', ' ')}: {_fmt(value)}")
+    return "\n".join(lines)

@@ -30,7 +30,7 @@ def write_movie(path: str | Path, frames: Iterator[np.ndarray], fps: float = 24.
     """
     import imageio.v2 as imageio
 
-    from formats.atomic import atomic_path
+    from formats import atomic_path
 
     suffix = Path(path).suffix.lower()
     if suffix not in MOVIE_SUFFIXES:

@@ -13,7 +13,7 @@ def write_png(path: str | Path, image: np.ndarray, overwrite: bool = False) -> N
     Raises:
         FormatError: the file exists and ``overwrite`` is False, or its folder is missing.
     """
-    from formats.atomic import atomic_path
+    from formats import atomic_path
 
     image = np.ascontiguousarray(image)
     if image.dtype != np.uint8:

@@ -112,7 +112,7 @@ def write_histogram_png(path: str | Path, prob: np.ndarray, estimate: ThresholdE
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    from formats.atomic import atomic_path
+    from formats import atomic_path
 
     counts = np.bincount(quantize(prob).ravel(), minlength=LEVELS)
     centers = np.arange(LEVELS) / (LEVELS - 1)

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from formats.atomic import atomic_path, check_writable
+from formats import atomic_path, check_writable
 
 from ..errors import CryovisError
 

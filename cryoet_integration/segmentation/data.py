@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from formats.volume import read_volume
+from formats import read_volume
 
 from ..errors import CryovisError
 

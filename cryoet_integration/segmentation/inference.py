@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from formats.volume import Volume, check_finite
+from formats import Volume, check_finite
 
 from ..errors import CryovisError
 

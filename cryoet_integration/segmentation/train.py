@@ -148,7 +148,7 @@ def plot_history(history: dict[str, list], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from formats.atomic import atomic_path
+    from formats import atomic_path
 
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = np.array(history["step"])

@@ -17,9 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from formats import Volume, write_particles, write_volume
-from formats.atomic import atomic_path, check_writable
-from formats.errors import FormatError
+from formats import FormatError, Volume, atomic_path, check_writable, write_particles, write_volume
 
 
 def _json_default(obj: Any):
@@ -96,7 +94,7 @@ def write_tomograms_star(path: Path, records: list[dict], overwrite: bool) -> No
     Each record needs ``name``, ``voxel_size`` (Å), ``size_xyz``, ``voltage_kv``, ``cs_mm``,
     ``amplitude_contrast``.
     """
-    from formats.star import write_star
+    from formats import write_star
 
     table = pd.DataFrame({
         "rlnTomoName": [r["name"] for r in records],

@@ -1,0 +1,1 @@
+"""Particle sets: the canonical table, the format registry and one module per tool."""

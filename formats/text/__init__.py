@@ -1,0 +1,1 @@
+"""STAR files and fast text tables (the container syntax of many formats)."""

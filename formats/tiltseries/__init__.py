@@ -1,0 +1,1 @@
+"""Tilt-series metadata: SerialEM mdoc."""

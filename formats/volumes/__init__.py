@@ -1,0 +1,1 @@
+"""Volumes: MRC, EM and TIFF read into and written from ``Volume``."""
