@@ -20,13 +20,13 @@ def cryovis_config(session, engine=None):
     if engine is not None:
         if engine == "default":
             settings.engine = ""
-            settings.save()
+            _save(session, settings)
             session.logger.info("cryovis config: engine = cryovis on PATH")
         else:
             path = os.path.abspath(os.path.expanduser(engine))
             version = engine_mod.check_engine(path)
             settings.engine = path
-            settings.save()
+            _save(session, settings)
             session.logger.info(f"cryovis config: engine = {path} ({version})")
             return path
     configured = settings.engine
@@ -40,6 +40,15 @@ def cryovis_config(session, engine=None):
                  f"{k} {'yes' if v else 'no'}" for k, v in inproc.items())]
     session.logger.info("cryovis config:\n  " + "\n  ".join(lines))
     return configured or on_path
+
+
+def _save(session, settings) -> None:
+    try:
+        settings.save()
+    except OSError as exc:
+        # e.g. ChimeraX run as root has no settings folder: keep it for this session
+        session.logger.warning(f"cryovis config: cannot save the settings ({exc.strerror}: "
+                               f"{exc.filename}); the setting lasts for this session only")
 
 
 def cryovis_jobs(session):

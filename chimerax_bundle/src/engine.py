@@ -37,6 +37,11 @@ class Cancelled(RuntimeError):
     """The job was cancelled by the user."""
 
 
+def _executable(path: str) -> bool:
+    # the mode bits, not os.access: as root, access() calls files executable that are not
+    return os.path.isfile(path) and bool(os.stat(path).st_mode & 0o111)
+
+
 def engine_program(session) -> str:
     """Path of the ``cryovis`` executable: the configured one, else the one on PATH.
 
@@ -45,7 +50,7 @@ def engine_program(session) -> str:
     """
     configured = get_settings(session).engine
     if configured:
-        if not (os.path.isfile(configured) and os.access(configured, os.X_OK)):
+        if not _executable(configured):
             raise UserError(f"cryovis engine {configured}: not an executable file "
                             f"({ENGINE_HINT})")
         return configured
@@ -57,7 +62,7 @@ def engine_program(session) -> str:
 
 def check_engine(path: str) -> str:
     """Run ``path --version``; returns its version line or raises UserError (one line)."""
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+    if not _executable(path):
         raise UserError(f"cryovis engine {path}: not an executable file")
     try:
         proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=120)

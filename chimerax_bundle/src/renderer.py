@@ -126,14 +126,23 @@ class RayMarchedVolume(Model):
         """Voxel indices -> scene coordinates (a ChimeraX Place)."""
         return self.tomogram.scene_position * self.tomogram.data.ijk_to_xyz_transform
 
-    def bounds(self):
-        if not self.display:
-            return None
-        from chimerax.geometry import point_bounds
+    def _corners_scene(self) -> np.ndarray:
         nz, ny, nx = self._shape
         corners = np.array([[i, j, k] for i in (-0.5, nx - 0.5) for j in (-0.5, ny - 0.5)
                             for k in (-0.5, nz - 0.5)], np.float32)
-        return point_bounds(self.ijk_to_scene().transform_points(corners))
+        return self.ijk_to_scene().transform_points(corners)
+
+    def bounds(self):
+        """Scene bounds of the box (the drawing follows the tomogram, not its own position)."""
+        if not self.display:
+            return None
+        from chimerax.geometry import point_bounds
+        return point_bounds(self._corners_scene())
+
+    def geometry_bounds(self):
+        from chimerax.geometry import point_bounds
+        return point_bounds(self.scene_position.inverse().transform_points(
+            self._corners_scene()))
 
     def first_intercept(self, mxyz1, mxyz2, exclude=None):
         return None  # picking the rendering itself selects nothing

@@ -6,9 +6,10 @@ from chimerax.core.settings import Settings
 
 
 class CryovisSettings(Settings):
-    """``engine``: path of the ``cryovis`` program ("" = look it up on PATH)."""
+    """``engine``: path of the ``cryovis`` program ("" = look it up on PATH); saved by
+    ``cryovis config`` (explicitly, so that a read-only settings folder is one warning)."""
 
-    AUTO_SAVE = {
+    EXPLICIT_SAVE = {
         "engine": "",
     }
 

@@ -79,7 +79,7 @@ def log(session) -> LogCollector:
     return collector
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def run(session, log):
     """``run("cryovis ...")``: run a ChimeraX command, return its value."""
     from chimerax.core.commands import run as cx_run

@@ -34,14 +34,16 @@ def test_chimerax_python_is_untouched():
     assert importlib.util.find_spec("torch") is None
 
 
-def test_missing_engine_is_one_line(run, opened, monkeypatch):
+def test_missing_engine_is_one_line(run, opened, monkeypatch, tmp_path):
     from chimerax.cryovis.settings import get_settings
 
     monkeypatch.setenv("PATH", "/nonexistent")
     get_settings(opened["tomo"].session).engine = ""
     msg = one_line_user_error(run, f"cryovis segment #{opened['tomo'].id_string}")
     assert "engine not found" in msg
-    assert "not an executable" in one_line_user_error(run, "cryovis config engine /etc/hosts")
+    text_file = tmp_path / "cryovis"
+    text_file.write_text("not a program\n")
+    assert "not an executable" in one_line_user_error(run, f"cryovis config engine {text_file}")
     assert "not the cryovis program" in one_line_user_error(run, "cryovis config engine /bin/true")
 
 

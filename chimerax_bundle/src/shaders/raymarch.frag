@@ -69,7 +69,7 @@ void main()
   // Sample positions on a fixed lattice along the ray, so that moving the entry point (a
   // clip plane) does not make the samples crawl.
   float t = (floor(t_enter / step_voxels) + 0.5) * step_voxels;
-  for (int n = 0; n < 4096 && t < t_exit; ++n, t += step_voxels) {
+  for (int n = 0; n < 16384 && t < t_exit; ++n, t += step_voxels) {
     vec3 tc = (origin + t * dir + 0.5) / grid_size;
     vec4 rl = texture(raw_light, tc);
     float raw_alpha = clamp((rl.r - raw_ramp.x) / raw_span, 0.0, 1.0) * opacity;
