@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .errors import CryovisError
@@ -29,9 +35,16 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (exit 2), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands whose module is absent are skipped)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cryovis",
         description="Segment, pick, render and convert cryo-electron tomograms.",
     )
@@ -52,16 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``cryovis``; returns the exit status (0 ok, 1 internal error, 2 bad input)."""
+    """Run ``cryovis``; returns the exit status (0 ok, 1 internal error, 2 bad input).
+
+    Bad input is what the project itself refuses (CryovisError, FormatError): one line, exit
+    2. Anything else is a failure of ours or of the machine (a bug, a full disk): one line,
+    exit 1, with the traceback written to a log file (or shown with ``--debug``).
+    """
+    from formats import FormatError
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors
+        return int(exc.code or 0)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("cryovis: interrupted", file=sys.stderr)
         return 130
-    except (CryovisError, ValueError, OSError) as exc:
-        # FormatError is a ValueError; OSError covers unreadable paths and full disks.
+    except (CryovisError, FormatError) as exc:
         if args.debug:
             raise
         print(f"cryovis {args.command}: error: {_one_line(exc)}", file=sys.stderr)
@@ -69,14 +91,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last line of defence: never a bare traceback
         if args.debug:
             raise
-        print(f"cryovis {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)}"
-              " (rerun with --debug for the traceback)", file=sys.stderr)
+        log = _write_traceback(args.command)
+        where = f"traceback in {log}" if log else "rerun with --debug for the traceback"
+        if isinstance(exc, OSError) and exc.filename:
+            what = f"{exc.strerror or type(exc).__name__}: {_target_name(exc.filename)}"
+            print(f"cryovis {args.command}: error: {what} ({where})", file=sys.stderr)
+        else:
+            print(f"cryovis {args.command}: internal error: {type(exc).__name__}: "
+                  f"{_one_line(exc)} ({where}; please report it)", file=sys.stderr)
         return 1
 
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+def _target_name(filename: str) -> str:
+    """The file a user named, for the hidden temporary ``.NAME.XXXX.partSUFFIX`` of an
+    atomic write (``formats``' naming) or any other path."""
+    path = Path(str(filename))
+    match = re.fullmatch(r"\.(.+)\.[^.]+\.part(\.[^.]*)?", path.name)
+    return str(path.with_name(match.group(1) + (match.group(2) or ""))) if match else str(path)
+
+
+def _write_traceback(command: str) -> Path | None:
+    """Write the current exception's traceback to a log file; its path, or None."""
+    text = traceback.format_exc()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for folder in (Path.home() / ".cache" / "cryovis" / "logs",
+                   Path(tempfile.gettempdir())):
+        log = folder / f"cryovis-{command}-{stamp}-{os.getpid()}.log"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            log.write_text(f"cryovis {__version__}: {' '.join(sys.argv)}\n{text}")
+        except OSError:
+            continue
+        return log
+    return None
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ membranes from the shipped default model. Everything lands in one folder with a
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -15,9 +14,9 @@ from typing import Any, Callable
 import numpy as np
 
 from formats import Volume, write_particles, write_volume
-from formats.atomic import atomic_path
 
 from .errors import CryovisError
+from .json_output import write_json
 
 DEMO_SEED = 2026
 DEMO_SIZE_XYZ = (192, 192, 96)
@@ -27,7 +26,8 @@ DEMO_BLOB_DIAMETER_ANGST = 220.0
 
 def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
              size_xyz: tuple[int, int, int] = DEMO_SIZE_XYZ, overwrite: bool = False,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             log: Callable[[str], None] = print,
+             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run the demo into ``out_dir`` and return the summary (also written as summary.json).
 
     Args:
@@ -35,7 +35,8 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
         seed: simulator seed.
         size_xyz: tomogram size in voxels ``(x, y, z)``.
         overwrite: replace files from an earlier run.
-        log: receives one line per finished step.
+        log: receives one line per step.
+        progress: called as ``progress(done, total)`` over the segmentation's tiles.
     """
     from .evaluate import evaluate_picks, evaluate_segmentation
     from .picking.blob import pick_blobs
@@ -56,6 +57,7 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
         steps[step] = round(time.perf_counter() - t0 - sum(steps.values()), 2)
         log(f"[{step}] {message} ({steps[step]:.1f} s)")
 
+    log(f"[simulate] {'x'.join(map(str, size_xyz))} voxels, randomised conditions (seed {seed})")
     sim = simulate_tomogram(seed=seed, size_xyz=size_xyz,
                             config=SimulationConfig.randomised(seed))
     name = "demo_tomo"
@@ -65,7 +67,9 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
                      f"{len(sim.particles)} particles")
 
     net, card = load_model(None)
-    seg = segment_volume(sim.tomogram, net, card)
+    log(f"[segment] membranes with {default_model_path().name} (rescaling {vs:.2f} -> "
+        f"{float(card['voxel_size']):g} Å per voxel, normalising)")
+    seg = segment_volume(sim.tomogram, net, card, progress=progress)
     membrane = seg.class_map(1).astype(np.float32)
     membranes_path = out / "membranes.mrc"
     write_volume(membranes_path, Volume(membrane, voxel_size=vs), overwrite=overwrite)
@@ -102,7 +106,6 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
         "model": card.get("name", default_model_path().name),
         "seconds": steps,
     }
-    with atomic_path(summary_path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=float))
+    write_json(summary_path, summary, overwrite=overwrite)
     log(f"summary: {summary_path}")
     return summary

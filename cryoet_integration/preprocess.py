@@ -14,22 +14,32 @@ from typing import Union
 import numpy as np
 import scipy.fft as sfft
 
-from formats.volume import Volume
+from formats import Volume
+
+from . import optics
 
 Profile = tuple[np.ndarray, np.ndarray]
+# MAD of a normal distribution times this is its standard deviation.
+MAD_TO_SIGMA = 1.4826
 
 
-def robust_normalize(data: np.ndarray, max_samples: int = 2_000_000) -> np.ndarray:
+def robust_normalize(data: np.ndarray, max_samples: int = 2_000_000,
+                     axis_step: int | None = None) -> np.ndarray:
     """Robust z-score: ``(x - median) / (1.4826 * MAD)`` (falls back to mean/std if MAD = 0).
 
-    Statistics come from at most ``max_samples`` evenly strided voxels so whole tomograms
-    normalise in one pass.
+    The project's one robust z-score. Statistics come from at most ``max_samples`` evenly
+    strided voxels so whole tomograms normalise in one pass, or, with ``axis_step``, from
+    every ``axis_step``-th voxel along each axis (an even spatial grid). Returns float32.
     """
-    flat = np.asarray(data).reshape(-1)
-    step = max(1, flat.size // max_samples)
-    sample = flat[::step].astype(np.float64)
+    arr = np.asarray(data)
+    if axis_step is not None:
+        sample = arr[(slice(None, None, axis_step),) * arr.ndim].reshape(-1)
+    else:
+        flat = arr.reshape(-1)
+        sample = flat[::max(1, flat.size // max_samples)]
+    sample = sample.astype(np.float64)
     centre = float(np.median(sample))
-    scale = 1.4826 * float(np.median(np.abs(sample - centre)))
+    scale = MAD_TO_SIGMA * float(np.median(np.abs(sample - centre)))
     if not scale > 0:
         centre, scale = float(sample.mean()), float(sample.std()) or 1.0
     return ((np.asarray(data, dtype=np.float32) - np.float32(centre))
@@ -159,26 +169,17 @@ def match_amplitude_spectrum(data: np.ndarray, reference: Union[np.ndarray, Prof
     return sfft.irfftn(spec, s=data.shape, workers=-1).astype(np.float32)
 
 
-def electron_wavelength(voltage_kv: float) -> float:
-    """Relativistic electron wavelength in Å for an acceleration voltage in kV."""
-    volts = voltage_kv * 1e3
-    return 12.2643247 / math.sqrt(volts * (1 + 0.978466e-6 * volts))
-
-
 def ctf_1d(frequency: np.ndarray, defocus_um: float, voltage_kv: float = 300.0,
            cs_mm: float = 2.7, amplitude_contrast: float = 0.07,
            phase_shift_deg: float = 0.0) -> np.ndarray:
     """CTF at spatial ``frequency`` (1/Å); ``defocus_um`` > 0 is underfocus.
 
-    ``CTF = sqrt(1 - A^2) sin(chi) + A cos(chi)``, ``chi = pi lambda dz k^2 -
-    pi/2 Cs lambda^3 k^4 + phase shift`` (positive at low frequency).
+    :func:`optics.ctf` of :func:`optics.ctf_phase` plus a phase shift (positive at low
+    frequency).
     """
-    lam = electron_wavelength(voltage_kv)
-    k2 = np.asarray(frequency, dtype=np.float64) ** 2
-    chi = (math.pi * lam * defocus_um * 1e4 * k2 - 0.5 * math.pi * cs_mm * 1e7 * lam ** 3 * k2
-           ** 2 + math.radians(phase_shift_deg))
-    a = amplitude_contrast
-    return math.sqrt(1 - a * a) * np.sin(chi) + a * np.cos(chi)
+    k = np.asarray(frequency, dtype=np.float64)
+    chi = optics.ctf_phase(k, defocus_um * 1e4, voltage_kv, cs_mm * 1e7)
+    return optics.ctf(chi + math.radians(phase_shift_deg), amplitude_contrast)
 
 
 def wiener_filter_1d(voxel_size_angst: float, defocus_um: float, voltage_kv: float = 300.0,

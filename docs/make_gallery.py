@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = SimulationConfig(n_vesicles=3, n_sheets=1, n_tubes=1, n_microtubules=1, n_actin=2,
-                           crowding=0.12, defocus_um=3.5, dose_total=120.0)
+                           crowding=0.12, defocus_angst=3.5e4, dose_total=120.0)
     sim = simulate_tomogram(seed=args.seed, size_xyz=(256, 256, 128), config=cfg)
     tomo = sim.tomogram.data
     z = tomo.shape[0] // 2

@@ -1,26 +1,18 @@
-"""Shared test fixtures: where the real fixture files live, and a scratch directory."""
+"""Shared test fixtures: where the real fixture files live."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CRYOVIS_SHARED", REPO.parent / "shared"))
-FIXTURES = SHARED / "formats" / "fixtures"
+# Real files written by real tools, part of the repository; provenance in SOURCES.md there.
+FIXTURES = Path(__file__).resolve().parent / "data" / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    """``../shared/formats/fixtures``: real files written by real tools."""
-    if not FIXTURES.is_dir():
-        pytest.fail(f"fixture folder {FIXTURES} is missing (set CRYOVIS_SHARED)")
+    """``tests/data/fixtures``: real files written by real tools (see its SOURCES.md)."""
+    if not (FIXTURES / "SOURCES.md").is_file():
+        pytest.fail(f"fixture folder {FIXTURES} is incomplete: SOURCES.md is missing")
     return FIXTURES
-
-
-@pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """``../shared``: docs, seeds, fixtures and the ChimeraX headless kit."""
-    return SHARED

@@ -1,26 +1,47 @@
 """Cached foreign Pythons for the integration tests: real Scipion 3 and real ChimeraX 1.7.1.
 
-The later Scipion-plugin and ChimeraX-bundle suites stand on these::
+The Scipion-plugin and ChimeraX-bundle suites stand on these::
 
     from external_envs import chimerax_env, install_project, scipion_env
     env = scipion_env()          # creates it the first time (minutes), then reuses it
-    install_project(env)         # this checkout's wheel, never moving the env's numpy
+    install_project(env)         # this checkout's wheel, `pip install WHEEL` as a user types it
 
-Environments live outside the clone, in ``$CRYOVIS_ENV_CACHE`` (default
-``~/.cache/cryovis/envs``), as ``scipion-<key>`` and ``chimerax-<key>``: ``key`` hashes
-what defines the env (requirement lines, the ChimeraX headless kit's files, the Python
-version), so a change to any of them builds a fresh env next to the old one. Creation
-holds a lock and writes a completion marker last; a directory without the marker is the
-remains of an interrupted build and is rebuilt from scratch. (Venvs hard-code their own
+The environments are built by the project's own set-up scripts,
+``scripts/hosts/scipion/setup.sh VENV`` and ``scripts/hosts/chimerax/setup.sh VENV`` (see
+``scripts/hosts/README.md``); nothing outside the repository is read. They live outside the
+clone, in ``$CRYOVIS_ENV_CACHE`` (default ``~/.cache/cryovis/envs``), as ``scipion-<key>``
+and ``chimerax-<key>``: ``key`` hashes what defines the env (every file of its set-up folder
+and the Python version), so a change to any of them builds a fresh env next to the old one.
+Creation holds a lock and writes a completion marker last; a directory without the marker is
+the remains of an interrupted build and is rebuilt from scratch. (Venvs hard-code their own
 path in their scripts, so "build in a temp dir, then rename" would leave a broken env.)
+Each build also records the env's package versions as built (``pristine_versions``).
 
-``install_project`` stamps the env with a digest of the sources it installed and does
-nothing when they have not changed since.
+API:
+
+- ``scipion_env()``, ``chimerax_env()``: the cached env (built on first use); ``*_env_path()``
+  says where it is without building it.
+- ``install_project(env)``: the base package (no extras) of this checkout, installed with
+  the plain ``pip install WHEEL`` - no constraints file, so pip resolves the declared base
+  dependencies against what the env holds, as it does for a user. A stamp of the sources'
+  digest makes a repeat call a no-op until the sources change.
+- ``fresh_copy(env, dest)``: a private copy of the env as built, for tests that change it
+  (the plain-install test) without touching the shared cached env others use.
+- ``env_python(env)``, ``installed_versions(env)``, ``pip_check(env)``;
+  ``pristine_record(env)``: versions and ``pip check`` output as the build left them. (The
+  headless ChimeraX is not ``pip check`` clean as built: its bundle stubs require the GUI
+  bundles the wheel lacks, and its imagecodecs is not the wheel's pin; see
+  ``scripts/hosts/README.md``. Scipion is.)
+- ``scipion_environ(home, env)``: the variables every Scipion run needs (and its
+  ``config/hosts.conf`` under ``home``).
+- ``chimerax_command(env)``: the command prefix of a headless ChimeraX session (append
+  ``--cmd ...`` or ``--script "FILE ARGS"``). ``CHIMERAX_RUN_PYTEST`` is a ``--script`` that
+  runs a pytest suite inside one session (the session on ``builtins._chimerax_test_session``).
+- ``ExternalEnvError``: an env could not be created or could not take a package.
 
 Build them ahead of a test run with ``.venv/bin/python tests/external_envs.py [scipion]
 [chimerax]``. Environment variables: ``CRYOVIS_ENV_CACHE`` (cache root),
-``CRYOVIS_EXTERNAL_PYTHON`` (the interpreter the envs are made from; default ``python3.11``),
-``CRYOVIS_SHARED`` (the shared folder holding ``chimerax-headless/``).
+``CRYOVIS_EXTERNAL_PYTHON`` (the interpreter the envs are made from; default ``python3.11``).
 """
 
 from __future__ import annotations
@@ -36,20 +57,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import zipfile
-from email.parser import Parser
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CRYOVIS_SHARED", REPO.parent / "shared"))
-CHIMERAX_KIT = SHARED / "chimerax-headless"
-
-# Scipion 3 core and its tomography plugin, as docs/scipion-headless.md installs them.
-SCIPION_REQUIREMENTS = ("scipion-pyworkflow", "scipion-em", "scipion-em-tomo", "pytest")
+HOSTS = REPO / "scripts" / "hosts"
+SCIPION_KIT = HOSTS / "scipion"
+CHIMERAX_KIT = HOSTS / "chimerax"
+CHIMERAX_RUN_PYTEST = Path(__file__).resolve().parent / "external" / "chimerax_pytest.py"
 PROJECT = "cryoet-integration"
 
 COMPLETE_MARKER = ".cryovis-env-complete"
+PRISTINE_RECORD = ".cryovis-env-pristine.json"
 PROJECT_STAMP = ".cryovis-project-digest"
 
 
@@ -89,24 +108,24 @@ def env_key(*parts: bytes) -> str:
     return h.hexdigest()[:12]
 
 
-def _kit_content() -> bytes:
-    # Every file of the kit, not only setup.sh: it reads requirements.txt, the stubs and the
-    # stand-in modules, and a change to any of them changes the env it builds.
-    if not (CHIMERAX_KIT / "setup.sh").is_file():
-        raise ExternalEnvError(f"{CHIMERAX_KIT}/setup.sh: missing (set CRYOVIS_SHARED)")
-    return b"".join(p.name.encode() + b"\0" + p.read_bytes()
-                    for p in sorted(CHIMERAX_KIT.iterdir()) if p.is_file())
+def kit_content(kit: Path) -> bytes:
+    """Every file of a set-up folder, names and bytes: a change to any one changes the env."""
+    if not (kit / "setup.sh").is_file():
+        raise ExternalEnvError(f"{kit / 'setup.sh'}: missing (is this a complete checkout?)")
+    return b"".join(p.relative_to(kit).as_posix().encode() + b"\0" + p.read_bytes() + b"\0"
+                    for p in sorted(kit.rglob("*"))
+                    if p.is_file() and "__pycache__" not in p.parts)
 
 
 def scipion_env_path() -> Path:
-    """Where the Scipion env for the current requirement lines lives (created or not)."""
-    key = env_key("\n".join(SCIPION_REQUIREMENTS).encode(), _python_version().encode())
-    return cache_root() / f"scipion-{key}"
+    """Where the Scipion env for the current set-up scripts lives (created or not)."""
+    return cache_root() / f"scipion-{env_key(kit_content(SCIPION_KIT), _python_version().encode())}"
 
 
 def chimerax_env_path() -> Path:
-    """Where the ChimeraX env for the current headless kit lives (created or not)."""
-    return cache_root() / f"chimerax-{env_key(_kit_content(), _python_version().encode())}"
+    """Where the ChimeraX env for the current set-up scripts lives (created or not)."""
+    key = env_key(kit_content(CHIMERAX_KIT), _python_version().encode())
+    return cache_root() / f"chimerax-{key}"
 
 
 def env_python(env: Path) -> Path:
@@ -139,7 +158,7 @@ def _run(cmd: Sequence[str], what: str, env: dict | None = None, hint: str = "")
     return proc.stdout
 
 
-def _ensure(env: Path, build) -> Path:
+def _ensure(env: Path, build: Callable[[Path], None]) -> Path:
     if (env / COMPLETE_MARKER).is_file():
         return env
     with env_lock(env):
@@ -152,32 +171,23 @@ def _ensure(env: Path, build) -> Path:
     return env
 
 
-def _build_scipion(env: Path) -> None:
-    _run([base_python(), "-m", "venv", env], f"creating venv {env}")
-    _run([env_python(env), "-m", "pip", "install", "-q", *SCIPION_REQUIREMENTS],
-         f"installing Scipion 3 into {env}", hint=NETWORK_HINT)
-
-
-def _build_chimerax(env: Path) -> None:
-    # setup.sh calls `python3 -m venv`: put the chosen interpreter first on PATH as python3.
-    # A wrapper that execs it, not a symlink: venv links to the path it was started as.
-    with tempfile.TemporaryDirectory(prefix="cryovis-py-") as shim:
-        wrapper = Path(shim) / "python3"
-        wrapper.write_text(f'#!/bin/sh\nexec "{base_python()}" "$@"\n')
-        wrapper.chmod(0o755)
-        run_env = dict(os.environ, PATH=f"{shim}{os.pathsep}{os.environ.get('PATH', '')}")
-        _run(["bash", CHIMERAX_KIT / "setup.sh", env], f"ChimeraX headless setup into {env}",
-             env=run_env, hint=NETWORK_HINT)
+def _kit_builder(kit: Path, what: str) -> Callable[[Path], None]:
+    def build(env: Path) -> None:
+        _run(["bash", kit / "setup.sh", env], f"{what} set-up into {env}",
+             env=dict(os.environ, PYTHON=str(base_python())), hint=NETWORK_HINT)
+        record = {"versions": installed_versions(env), "pip_check": pip_check(env)}
+        (env / PRISTINE_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return build
 
 
 def scipion_env() -> Path:
     """A venv with real Scipion 3 (pyworkflow, pwem, tomo) and pytest; created on first use."""
-    return _ensure(scipion_env_path(), _build_scipion)
+    return _ensure(scipion_env_path(), _kit_builder(SCIPION_KIT, "Scipion 3"))
 
 
 def chimerax_env() -> Path:
-    """A venv with headless ChimeraX 1.7.1 (``../shared/chimerax-headless/setup.sh``)."""
-    return _ensure(chimerax_env_path(), _build_chimerax)
+    """A venv with headless ChimeraX 1.7.1 (``scripts/hosts/chimerax/setup.sh``)."""
+    return _ensure(chimerax_env_path(), _kit_builder(CHIMERAX_KIT, "ChimeraX 1.7.1"))
 
 
 def installed_versions(env: Path) -> dict[str, str]:
@@ -188,12 +198,43 @@ def installed_versions(env: Path) -> dict[str, str]:
     return json.loads(_run([env_python(env), "-c", code], f"reading versions in {env}"))
 
 
-def base_requirements(wheel: Path) -> list[str]:
-    """The base ``Requires-Dist`` lines of a wheel (those without an ``extra`` marker)."""
-    with zipfile.ZipFile(wheel) as zf:
-        name = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
-        meta = Parser().parsestr(zf.read(name).decode())
-    return [req for req in meta.get_all("Requires-Dist") or [] if "extra ==" not in req]
+def pristine_record(env: Path) -> dict:
+    """The env as its build left it: ``{"versions": installed_versions, "pip_check": ...}``."""
+    record = env / PRISTINE_RECORD
+    if not record.is_file():
+        raise ExternalEnvError(f"{record}: missing (an env built by older code: delete {env})")
+    return json.loads(record.read_text())
+
+
+def pristine_versions(env: Path) -> dict[str, str]:
+    """The env's ``installed_versions`` as its build left it."""
+    return pristine_record(env)["versions"]
+
+
+def fresh_copy(env: Path, dest: Path) -> Path:
+    """Copy ``env`` to ``dest`` and take out everything installed after its build.
+
+    The copy is a working venv for ``python -m pip`` and ``python -m ...`` (its interpreter
+    link and ``pyvenv.cfg`` do not name the env's folder); only console scripts in ``bin/``
+    keep the old path in their first line (pip writes new ones for what it installs).
+    Raises ``ExternalEnvError`` when a package the build installed has since changed
+    version: the cached env itself is then no longer as built.
+    """
+    pristine = pristine_versions(env)
+    with env_lock(env):
+        # A real copy, not hard links: nothing done in the copy may reach the shared env.
+        _run(["cp", "-a", env, dest], f"copying {env} to {dest}")
+    now = installed_versions(dest)
+    moved = {n: (v, now.get(n)) for n, v in pristine.items() if now.get(n) != v}
+    if moved:
+        raise ExternalEnvError(f"{env}: packages changed since its build {moved}; delete it"
+                               " and it is rebuilt on next use")
+    added = sorted(set(now) - set(pristine))
+    if added:
+        _run([env_python(dest), "-m", "pip", "uninstall", "-q", "-y", *added],
+             f"removing {added} from the copy {dest}")
+    (dest / PROJECT_STAMP).unlink(missing_ok=True)
+    return dest
 
 
 PACKAGE_FILES = ("pyproject.toml", "README.md")
@@ -242,13 +283,14 @@ def _installed_digest(env: Path) -> str | None:
 
 
 def install_project(env: Path, force: bool = False) -> None:
-    """Install this checkout's base package into ``env`` without moving the env's pins.
+    """Install this checkout's base package into ``env`` with ``pip install WHEEL``.
 
-    The base requirement lines are installed first under a constraints file that fixes the
-    version of everything already in the env (numpy, mrcfile, scipy, ...: pip fails rather
-    than move them; it may only add what is missing), then the wheel replaces any earlier
-    copy with ``--no-deps``. Nothing is done when the env already holds a copy of exactly
-    these sources (a stamp in the env records their digest), unless ``force``.
+    Exactly what a user types (no constraints file, no ``--no-deps``): pip installs the
+    declared base dependencies that the env lacks and, should a declared range exclude what
+    the env holds, moves it - which the tests of ``tests/test_external_pythons.py`` catch.
+    An earlier copy of the project is uninstalled first, so a rebuilt wheel of the same
+    version replaces it. Nothing is done when the env already holds a copy of exactly these
+    sources (a stamp in the env records their digest), unless ``force``.
     Raises ``ExternalEnvError``.
     """
     _, digest = project_snapshot()
@@ -257,18 +299,11 @@ def install_project(env: Path, force: bool = False) -> None:
             return
         (env / PROJECT_STAMP).unlink(missing_ok=True)
         wheel = project_wheel()
-        pins = {k: v for k, v in installed_versions(env).items() if k != PROJECT}
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", prefix="cryovis-pins-",
-                                         delete=False) as fh:
-            fh.write("".join(f"{name}=={ver}\n" for name, ver in pins.items()))
-        try:
-            _run([env_python(env), "-m", "pip", "install", "-q", "-c", fh.name,
-                  *base_requirements(wheel)], f"installing the base requirements into {env}",
-                 hint=NETWORK_HINT)
-        finally:
-            os.unlink(fh.name)
-        _run([env_python(env), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
-              wheel], f"installing {wheel.name} into {env}")
+        if PROJECT in installed_versions(env):
+            _run([env_python(env), "-m", "pip", "uninstall", "-q", "-y", PROJECT],
+                 f"removing the earlier {PROJECT} from {env}")
+        _run([env_python(env), "-m", "pip", "install", "-q", wheel],
+             f"pip install {wheel.name} into {env}", hint=NETWORK_HINT)
         (env / PROJECT_STAMP).write_text(digest + "\n")
 
 
@@ -276,6 +311,35 @@ def pip_check(env: Path) -> str:
     """``pip check`` output for ``env`` (empty string when it finds no problem)."""
     proc = subprocess.run([env_python(env), "-m", "pip", "check"], capture_output=True, text=True)
     return "" if proc.returncode == 0 else (proc.stdout + proc.stderr).strip()
+
+
+SCIPION_HOSTS_CONF = ("[localhost]\n"
+                      "PARALLEL_COMMAND = mpirun -np %_(JOB_NODES)d --map-by node %_(COMMAND)s\n")
+
+
+def scipion_environ(home: Path, env: Path) -> dict[str, str]:
+    """``os.environ`` plus what every headless Scipion run in ``env`` needs, rooted at ``home``.
+
+    ``home`` gets ``config/hosts.conf`` (localhost) and the projects (``ScipionUserData``).
+    ``SCIPION_DOMAIN=pwem`` (without it pyworkflow has no mapper dictionary),
+    ``SCIPION_PYTHON`` (protocols run as subprocesses of that interpreter),
+    ``SCIPION_TEST_NOSYNC`` (no test-data download), ``SCIPION_NOTIFY=False``.
+    """
+    (home / "config").mkdir(parents=True, exist_ok=True)
+    (home / "config" / "hosts.conf").write_text(SCIPION_HOSTS_CONF)
+    return dict(os.environ, SCIPION_HOME=str(home),
+                SCIPION_USER_DATA=str(home / "ScipionUserData"), SCIPION_DOMAIN="pwem",
+                SCIPION_PYTHON=str(env_python(env)), SCIPION_TEST_NOSYNC="1",
+                SCIPION_NOTIFY="False")
+
+
+def chimerax_command(env: Path) -> list[str]:
+    """``[python, -m, chimerax.core, --nogui, --offscreen, --exit]`` for ``env``.
+
+    A failing command or an exception in a ``--script`` exits with status 70. Start-up costs
+    about 5 s: run a whole suite in one session (``--script`` of ``CHIMERAX_RUN_PYTEST``).
+    """
+    return [str(env_python(env)), "-m", "chimerax.core", "--nogui", "--offscreen", "--exit"]
 
 
 if __name__ == "__main__":

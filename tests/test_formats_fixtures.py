@@ -1,4 +1,4 @@
-"""Every particle fixture in shared/formats/fixtures reads, with the count and pixel size of
+"""Every particle fixture in tests/data/fixtures reads, with the count and pixel size of
 fixtures/SOURCES.md, and positions/orientations that agree with the field's own readers."""
 
 from __future__ import annotations

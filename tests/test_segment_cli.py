@@ -38,7 +38,7 @@ def test_shipped_model_card_is_complete():
 def test_segment_default_model_writes_probability_map(tmp_path, capsys):
     tomo = _tomogram(tmp_path / "tomo.mrc")
     out = tmp_path / "membranes.mrc"
-    assert main(["segment", str(tomo), "--out", str(out)]) == 0
+    assert main(["segment", str(tomo), "--out", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["rescaled"] is True
     with mrcfile.open(out) as m:

@@ -24,8 +24,8 @@ from cryoet_integration.simulate.shapes import CLASSES  # noqa: E402
 
 SIZE = (64, 64, 32)
 BUSY = SimulationConfig(voxel_size=10.0, n_vesicles=2, n_sheets=1, n_tubes=1, crowding=0.15,
-                        attached_fraction=0.8, fiducials_per_um2=200.0, measure_snr=False,
-                        membrane_proteins_per_um2=2000.0)
+                        attached_fraction=0.8, fiducials_per_angst2=200.0 / 1e8, measure_snr=False,
+                        membrane_proteins_per_angst2=2000.0 / 1e8)
 
 
 @pytest.fixture(scope="module")
@@ -216,8 +216,8 @@ def test_ctf_makes_dense_matter_dark_in_underfocus():
     pot = np.zeros((16, 32, 32), np.float32)
     zz, yy, xx = np.indices(pot.shape)
     pot[(xx - 15.5) ** 2 + (yy - 15.5) ** 2 + (zz - 7.5) ** 2 < 16] = 2.3
-    cfg = SimulationConfig(tilt_min_deg=-3, tilt_max_deg=3, dose_total=1e6, defocus_um=3.0,
-                           misalign_shift_nm=0, misalign_rotation_deg=0, tilt_error_deg=0)
+    cfg = SimulationConfig(tilt_min_deg=-3, tilt_max_deg=3, dose_total=1e6, defocus_angst=3.0e4,
+                           misalign_shift_angst=0, misalign_rotation_deg=0, tilt_error_deg=0)
     slab = {"normal": [0, 0, 1], "thickness_angst": 160.0}
     ts = simulate_tilt_series(pot, pot * 0.07, slab, cfg, np.random.default_rng(0))
     centre = ts.clean[1, 14:18, 14:18].mean()
@@ -257,7 +257,7 @@ def test_cli_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "sims"
     args = ["simulate", "--out", str(out), "--n", "2", "--size", "48x40x24", "--seed", "1",
-            "--tilt-step", "6"]
+            "--tilt-step", "6", "--json"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_tomograms"] == 2
@@ -280,17 +280,19 @@ def test_cli_end_to_end(tmp_path, capsys):
     np.testing.assert_allclose(picks[["x", "y", "z"]], csv[["x", "y", "z"]], atol=1e-3)
     assert picks["voxel_size"].iloc[0] == pytest.approx(csv["voxel_size"].iloc[0])
     first = formats.read_volume(out / "tomo_000.mrc").data.copy()
-    assert main(args) == 2
-    assert "exists" in capsys.readouterr().err
+    stamp = (out / "tomo_000.mrc").stat().st_mtime_ns
+    assert main(args) == 0  # a re-run keeps the complete tomograms
+    assert "2 of 2 tomograms already complete" in capsys.readouterr().err
+    assert (out / "tomo_000.mrc").stat().st_mtime_ns == stamp
     assert main(args + ["--force"]) == 0
     assert np.array_equal(formats.read_volume(out / "tomo_000.mrc").data, first)
 
 
 def test_cli_rejects_bad_options(tmp_path, capsys):
-    with pytest.raises(SystemExit):
-        main(["simulate", "--out", str(tmp_path), "--size", "64x64"])
-    assert "XxYxZ" in capsys.readouterr().err
-    assert main(["simulate", "--out", str(tmp_path / "x"), "--tilt-range", "50,-50",
+    assert main(["simulate", "--out", str(tmp_path), "--size", "64x64"]) == 2
+    err = capsys.readouterr().err
+    assert "XxYxZ" in err and err.count("\n") == 1
+    assert main(["simulate", "--out", str(tmp_path / "x"), "--tilt-range", "50", "-50",
                  "--size", "16x16x16"]) == 2
     assert "tilt range" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -313,14 +315,14 @@ def test_cli_fixed_and_ranged_conditions(tmp_path, capsys):
     out = tmp_path / "fixed"
     assert main(["simulate", "--out", str(out), "--n", "2", "--size", "32x32x16", "--seed", "2",
                  "--no-randomise", "--voxel-size", "8:12", "--tilt-step", "6",
-                 "--phase-flip", "yes", "--prefix", "sim"]) == 0
+                 "--phase-flip", "yes", "--prefix", "sim", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     sizes = [t["voxel_size"] for t in summary["tomograms"]]
     assert all(8.0 <= s <= 12.0 for s in sizes) and sizes[0] != sizes[1]
     meta = json.loads((out / "sim_001.json").read_text())
     assert meta["config"]["phase_flip"] is True
     assert meta["config"]["tilt_step_deg"] == 6.0
-    assert meta["config"]["defocus_um"] == SimulationConfig().defocus_um
+    assert meta["config"]["defocus_angst"] == SimulationConfig().defocus_angst
     assert meta["imaging"]["phase_flipped"] is True
 
 
@@ -382,8 +384,8 @@ def test_ctf_inverts_contrast_beyond_first_zero_unless_phase_flipped():
     from cryoet_integration.simulate.scene import build_scene
 
     shape = (32, 64, 64)
-    base = SimulationConfig(voxel_size=7.0, defocus_um=5.0, bfactor_angst2=0.0, crowding=0.2,
-                            misalign_shift_nm=0, misalign_rotation_deg=0, tilt_error_deg=0,
+    base = SimulationConfig(voxel_size=7.0, defocus_angst=5.0e4, bfactor_angst2=0.0, crowding=0.2,
+                            misalign_shift_angst=0, misalign_rotation_deg=0, tilt_error_deg=0,
                             tilt_step_deg=4.0)
     k = np.sqrt(sum(np.meshgrid(*[np.fft.fftfreq(n) ** 2 for n in shape], indexing="ij")))
     # at 5 µm and 7 Å/voxel the CTF's first two zeros lie at 0.22 and 0.31 cycles/voxel
@@ -413,11 +415,11 @@ def test_randomised_bilayer_profile_stays_in_its_ranges():
     single = []
     for c in drawn:
         c.validate()
-        assert 3.0 <= c.leaflet_spacing_nm <= 5.0
+        assert 30.0 <= c.leaflet_spacing_angst <= 50.0
         assert 4.0 <= c.head_sigma_angst <= 12.0
         assert 0.6 <= c.head_density_v / PROTEIN_DENSITY_V <= 1.4
         assert -0.3 <= c.core_density_v / c.head_density_v <= 2.5
-        assert 5.0 <= c.core_sigma_angst <= c.leaflet_spacing_nm * 10 / 4 + 1e-9
+        assert 5.0 <= c.core_sigma_angst <= c.leaflet_spacing_angst / 4 + 1e-9
         single.append(c.bilayer_profile().n_peaks(c.voxel_size) == 1)
     # about a third are one merged band, and both kinds of per-membrane setting occur
     assert 0.2 <= np.mean(single) <= 0.5

@@ -115,7 +115,7 @@ def test_cli_train_and_resume(tmp_path, capsys):
     t, lab = _membrane_pair(tmp_path, 4)
     out = tmp_path / "cli_model"
     args = ["train", "segmenter", "--tomograms", str(t), "--labels", str(lab),
-            "--out", str(out), "--max-steps", "3", "--no-progress",
+            "--out", str(out), "--max-steps", "3", "--no-progress", "--json",
             "--config", json.dumps({k: TINY[k] for k in ("network", "patch_size")})]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 3
@@ -158,7 +158,7 @@ def test_recipe_runs_minutes_long_and_resumes(tmp_path, capsys):
     cache, out = tmp_path / "cache", tmp_path / "recipe_model"
     args = ["train", "segmenter", "--recipe", "default-membrane", "--n-train", "1",
             "--n-val", "1", "--sim-size", "128x128x64", "--cache", str(cache),
-            "--out", str(out), "--max-steps", "4", "--no-progress"]
+            "--out", str(out), "--max-steps", "4", "--no-progress", "--json"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 4
     assert sorted(p.name for p in cache.glob("*.json")) == ["train_10000.json",

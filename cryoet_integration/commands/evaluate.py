@@ -7,6 +7,23 @@ from pathlib import Path
 
 from ..errors import CryovisError, require_engine
 from .geometry import add_geometry_options, geometry_options
+from .options import (
+    CREATES_DIRS,
+    add_force,
+    add_json,
+    add_threads,
+    add_tilt_range,
+    check_output,
+    check_outputs,
+    check_same_grid,
+    json_file,
+    json_to_stdout,
+    make_folders,
+    read_input_volume,
+    use_threads,
+    write_json_result,
+)
+from .progress import Report
 
 
 def register(subparsers) -> None:
@@ -56,62 +73,65 @@ def register(subparsers) -> None:
     seg.add_argument("--wedge-caps", type=float, nargs="?", const=30.0, metavar="DEG",
                      help="also score inside/outside the missing-wedge caps of the true "
                           "membranes (normal within DEG of z; default 30; binary mode)")
-    seg.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"),
-                     help="tilt range (degrees, about y) of the tomogram's series: also score "
-                          "the true membrane no tilt views within 5 degrees of edge-on, "
-                          "and the rest (binary mode)")
+    add_tilt_range(seg, "tilt range of the tomogram's series, degrees about y: also score "
+                        "the true membrane no tilt views within 5 degrees of edge-on, and "
+                        "the rest (binary mode)")
     _outputs(seg)
     seg.set_defaults(func=run_segmentation)
 
 
 def _outputs(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", nargs="?", const="-", metavar="OUT",
-                        help="write the results as JSON to OUT (no OUT or '-': stdout)")
-    parser.add_argument("--png", type=Path, metavar="FIG", help="write a PNG figure")
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_json(parser)
+    parser.add_argument("--png", type=Path, metavar="FIG",
+                        help=f"write a PNG figure ({CREATES_DIRS})")
+    add_threads(parser)
+    add_force(parser)
 
 
-def _check_outputs(args) -> None:
-    from formats.atomic import check_writable
-
-    for out in (args.json, args.png):
-        if out is not None and str(out) != "-":
-            check_writable(out, args.force)
+def _check_outputs(args) -> list[Path]:
+    if args.png is not None:
+        check_output(args.png, args.force, (".png",), "--png")
+    return check_outputs([json_file(args), args.png], args.force)
 
 
-def _report(args, result: dict, kind: str) -> int:
-    from ..evaluate.report import print_table, write_figure, write_json
+def _report(args, result: dict, kind: str, outputs: list[Path], report: Report) -> int:
+    from ..evaluate.report import print_table, write_figure
 
-    if args.json != "-":
+    if not json_to_stdout(args):
         print_table(result, kind)
-    if args.json is not None:
-        write_json(args.json, result, overwrite=args.force)
+    make_folders(outputs)
+    write_json_result(args, result)
     if args.png is not None:
         write_figure(args.png, result, kind, overwrite=args.force)
+    written = [str(p) for p in outputs]
+    report.summary(f"scored {kind}" + (f", wrote {', '.join(written)}" if written else ""))
     return 0
 
 
 def run_picks(args) -> int:
     """Score ``--predictions`` against ``--truth`` on ``--instances``."""
     require_engine("scipy", "rich")
-    from formats.volume import read_volume
+    with use_threads(args.threads):
+        return _score_picks(args)
 
+
+def _score_picks(args) -> int:
     from ..evaluate import evaluate_picks
 
-    _check_outputs(args)
+    outputs = _check_outputs(args)
+    report = Report("evaluate picks")
     mapping = {}
     for item in args.size_group:
         name, sep, group = item.partition("=")
         if not sep or not name.strip() or not group.strip():
             raise CryovisError(f"--size-group expects CLASS=GROUP, got '{item}'")
         mapping[name.strip()] = group.strip()
-    instances = read_volume(args.instances)
-    if instances.data.ndim != 3:
-        raise CryovisError(f"{args.instances}: instance map must be 3D, "
-                           f"got shape {instances.data.shape}")
+    instances = read_input_volume(args.instances, what="instance map")
     truth = _one_tomogram(_read_picks(args.truth, args), args.truth, args.tomo_name)
     predictions = _one_tomogram(_read_picks(args.predictions, args), args.predictions,
                                 args.tomo_name)
+    report.say(f"matching {len(predictions)} picks to {len(truth)} true particles on "
+               f"{args.instances}")
     try:
         result = evaluate_picks(instances, truth, predictions, exclude=args.exclude,
                                 size_groups=mapping or None)
@@ -119,12 +139,12 @@ def run_picks(args) -> int:
         raise CryovisError(f"{args.truth} on {args.instances}: {exc}") from None
     result["files"] = {"instances": str(args.instances), "truth": str(args.truth),
                        "predictions": str(args.predictions)}
-    return _report(args, result, "picks")
+    return _report(args, result, "picks", outputs, report)
 
 
 def _read_picks(path: Path, args):
     """A particle table; RELION files get the tomogram geometry options."""
-    from formats.particle_io import detect_format, read_particles
+    from formats import detect_format, read_particles
 
     relion = detect_format(path).startswith("relion")
     return read_particles(path, **(geometry_options(args) if relion else {}))
@@ -147,49 +167,50 @@ def _one_tomogram(table, path: Path, name: str | None):
 def run_segmentation(args) -> int:
     """Score ``--prediction`` against ``--truth``."""
     require_engine("scipy", "rich")
-    from formats.volume import read_volume
+    with use_threads(args.threads):
+        return _score_segmentation(args)
 
+
+def _score_segmentation(args) -> int:
     from ..evaluate import evaluate_segmentation
+    from ..evaluate.segmentation import wedge_cap_scores, wedge_hidden_scores
 
-    _check_outputs(args)
+    outputs = _check_outputs(args)
+    report = Report("evaluate segmentation")
     if args.wedge_caps is not None and args.multiclass:
         raise CryovisError("--wedge-caps scores a binary membrane mask; drop --multiclass")
     if len(args.prediction) > 1 and not args.multiclass:
         raise CryovisError("several --prediction files need --multiclass "
                            "(one soft map per class)")
-    truth = read_volume(args.truth)
-    preds = [read_volume(p) for p in args.prediction]
-    others = list(zip(args.prediction, preds))
-    if args.region is not None:
-        others.append((args.region, read_volume(args.region)))
-    for path, vol in others:
-        if vol.data.shape != truth.data.shape:
-            raise CryovisError(f"{args.truth} and {path} differ in shape: "
-                               f"{truth.data.shape} vs {vol.data.shape} (z, y, x)")
-        if truth.voxel_size > 0 and vol.voxel_size > 0 and \
-                abs(vol.voxel_size - truth.voxel_size) > 1e-3 * truth.voxel_size:
-            raise CryovisError(f"{args.truth} and {path} differ in voxel size: "
-                               f"{truth.voxel_size:g} vs {vol.voxel_size:g} Å")
+    truth = read_input_volume(args.truth, what="truth")
+    preds = [read_input_volume(p, what="prediction") for p in args.prediction]
+    region = None if args.region is None else read_input_volume(args.region, what="region")
+    for path, vol in list(zip(args.prediction, preds)) + [(args.region, region)]:
+        if vol is not None:
+            check_same_grid(truth, args.truth, vol, path)
     prediction = preds[0].data if len(preds) == 1 else _labels_from_soft_maps(
         [v.data for v in preds], args.threshold)
-    region = None if args.region is None else others[-1][1].data
+    report.say(f"scoring {', '.join(map(str, args.prediction))} against {args.truth} "
+               f"({'multi-class' if args.multiclass else f'threshold {args.threshold:g}'}"
+               f"{', Surface-Dice' if not args.no_surface else ''})")
     result = evaluate_segmentation(truth.data, prediction, threshold=args.threshold,
-                                   multiclass=args.multiclass, region=region,
+                                   multiclass=args.multiclass,
+                                   region=None if region is None else region.data,
                                    surface=not args.no_surface)
     if args.wedge_caps is not None:
-        from ..evaluate.segmentation import wedge_cap_scores
-
-        result["missing_wedge_caps"] = wedge_cap_scores(truth.data, prediction, args.threshold,
-                                                        args.wedge_caps)
+        report.say(f"scoring the missing-wedge caps (normals within {args.wedge_caps:g}° of z)")
+        result["missing_wedge_caps"] = wedge_cap_scores(
+            truth.data, prediction, threshold=args.threshold, angle_deg=args.wedge_caps)
     if args.tilt_range is not None:
-        from ..evaluate.segmentation import wedge_hidden_scores
-
-        result["wedge_hidden"] = wedge_hidden_scores(truth.data, prediction,
-                                                     tuple(args.tilt_range), args.threshold)
+        report.say("scoring the membrane the tilt range {:g}..{:g}° hides".format(
+            *args.tilt_range))
+        result["wedge_hidden"] = wedge_hidden_scores(
+            truth.data, prediction, tilt_range_deg=tuple(args.tilt_range),
+            threshold=args.threshold)
     result["files"] = {"truth": str(args.truth),
                        "prediction": [str(p) for p in args.prediction],
                        "region": None if args.region is None else str(args.region)}
-    return _report(args, result, "segmentation")
+    return _report(args, result, "segmentation", outputs, report)
 
 
 def _labels_from_soft_maps(maps, threshold: float):

@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..errors import CryovisError, require_engine
+from .options import (
+    CREATES_DIRS,
+    add_force,
+    add_json,
+    add_threads,
+    check_output,
+    check_output_folder,
+    check_outputs,
+    check_same_grid,
+    json_file,
+    make_folders,
+    read_input_volume,
+    size_arg,
+    use_threads,
+    write_json_result,
+)
+from .progress import Report
+
+if TYPE_CHECKING:
+    from ..rendering import Camera, RenderSettings, Scene
 
 
 def _floats(text: str, n: int | None, what: str) -> list[float]:
@@ -19,13 +41,6 @@ def _floats(text: str, n: int | None, what: str) -> list[float]:
     if n is not None and len(values) != n:
         raise CryovisError(f"{what} needs {n} comma-separated numbers, got '{text}'")
     return values
-
-
-def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise CryovisError(f"--size must be WIDTHxHEIGHT in pixels, e.g. 1920x1080, got '{text}'")
-    return int(parts[0]), int(parts[1])
 
 
 def _thresholds(text: str | None, n: int) -> list[float | None] | None:
@@ -54,201 +69,258 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "inverted low-passed tomogram, automatic ramp transfer functions, ambient "
                     "occlusion, soft shadows and bloom; or plain DVR / MIP for comparison.")
     p.add_argument("tomogram", metavar="TOMO", help="tomogram (MRC, EM or TIFF)")
-    p.add_argument("--classes", help="comma-separated soft class maps (same shape and voxel "
-                   "size as TOMO, probabilities 0..1), composited in this order")
-    p.add_argument("--out", help="output PNG")
+    p.add_argument("--classes", help="comma-separated class maps (same shape and voxel size "
+                   "as TOMO), composited in this order: soft maps (probabilities 0..1) or "
+                   "integer label maps (one class per label, e.g. the simulator's _labels.mrc)")
+    p.add_argument("--out", help=f"output PNG ({CREATES_DIRS})")
     p.add_argument("--colors", help="one colour per class: names or #rrggbb, comma-separated "
                    "(default: Okabe-Ito colour-blind-safe palette)")
     p.add_argument("--turntable", metavar="MOVIE", help="also write a full-turn movie (.mp4/.gif)")
     p.add_argument("--frames", type=int, default=72, help="turntable frames (default 72)")
-    p.add_argument("--fps", type=float, default=24.0, help="turntable frames per second")
-    p.add_argument("--size", default="1920x1080",
-                   help="image size WIDTHxHEIGHT (default 1920x1080)")
-    p.add_argument("--azimuth", type=float, default=0.0, help="degrees about the y axis")
-    p.add_argument("--elevation", type=float, default=0.0, help="degrees towards +y")
-    p.add_argument("--zoom", type=float, default=1.0, help="1 fits the volume's bounding sphere")
-    p.add_argument("--projection", choices=["ortho", "perspective"], default="ortho")
+    p.add_argument("--fps", type=float, default=24.0,
+                   help="turntable frames per second (default 24)")
+    p.add_argument("--size", type=size_arg("WxH"), default=(1920, 1080), metavar="WxH",
+                   help="image size in pixels (default 1920x1080)")
+    p.add_argument("--azimuth", type=float, default=0.0,
+                   help="degrees about the y axis (default 0)")
+    p.add_argument("--elevation", type=float, default=0.0,
+                   help="degrees towards +y (default 0)")
+    p.add_argument("--zoom", type=float, default=1.0,
+                   help="1 (the default) fits the volume's bounding sphere")
+    p.add_argument("--projection", choices=["ortho", "perspective"], default="ortho",
+                   help="camera projection (default ortho)")
     p.add_argument("--mode", choices=["ours", "dvr", "mip"], default="ours",
-                   help="ours (segmentation-aware), dvr (plain DVR of the low-passed data), mip")
+                   help="ours (segmentation-aware, the default), dvr (plain DVR of the "
+                   "low-passed data), mip")
     p.add_argument("--thresholds", help="left ramp limit per class, number in [0,1) or 'auto' "
                    "(default: all automatic, Algorithm 1 per slice)")
     p.add_argument("--raw-ramp", default="0,1", help="LOW,HIGH ramp on the normalised inverted "
                    "low-passed tomogram (default 0,1)")
-    p.add_argument("--lowpass", type=float, default=1.5, help="Gaussian low-pass sigma, voxels")
+    p.add_argument("--lowpass", type=float, default=1.5,
+                   help="Gaussian low-pass sigma, voxels (default 1.5)")
     p.add_argument("--no-invert", action="store_true",
                    help="do not invert the tomogram (use when density is already bright)")
-    p.add_argument("--opacity", type=float, default=1.0, help="opacity per voxel scale (0,1]")
+    p.add_argument("--opacity", type=float, default=1.0,
+                   help="opacity per voxel scale (0,1], default 1")
     p.add_argument("--light-dir", default="-0.4,0.8,0.45",
-                   help="direction towards the light x,y,z in the volume frame")
-    p.add_argument("--ao-strength", type=float, default=0.9, help="ambient occlusion 0..1")
-    p.add_argument("--shadow-strength", type=float, default=0.75, help="soft shadows 0..1")
-    p.add_argument("--bloom", type=float, default=0.5, help="bloom strength (0 disables)")
+                   help="direction towards the light x,y,z in the volume frame "
+                   "(default -0.4,0.8,0.45)")
+    p.add_argument("--ao-strength", type=float, default=0.9,
+                   help="ambient occlusion 0..1 (default 0.9)")
+    p.add_argument("--shadow-strength", type=float, default=0.75,
+                   help="soft shadows 0..1 (default 0.75)")
+    p.add_argument("--bloom", type=float, default=0.5,
+                   help="bloom strength (default 0.5; 0 disables)")
     p.add_argument("--uncertainty", action="store_true",
                    help="fade class colours to grey where the soft probabilities are uncertain")
-    p.add_argument("--background", default="black", help="background colour (name or #rrggbb)")
+    p.add_argument("--background", default="black",
+                   help="background colour, name or #rrggbb (default black)")
     p.add_argument("--detail", type=float, default=1.0,
-                   help="rays per voxel across the view (1 = the volume's own resolution)")
+                   help="rays per voxel across the view (default 1: the volume's own "
+                   "resolution)")
     p.add_argument("--substeps", type=int, default=1,
                    help="samples per slice interval along each ray (default 1)")
-    p.add_argument("--backend", choices=["auto", "numpy", "torch"], default="auto")
-    p.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy machine)")
+    p.add_argument("--backend", choices=["auto", "numpy", "torch"], default="auto",
+                   help="compute with numpy or torch (default auto: torch when installed)")
+    add_threads(p)
     p.add_argument("--histograms", metavar="DIR",
-                   help="write histogram_<class>.png with the estimated threshold per class")
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                   help="print (or write to FILE) a JSON summary")
+                   help="write histogram_<class>.png with the estimated threshold per class "
+                   f"({CREATES_DIRS})")
+    p.add_argument("--no-legend", action="store_true",
+                   help="no legend of class colours and no scale bar on the images")
+    add_json(p, "a summary")
+    add_force(p)
     p.set_defaults(func=run)
 
 
-def _outputs(args, class_paths: list[Path]) -> list[Path]:
-    outs = [Path(p) for p in (args.out, args.turntable) if p]
-    if args.histograms:
-        outs += [Path(args.histograms) / f"histogram_{c.stem}.png" for c in class_paths]
-    if args.json not in (None, "-"):
-        outs.append(Path(args.json))
-    return outs
-
-
-def _check_outputs(outs: list[Path], force: bool, histogram_dir: str | None) -> None:
-    for out in outs:
-        if out.exists() and not force:
-            raise CryovisError(f"{out}: file exists (use --force to overwrite)")
-        if not out.parent.exists() and not (histogram_dir and out.parent == Path(histogram_dir)):
-            raise CryovisError(f"{out}: output folder {out.parent} does not exist")
+# The most label values a label map may hold: each becomes a full-size float class map.
+MAX_LABELS = 16
 
 
 def run(args: argparse.Namespace) -> int:
+    """Render TOMO with its class maps: check, read, prepare the scene, write the outputs."""
     require_engine("scipy")
-    import numpy as np
+    from ..rendering import Camera, Scene
 
-    from formats import FormatError
-    from formats.volume import read_volume
+    report = Report("render")
+    class_paths, outputs = _check_request(args)
+    camera = Camera(args.size[0], args.size[1], args.azimuth, args.elevation, args.zoom,
+                    args.projection)
+    with use_threads(args.threads):
+        tomo, classes, names, notes = _read_inputs(args, class_paths)
+        settings = _settings(args, len(classes))
+        t0 = time.perf_counter()
+        try:  # the scene checks the settings against the data before the long work
+            scene = Scene(tomo.data, classes or [np.zeros(tomo.data.shape, np.float32)],
+                          settings, names=names or ["none"])
+        except ValueError as exc:
+            raise CryovisError(str(exc)) from None
+        for note in notes:
+            report.say(note)
+        report.say(f"low-pass sigma {args.lowpass:g} voxels, "
+                   f"{'no inversion' if args.no_invert else 'inverted contrast'}; "
+                   "ambient occlusion and shadows")
+        scene.stack(args.mode)
+        prepared = time.perf_counter() - t0
+        make_folders(outputs)
+        written, frame_s = _write_images(args, scene, camera, class_paths, names,
+                                         tomo.voxel_size, report)
+    summary = {
+        "mode": args.mode, "size": list(args.size), "backend": scene.backend,
+        "classes": names,
+        "thresholds": [round(v, 4) for v in scene.thresholds] if classes else [],
+        "seconds": {"read_and_prepare": round(prepared, 3),
+                    "frame": None if frame_s is None else round(frame_s, 3),
+                    "total": round(time.perf_counter() - report.start, 3)},
+        "outputs": written,
+    }
+    write_json_result(args, summary)
+    thr = ", ".join(f"{n}={v:.3f}" for n, v in zip(names, scene.thresholds))
+    report.summary(f"wrote {', '.join(written)} ({args.mode}, {args.size[0]}x{args.size[1]}"
+                   f"{', thresholds ' + thr if thr else ''})")
+    return 0
 
-    from ..rendering import Camera, RenderSettings, Scene, write_png
+
+def _check_request(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """The class map paths and every output path, refused before any work if unusable."""
     from ..rendering.colors import parse_color
-    from ..rendering.movie import MOVIE_SUFFIXES, turntable_cameras, write_movie
-    from ..rendering.transfer import write_histogram_png
+    from ..rendering.movie import MOVIE_SUFFIXES
 
     if not args.out and not args.turntable:
         raise CryovisError("nothing to write: give --out PNG and/or --turntable MOVIE")
-    if args.out and Path(args.out).suffix.lower() != ".png":
-        raise CryovisError(f"{args.out}: --out must be a .png file")
+    if args.out:
+        check_output(args.out, args.force, (".png",), "--out")
     if args.turntable:
-        if Path(args.turntable).suffix.lower() not in MOVIE_SUFFIXES:
-            raise CryovisError(f"{args.turntable}: --turntable must be a .mp4 or .gif file")
+        check_output(args.turntable, args.force, MOVIE_SUFFIXES, "--turntable")
         require_engine("imageio")
         if args.frames < 2:
             raise CryovisError(f"--frames must be at least 2, got {args.frames}")
     class_paths = [Path(c) for c in args.classes.split(",") if c] if args.classes else []
     if args.mode == "ours" and not class_paths:
-        raise CryovisError("--classes is required in mode 'ours' (one soft map per class)")
+        raise CryovisError("--classes is required in mode 'ours' (one map per class)")
+    outs = [args.out, args.turntable, json_file(args)]
     if args.histograms:
         require_engine("matplotlib")
-    outs = _outputs(args, class_paths)
-    _check_outputs(outs, args.force, args.histograms)
-    width, height = _size(args.size)
-    colors = args.colors.split(",") if args.colors else None
-    if colors is not None and len(colors) != len(class_paths):
-        raise CryovisError(f"--colors has {len(colors)} colours for {len(class_paths)} classes")
+        check_output_folder(args.histograms)
+        outs += [Path(args.histograms) / f"histogram_{c.stem}.png" for c in class_paths]
     try:
-        if colors:
-            [parse_color(c) for c in colors]
-        background = parse_color(args.background)
+        for c in (args.colors.split(",") if args.colors else []) + [args.background]:
+            parse_color(c)
     except ValueError as exc:
-        raise CryovisError(str(exc)) from None
-    settings = RenderSettings(
-        thresholds=_thresholds(args.thresholds, len(class_paths)),
+        raise CryovisError(f"--colors/--background: {exc}") from None
+    return class_paths, check_outputs(outs, args.force)
+
+
+def _read_inputs(args: argparse.Namespace, class_paths: list[Path]):
+    """The tomogram, its class maps as soft maps (label maps split per label), their names
+    and notes on what was read."""
+    tomo = read_input_volume(args.tomogram, what="tomogram")
+    classes: list[np.ndarray] = []
+    names: list[str] = []
+    notes: list[str] = []
+    for path in class_paths:
+        vol = read_input_volume(path, what="class map")
+        check_same_grid(tomo, args.tomogram, vol, path)
+        labels = _label_values(vol.data)
+        if labels is None:
+            classes.append(np.asarray(vol.data, dtype=np.float32))
+            names.append(path.stem)
+            continue
+        if len(labels) > MAX_LABELS:
+            raise CryovisError(f"{path}: {len(labels)} labels; render draws at most "
+                               f"{MAX_LABELS} classes (an instance map? give a class map)")
+        label_name = _label_names(path)
+        data = np.asarray(vol.data)
+        for value in labels:
+            classes.append((data == value).astype(np.float32))
+            names.append(label_name.get(value, f"{path.stem} {value}"))
+        notes.append(f"{path}: label map, one class per label: "
+                     f"{', '.join(names[-len(labels):]) or 'no labels'}")
+    shape = "x".join(str(n) for n in tomo.data.shape[::-1])
+    notes.insert(0, f"{args.tomogram}: {shape} voxels at {tomo.voxel_size:g} Å, "
+                    f"{len(classes)} class(es)")
+    return tomo, classes, names, notes
+
+
+def _label_values(data: np.ndarray) -> list[int] | None:
+    """The non-zero labels of an integer label map; None for a soft map (or a 0/1 mask)."""
+    arr = np.asarray(data)
+    if np.issubdtype(arr.dtype, np.floating):
+        if float(arr.max(initial=0)) <= 1.0 or not np.all(np.mod(arr, 1) == 0):
+            return None
+    values = [int(v) for v in np.unique(arr) if v != 0]
+    return None if values == [1] and not np.issubdtype(arr.dtype, np.integer) else values
+
+
+def _label_names(path: Path) -> dict[int, str]:
+    """Label names from the simulator's ``NAME.json`` beside ``NAME_labels.mrc``, if any."""
+    stem = path.stem[: -len("_labels")] if path.stem.endswith("_labels") else None
+    sidecar = path.with_name(f"{stem}.json") if stem else None
+    if sidecar is None or not sidecar.is_file():
+        return {}
+    try:
+        table = json.loads(sidecar.read_text()).get("labels", {})
+        return {int(v): str(k) for k, v in table.items()}
+    except (ValueError, TypeError, AttributeError, OSError):
+        return {}
+
+
+def _settings(args: argparse.Namespace, n_classes: int) -> RenderSettings:
+    from ..rendering import RenderSettings
+    from ..rendering.colors import parse_color
+
+    colors = args.colors.split(",") if args.colors else None
+    if colors is not None and len(colors) != n_classes:
+        raise CryovisError(f"--colors has {len(colors)} colours for {n_classes} classes")
+    return RenderSettings(
+        thresholds=_thresholds(args.thresholds, n_classes),
         raw_ramp=tuple(_floats(args.raw_ramp, 2, "--raw-ramp")),  # type: ignore[arg-type]
         lowpass_sigma=args.lowpass, invert=not args.no_invert, colors=colors,
         opacity=args.opacity,
         light_dir=tuple(_floats(args.light_dir, 3, "--light-dir")),  # type: ignore[arg-type]
         ao_strength=args.ao_strength, shadow_strength=args.shadow_strength,
-        uncertainty=args.uncertainty, bloom=args.bloom, background=background,
-        detail=args.detail, substeps=args.substeps, backend=args.backend)
-    camera = Camera(width, height, args.azimuth, args.elevation, args.zoom, args.projection)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise CryovisError(f"--threads must be at least 1, got {args.threads}")
-        if args.backend != "numpy":
-            try:
-                import torch
-            except ImportError:
-                pass
-            else:
-                torch.set_num_threads(args.threads)
+        uncertainty=args.uncertainty, bloom=args.bloom,
+        background=parse_color(args.background), detail=args.detail,
+        substeps=args.substeps, backend=args.backend)
 
-    t0 = time.perf_counter()
-    tomo = read_volume(args.tomogram)
-    raw = np.asarray(tomo.data)
-    if raw.ndim != 3:
-        raise FormatError(args.tomogram, f"is not a 3D volume (shape {raw.shape})")
-    if not np.all(np.isfinite(raw)):
-        raise FormatError(args.tomogram, "contains NaN or infinite values")
-    classes = []
-    for path in class_paths:
-        vol = read_volume(path)
-        if vol.data.shape != raw.shape:
-            raise FormatError(path, f"shape {vol.data.shape} (z,y,x) does not match the "
-                              f"tomogram's {raw.shape}")
-        if (vol.voxel_size > 0 and tomo.voxel_size > 0
-                and abs(vol.voxel_size - tomo.voxel_size) > 1e-3 * tomo.voxel_size):
-            raise FormatError(path, f"voxel size {vol.voxel_size:g} Å does not match the "
-                              f"tomogram's {tomo.voxel_size:g} Å")
-        data = np.asarray(vol.data, dtype=np.float32)
-        if not np.all(np.isfinite(data)):
-            raise FormatError(path, "contains NaN or infinite values")
-        classes.append(data)
-    try:
-        scene = Scene(raw, classes or [np.zeros_like(raw, dtype=np.float32)], settings,
-                      names=[str(p) for p in class_paths] or ["none"])
-    except ValueError as exc:
-        raise CryovisError(str(exc)) from None
-    t_prep = time.perf_counter()
-    scene.stack(args.mode)
-    t_illum = time.perf_counter()
+
+def _write_images(args: argparse.Namespace, scene: Scene, camera: Camera,
+                  class_paths: list[Path], names: list[str], voxel_size: float,
+                  report: Report) -> tuple[list[str], float | None]:
+    """Histograms, the PNG and the turntable movie; returns what was written and the
+    seconds one frame took."""
+    from ..rendering import write_png
+    from ..rendering.annotate import annotate
+    from ..rendering.movie import turntable_cameras, write_movie
+    from ..rendering.transfer import write_histogram_png
+
+    def finish(image: np.ndarray, cam: Camera) -> np.ndarray:
+        if args.no_legend:
+            return image
+        pixel = cam.geometry(scene.raw01.shape).pixel * voxel_size if voxel_size > 0 else None
+        legend = [] if args.mode != "ours" else names
+        return annotate(image, legend, scene.colors, pixel, scene.settings.background)
+
     written = []
     if args.histograms and class_paths:
-        Path(args.histograms).mkdir(parents=True, exist_ok=True)
-        for path, prob, est, color in zip(class_paths, scene.probs, scene.estimates,
-                                          scene.colors):
-            target = Path(args.histograms) / f"histogram_{path.stem}.png"
-            write_histogram_png(target, prob, est, path.stem, tuple(color), overwrite=args.force)
+        for name, prob, est, color in zip(names, scene.probs, scene.estimates, scene.colors):
+            target = Path(args.histograms) / f"histogram_{name.replace(' ', '_')}.png"
+            write_histogram_png(target, prob, est, name, tuple(color), overwrite=args.force)
             written.append(str(target))
     frame_s = None
     if args.out:
         t = time.perf_counter()
-        write_png(args.out, scene.render(camera, args.mode), overwrite=args.force)
+        write_png(args.out, finish(scene.render(camera, args.mode), camera),
+                  overwrite=args.force)
         frame_s = time.perf_counter() - t
-        written.append(args.out)
+        written.append(str(args.out))
     if args.turntable:
-        def progress(i: int) -> None:
-            if args.json != "-" and sys.stderr.isatty():
-                print(f"\rturntable frame {i}/{args.frames}", end="", file=sys.stderr)
-
-        images = (scene.render(cam, args.mode) for cam in turntable_cameras(camera, args.frames))
-        write_movie(args.turntable, images, fps=args.fps, overwrite=args.force,
-                    progress=progress)
-        written.append(args.turntable)
-    summary = {
-        "mode": args.mode, "size": [width, height], "backend": scene.backend,
-        "classes": [str(p) for p in class_paths],
-        "thresholds": [round(v, 4) for v in scene.thresholds] if class_paths else [],
-        "seconds": {"read_and_prepare": round(t_prep - t0, 3),
-                    "illumination_precompute": round(t_illum - t_prep, 3),
-                    "frame": None if frame_s is None else round(frame_s, 3),
-                    "total": round(time.perf_counter() - t0, 3)},
-        "outputs": written,
-    }
-    if args.json == "-":
-        print(json.dumps(summary))
-    else:
-        if args.json:
-            from formats.atomic import atomic_path
-
-            with atomic_path(args.json, overwrite=args.force) as tmp:
-                tmp.write_text(json.dumps(summary, indent=2))
-            written.append(args.json)
-        thr = ", ".join(f"{Path(p).stem}={v:.3f}" for p, v in zip(class_paths, scene.thresholds))
-        print(f"wrote {', '.join(written)} ({args.mode}, {width}x{height}"
-              f"{', thresholds ' + thr if thr else ''})")
-    return 0
+        cameras = turntable_cameras(camera, args.frames)
+        with report.bar("turntable frames", args.frames) as update:
+            write_movie(args.turntable, (finish(scene.render(c, args.mode), c) for c in cameras),
+                        fps=args.fps, overwrite=args.force,
+                        progress=lambda i: update(i, args.frames))
+        written.append(str(args.turntable))
+    if json_file(args):
+        written.append(str(args.json))
+    return written, frame_s

@@ -8,12 +8,26 @@ output has the input's voxel size and origin.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from .options import (
+    CREATES_DIRS,
+    VOLUME_SUFFIXES,
+    add_device,
+    add_force,
+    add_json,
+    add_threads,
+    check_output,
+    check_outputs,
+    json_file,
+    make_folders,
+    read_input_volume,
+    resolve_device,
+    use_threads,
+    write_json_result,
+)
+from .progress import Report
 
 
 def register(subparsers) -> None:
@@ -21,11 +35,11 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "segment", help="segment a tomogram with a 3D U-Net (default: membranes)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None)
     parser.add_argument("tomogram", help="tomogram (MRC, EM or TIFF)")
     parser.add_argument("--out", required=True,
-                        help="output MRC (one-class) or stem for <stem>_<class>.mrc (K-class)")
+                        help="output MRC (one-class) or stem for <stem>_<class>.mrc (K-class); "
+                        f"{CREATES_DIRS}")
     parser.add_argument("--model", default=None,
                         help="model MODEL(.pt) with MODEL.json (default: the shipped membrane "
                         "model)")
@@ -34,21 +48,23 @@ def register(subparsers) -> None:
     parser.add_argument("--threshold", type=float, default=None,
                         help="write 0/1 masks (probability > threshold) instead of maps")
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                        help="largest tile edge, voxels at the model's voxel size")
+                        help=f"largest tile edge, voxels at the model's voxel size "
+                        f"(default {DEFAULT_TILE})")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
-                        help="minimum tile overlap, voxels")
+                        help=f"minimum tile overlap, voxels (default {DEFAULT_OVERLAP})")
     parser.add_argument("--tta", action="store_true",
                         help="test-time augmentation: average the 8 axis flips (8x slower)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="bfloat16 autocast or float32; auto = bf16 where the CPU/GPU "
-                        "has native bf16 (probabilities differ by < 0.01)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if present)")
+                        help="bfloat16 autocast or float32; auto (the default) = bf16 where "
+                        "the CPU/GPU has native bf16 (probabilities differ by < 0.01)")
+    add_device(parser)
     parser.add_argument("--memmap", action="store_true",
                         help="keep the probability arrays in memory-mapped files beside --out")
-    parser.add_argument("--voxel-size", type=float, default=None,
+    parser.add_argument("--voxel-size", type=float, default=None, metavar="A",
                         help="override the tomogram's voxel size (Å)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
-    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_threads(parser)
+    add_json(parser, "the summary")
+    add_force(parser)
     parser.set_defaults(func=run)
 
 
@@ -63,31 +79,52 @@ def output_paths(out: str | Path, classes: list[str]) -> dict[str, Path]:
 
 def run(args) -> int:
     require_engine("torch", "scipy")
-    import numpy as np
-    import torch
+    with use_threads(args.threads):
+        return _segment(args)
 
-    from formats.atomic import check_writable
-    from formats.volume import Volume, read_volume, write_volume
+
+def _segment(args) -> int:
+    import numpy as np
+
+    from formats import Volume, write_volume
 
     from ..segmentation.checkpoint import load_model
-    from ..segmentation.inference import default_device, segment_volume, use_bf16
+    from ..segmentation.inference import RESCALE_TOLERANCE, segment_volume, use_bf16
 
     if args.tile < 16 or args.overlap < 0 or args.overlap >= args.tile:
         raise CryovisError(f"--tile must be >= 16 and --overlap in [0, tile), got "
                            f"{args.tile}/{args.overlap}")
-    torch.set_num_threads(max(1, args.threads))
-    device = args.device or default_device()
+    report = Report("segment")
+    device = resolve_device(args.device)
     net, card = load_model(args.model, device=device)
     targets = output_paths(args.out, card["classes"])
-    for path in list(targets.values()) + ([Path(args.labels_out)] if args.labels_out else []):
-        check_writable(path, args.force)
-    volume = read_volume(args.tomogram, voxel_size=args.voxel_size)
-    memmap_dir = Path(args.out).resolve().parent if args.memmap else None
+    labels_out = Path(args.labels_out) if args.labels_out else None
+    for what, path in [("--out", p) for p in targets.values()] + [("--labels-out", labels_out)]:
+        if path is not None:
+            check_output(path, args.force, VOLUME_SUFFIXES, what)
+    outputs = check_outputs([*targets.values(), labels_out, json_file(args)], args.force)
+    volume = read_input_volume(args.tomogram, voxel_size=args.voxel_size, what="tomogram")
     bf16 = use_bf16(args.precision, device)
-    seg = segment_volume(volume, net, card, tile=args.tile, overlap=args.overlap,
-                         tta=args.tta, bf16=bf16, device=device, memmap_dir=memmap_dir)
+    model_vs, vs = float(card["voxel_size"]), float(volume.voxel_size or 0.0)
+    shape = "x".join(str(n) for n in volume.data.shape[::-1])
+    if vs > 0 and abs(vs / model_vs - 1) > RESCALE_TOLERANCE:
+        report.say(f"{args.tomogram}: {shape} voxels; rescaling {vs:.4g} -> {model_vs:.4g} Å "
+                   "per voxel (the model's), normalising (median/MAD)")
+    else:
+        report.say(f"{args.tomogram}: {shape} voxels at {vs or model_vs:.4g} Å; normalising "
+                   "(median/MAD)")
+    report.say(f"model {card.get('name', args.model or 'default')} "
+               f"({', '.join(card['classes'])}) on {device}, "
+               f"{'bf16' if bf16 else 'fp32'}{', 8 flips (TTA)' if args.tta else ''}, "
+               f"{args.threads} thread(s)")
+    make_folders(outputs)
+    memmap_dir = Path(args.out).resolve().parent if args.memmap else None
+    with report.bar("tiles") as update:
+        seg = segment_volume(volume, net, card, tile=args.tile, overlap=args.overlap,
+                             tta=args.tta, bf16=bf16, device=device, memmap_dir=memmap_dir,
+                             progress=update)
     for w in seg.info["warnings"]:
-        print(f"cryovis segment: warning: {w}", file=sys.stderr)
+        report.say(f"warning: {w}")
 
     def save(path: Path, data) -> None:
         write_volume(path, Volume(data, voxel_size=seg.voxel_size, origin=seg.origin),
@@ -97,13 +134,16 @@ def run(args) -> int:
         prob = seg.class_map(k)
         save(path, (prob > args.threshold).astype(np.int8) if args.threshold is not None
              else np.asarray(prob, dtype=np.float32))
-    if args.labels_out:
+    if labels_out is not None:
         thr = 0.5 if args.threshold is None else args.threshold
-        save(Path(args.labels_out), seg.labels(thr).astype(np.int8 if len(card["classes"]) < 128
-                                                            else np.int16))
-    print(json.dumps({"outputs": {n: str(p) for n, p in targets.items()},
-                      "bf16": bf16,
-                      "labels": args.labels_out, "classes": card["classes"],
-                      "voxel_size": seg.voxel_size, **{k: v for k, v in seg.info.items()
-                                                       if k != "warnings"}}))
+        save(labels_out, seg.labels(thr).astype(np.int8 if len(card["classes"]) < 128
+                                                else np.int16))
+    summary = {"outputs": {n: str(p) for n, p in targets.items()}, "bf16": bf16,
+               "device": device, "labels": args.labels_out, "classes": card["classes"],
+               "voxel_size": seg.voxel_size,
+               **{k: v for k, v in seg.info.items() if k != "warnings"}}
+    write_json_result(args, summary)
+    kind = "masks" if args.threshold is not None else "probabilities"
+    written = [str(p) for p in targets.values()] + ([str(labels_out)] if labels_out else [])
+    report.summary(f"wrote {kind} {', '.join(written)}")
     return 0

@@ -3,13 +3,23 @@ reproduce the shipped membrane model with ``--recipe default-membrane``."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
-from .simulate import size_xyz_arg
+from .options import (
+    CREATES_DIRS,
+    add_force,
+    add_json,
+    add_threads,
+    check_output,
+    check_output_folder,
+    use_threads,
+    write_json_result,
+)
+from .progress import Report
+from .simulate import SIZE_XYZ
 
 DEFAULT_CACHE = Path.home() / ".cache" / "cryovis" / "recipes"
 
@@ -24,8 +34,7 @@ def register(subparsers) -> None:
         description="Train a segmenter on tomograms with label maps (0 background, 1..K "
         "classes, -1 ignore) or soft pseudo-labels, or reproduce the shipped model with "
         "--recipe default-membrane. Writes MODEL.pt + MODEL.json (best validation Dice), "
-        "MODEL.state.pt (for --resume) and MODEL_loss.png.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "MODEL.state.pt (for --resume) and MODEL_loss.png.")
     seg.add_argument("--recipe", help="named recipe (default-membrane) that simulates its own "
                      "training data")
     seg.add_argument("--tomograms", nargs="+", metavar="MRC", help="training tomograms")
@@ -40,9 +49,10 @@ def register(subparsers) -> None:
                      help="validation label maps")
     seg.add_argument("--classes", nargs="+", default=None,
                      help="class names for labels 1..K (default: membrane)")
-    seg.add_argument("--voxel-size", type=float, default=None,
+    seg.add_argument("--voxel-size", type=float, default=None, metavar="A",
                      help="model voxel size in Å (data are rescaled to it; default 10)")
-    seg.add_argument("--out", required=True, help="model path MODEL (writes MODEL.pt, .json)")
+    seg.add_argument("--out", required=True,
+                     help=f"model path MODEL (writes MODEL.pt, .json; {CREATES_DIRS})")
     seg.add_argument("--config", default=None, metavar="JSON",
                      help="training options as a JSON file or string, e.g. "
                      "'{\"patch_size\": [48, 48, 48], \"network\": {\"base_channels\": 8}}'")
@@ -56,14 +66,16 @@ def register(subparsers) -> None:
                      help="recipe: use only the first N simulated training tomograms")
     seg.add_argument("--n-val", type=int, default=None,
                      help="recipe: use only the first N simulated validation tomograms")
-    seg.add_argument("--sim-size", metavar="XxYxZ", type=size_xyz_arg, default=None,
+    seg.add_argument("--sim-size", metavar="XxYxZ", type=SIZE_XYZ, default=None,
                      help="recipe: simulate tomograms of this size (voxels) instead of the "
                      "recipe's, for a quick run")
     seg.add_argument("--cache", default=str(DEFAULT_CACHE),
-                     help="recipe: directory for the simulated training tomograms")
-    seg.add_argument("--threads", type=int, default=2, help="CPU threads")
+                     help="recipe: folder for the simulated training tomograms (default "
+                     "~/.cache/cryovis/recipes)")
+    add_threads(seg)
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
-    seg.add_argument("--force", action="store_true", help="replace an existing model")
+    add_json(seg, "the training summary")
+    add_force(seg)
     seg.set_defaults(func=run)
 
 
@@ -86,14 +98,27 @@ def _read_config(text: str) -> dict:
 
 def run(args) -> int:
     require_engine("torch", "scipy")
+    with use_threads(args.threads):
+        return _train(args)
+
+
+def _train(args) -> int:
     import logging
 
+    from ..segmentation.checkpoint import model_paths
     from ..segmentation.data import load_pair
     from ..segmentation.recipes import get_recipe, prepare_recipe_data
     from ..segmentation.train import resolve_config, train_segmenter
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s",
                         stream=sys.stderr)
+    weights, card = model_paths(args.out)
+    check_output_folder(weights.parent)
+    if not (args.resume or args.force):
+        for path in (weights, card):
+            check_output(path, False, what="model")
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    out = weights
     config: dict = {}
     provenance: dict = {"command": "cryovis " + " ".join(sys.argv[1:])}
     pseudo = False
@@ -158,8 +183,12 @@ def run(args) -> int:
                                   threads=args.threads)
     except (FileExistsError, FileNotFoundError) as exc:
         raise CryovisError(str(exc)) from None
-    print(json.dumps(summary))
+    write_json_result(args, summary)
+    report = Report("train segmenter")
     if summary["stop"] == "time limit":
-        print(f"stopped after {args.minutes} min at step {summary['steps']}; rerun with "
-              "--resume to continue", file=sys.stderr)
+        report.say(f"stopped after {args.minutes} min at step {summary['steps']}; rerun with "
+                   "--resume to continue")
+    best = summary.get("best_val_dice")
+    report.summary(f"wrote {out} after {summary['steps']} steps ({summary['stop']}"
+                   f"{f', best validation Dice {best:.3f}' if best is not None else ''})")
     return 0

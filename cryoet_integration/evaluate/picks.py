@@ -25,12 +25,13 @@ whose known voxel size differs from the map's is rescaled into map voxels.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from formats.volume import Volume
+from formats import Volume
 
 BACKGROUND = "background"
 UNCLASSIFIED = "unclassified"
@@ -119,6 +120,7 @@ def evaluate_picks(
     instances: np.ndarray | Volume,
     truth: pd.DataFrame,
     predictions: pd.DataFrame,
+    *,
     exclude: Iterable[str] = ("fiducial",),
     size_groups: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -143,111 +145,142 @@ def evaluate_picks(
         voxel size is known), ``miss_rate``, ``per_class``, ``confusion``, ``size_groups``...
     """
     voxel_size = float(instances.voxel_size) if isinstance(instances, Volume) else 0.0
-    inst = np.asarray(instances.data if isinstance(instances, Volume) else instances)
-    if inst.ndim != 3:
-        raise ValueError(f"instance map must be 3D, got shape {inst.shape}")
-    if not np.issubdtype(inst.dtype, np.integer):
-        if not np.all(np.mod(inst, 1) == 0):
-            raise ValueError("instance map must hold integer ids")
-    inst = inst.astype(np.int64, copy=False)
-    if inst.size and inst.min() < 0:
-        raise ValueError("instance map has negative values")
+    inst = _instance_ids(instances)
     excluded = {e.strip().lower() for e in exclude}
-
     truth_xyz, truth_rescaled = _positions_in_map_voxels(truth, voxel_size)
     truth_classes = _class_names(truth)
     truth_ids = _truth_ids(truth, truth_xyz, inst)
     pred_xyz, pred_rescaled = _positions_in_map_voxels(predictions, voxel_size)
-    pred_classes = _class_names(predictions)
     # Picks are matched to truth classes by name, ignoring case and surrounding blanks.
     spelling = {c.lower(): c for c in truth_classes}
-    pred_classes = [spelling.get(c.lower(), c) for c in pred_classes]
+    pred_classes = [spelling.get(c.lower(), c) for c in _class_names(predictions)]
+    is_excluded = np.array([c.lower() in excluded for c in truth_classes], dtype=bool)
+    match = _match(inst, truth_ids, truth_xyz, is_excluded, pred_xyz, pred_classes)
 
+    result = _localisation(match, ~is_excluded, len(predictions))
+    result.update(_classification_scores(match, truth_classes, ~is_excluded, truth_ids, inst,
+                                         size_groups))
+    result.update({
+        "excluded_classes": sorted(excluded),
+        "n_excluded_true": int(is_excluded.sum()),
+        "rescaled_to_map_voxels": {"truth": truth_rescaled, "predictions": pred_rescaled},
+    })
+    if voxel_size > 0:
+        result["voxel_size"] = voxel_size
+        avg = result["average_distance"]
+        result["average_distance_angst"] = None if avg is None else avg * voxel_size
+    return result
+
+
+def _instance_ids(instances: np.ndarray | Volume) -> np.ndarray:
+    """The instance map as int64 ``[z, y, x]``; ValueError unless 3D non-negative integers."""
+    inst = np.asarray(instances.data if isinstance(instances, Volume) else instances)
+    if inst.ndim != 3:
+        raise ValueError(f"instance map must be 3D, got shape {inst.shape}")
+    if not np.issubdtype(inst.dtype, np.integer) and not np.all(np.mod(inst, 1) == 0):
+        raise ValueError("instance map must hold integer ids")
+    inst = inst.astype(np.int64, copy=False)
+    if inst.size and inst.min() < 0:
+        raise ValueError("instance map has negative values")
+    return inst
+
+
+@dataclass
+class _Match:
+    """Picks matched to true particles (arrays along the truth table)."""
+
+    n_hits: np.ndarray
+    first_class: list[str | None]
+    first_distance: np.ndarray
+    false_positives: int
+    on_excluded: int
+    on_unlisted: int
+    clipped: int
+
+
+def _match(inst: np.ndarray, truth_ids: np.ndarray, truth_xyz: np.ndarray,
+           is_excluded: np.ndarray, pred_xyz: np.ndarray, pred_classes: list[str]) -> _Match:
+    """Each pick, in file order, on the dilated map: a hit, a multiple hit or a false pick."""
     dilated = dilate_instances(inst)
     upper = np.array(inst.shape[::-1]) - 1
     rounded = np.rint(pred_xyz).astype(np.int64) if len(pred_xyz) else np.zeros((0, 3), np.int64)
     clipped = np.clip(rounded, 0, upper)
-    n_clipped = int(np.any(clipped != rounded, axis=1).sum())
     hit_ids = dilated[clipped[:, 2], clipped[:, 1], clipped[:, 0]] if len(clipped) else \
         np.zeros(0, np.int64)
-
     row_of_id = {int(i): r for r, i in enumerate(truth_ids)}
-    is_excluded = np.array([c.lower() in excluded for c in truth_classes], dtype=bool)
-    n_hits = np.zeros(len(truth), dtype=np.int64)
-    first_class: list[str | None] = [None] * len(truth)
-    first_distance = np.full(len(truth), np.nan)
-    n_fp = n_on_excluded = n_unlisted = 0
+    match = _Match(np.zeros(len(truth_ids), dtype=np.int64), [None] * len(truth_ids),
+                   np.full(len(truth_ids), np.nan), 0, 0, 0,
+                   int(np.any(clipped != rounded, axis=1).sum()))
     for k, pid in enumerate(hit_ids):
         row = row_of_id.get(int(pid))
         if row is None:
-            n_fp += 1
-            n_unlisted += int(pid != 0)
+            match.false_positives += 1
+            match.on_unlisted += int(pid != 0)
             continue
         if is_excluded[row]:
-            n_on_excluded += 1
+            match.on_excluded += 1
             continue
-        if n_hits[row] == 0:
-            first_class[row] = pred_classes[k]
-            first_distance[row] = float(np.linalg.norm(clipped[k] - truth_xyz[row]))
-        n_hits[row] += 1
+        if match.n_hits[row] == 0:
+            match.first_class[row] = pred_classes[k]
+            match.first_distance[row] = float(np.linalg.norm(clipped[k] - truth_xyz[row]))
+        match.n_hits[row] += 1
+    return match
 
-    included = ~is_excluded
+
+def _localisation(match: _Match, included: np.ndarray, reported: int) -> dict[str, Any]:
+    """SHREC localisation counts and ratios of the included true particles."""
+    hits = match.n_hits[included]
     n_true = int(included.sum())
-    rr = len(predictions)
-    tp = int((n_hits[included] > 0).sum())
-    precision, recall = _ratio(tp, rr), _ratio(tp, n_true)
-    distances = first_distance[included & (n_hits > 0)]
-    avg_distance = float(distances.mean()) if len(distances) else None
-
-    actual = [c for c, inc in zip(truth_classes, included) if inc]
-    predicted = [first_class[r] or BACKGROUND for r in np.flatnonzero(included)]
-    confusion, per_class = _classification(actual, predicted)
-    # Class-agnostic pickers score 0 in classification; how many of each class they found
-    # at all is still worth knowing (not part of the SHREC tables).
-    found = n_hits[included] > 0
-    for c in set(actual):
-        of_class = np.array([a == c for a in actual])
-        per_class[c]["localisation_recall"] = float(found[of_class].mean())
-    region_volume = np.bincount(inst.ravel(), minlength=int(truth_ids.max(initial=0)) + 1)
-    volumes = region_volume[truth_ids[included]] if n_true else np.zeros(0)
-    groups = _size_groups(actual, volumes, size_groups)
-    group_scores = {}
-    for name, members in groups.items():
-        f1s = [per_class[c]["F1"] for c in members if per_class.get(c, {}).get("F1") is not None]
-        group_scores[name] = {"classes": members,
-                              "F1": float(np.mean(f1s)) if f1s else None}
-
-    result: dict[str, Any] = {
+    tp = int((hits > 0).sum())
+    precision, recall = _ratio(tp, reported), _ratio(tp, n_true)
+    distances = match.first_distance[included & (match.n_hits > 0)]
+    return {
         "F1": _f1(precision, recall),
         "precision": precision,
         "recall": recall,
         "miss_rate": 1.0 - recall,
-        "RR": rr,
+        "RR": reported,
         "TP": tp,
-        "FP": n_fp,
+        "FP": match.false_positives,
         "FN": n_true - tp,
-        "multiple_hits": int((n_hits[included] > 1).sum()),
-        "duplicate_picks": int(n_hits[included].sum()) - tp,
-        "picks_on_excluded": n_on_excluded,
-        "picks_on_unlisted_instances": n_unlisted,
-        "picks_clipped": n_clipped,
-        "average_distance": avg_distance,
+        "multiple_hits": int((hits > 1).sum()),
+        "duplicate_picks": int(hits.sum()) - tp,
+        "picks_on_excluded": match.on_excluded,
+        "picks_on_unlisted_instances": match.on_unlisted,
+        "picks_clipped": match.clipped,
+        "average_distance": float(distances.mean()) if len(distances) else None,
         "n_true": n_true,
-        "excluded_classes": sorted(excluded),
-        "n_excluded_true": int(is_excluded.sum()),
+    }
+
+
+def _classification_scores(match: _Match, truth_classes: list[str], included: np.ndarray,
+                           truth_ids: np.ndarray, inst: np.ndarray,
+                           size_groups: Mapping[str, str] | None) -> dict[str, Any]:
+    """Confusion matrix, per-class and per-size-group F1 of the first hits."""
+    actual = [c for c, inc in zip(truth_classes, included) if inc]
+    predicted = [match.first_class[r] or BACKGROUND for r in np.flatnonzero(included)]
+    confusion, per_class = _classification(actual, predicted)
+    # Class-agnostic pickers score 0 in classification; how many of each class they found
+    # at all is still worth knowing (not part of the SHREC tables).
+    found = match.n_hits[included] > 0
+    for c in set(actual):
+        of_class = np.array([a == c for a in actual])
+        per_class[c]["localisation_recall"] = float(found[of_class].mean())
+    region_volume = np.bincount(inst.ravel(), minlength=int(truth_ids.max(initial=0)) + 1)
+    volumes = region_volume[truth_ids[included]] if len(actual) else np.zeros(0)
+    group_scores = {}
+    for name, members in _size_groups(actual, volumes, size_groups).items():
+        f1s = [per_class[c]["F1"] for c in members if per_class.get(c, {}).get("F1") is not None]
+        group_scores[name] = {"classes": members,
+                              "F1": float(np.mean(f1s)) if f1s else None}
+    return {
         "per_class": per_class,
         "classification_F1_macro": _macro(per_class, actual),
         "confusion": confusion,
         "size_groups": group_scores,
         "size_group_rule": "given mapping" if size_groups else
         "classes ranked by median instance-region volume (voxels), split in thirds",
-        "rescaled_to_map_voxels": {"truth": truth_rescaled, "predictions": pred_rescaled},
     }
-    if voxel_size > 0:
-        result["voxel_size"] = voxel_size
-        result["average_distance_angst"] = None if avg_distance is None else \
-            avg_distance * voxel_size
-    return result
 
 
 def _macro(per_class: dict[str, dict[str, Any]], actual: list[str]) -> float | None:

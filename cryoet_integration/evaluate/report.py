@@ -1,36 +1,11 @@
-"""Reports of evaluation results: a terminal table, a JSON file and a PNG figure."""
+"""Reports of evaluation results: a terminal table and a PNG figure (JSON: ``json_output``)."""
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
 from formats.atomic import atomic_path
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with NaN/inf replaced by None and numpy scalars by Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def write_json(path: str | Path, result: dict[str, Any], overwrite: bool = False) -> None:
-    """Write ``result`` as JSON atomically (``-`` prints it to stdout)."""
-    text = json.dumps(json_ready(result), indent=2, allow_nan=False)
-    if str(path) == "-":
-        print(text)
-        return
-    with atomic_path(path, overwrite) as tmp:
-        tmp.write_text(text + "\n")
 
 
 def _fmt(value: Any) -> str:

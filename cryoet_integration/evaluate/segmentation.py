@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from formats.volume import Volume
+from formats import Volume
 
 
 def _array(x: np.ndarray | Volume) -> np.ndarray:
@@ -82,10 +82,10 @@ def _safe(num: int, den: int, both_empty: bool) -> float:
     return 1.0 if both_empty else 0.0
 
 
-def surface_dice(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None
-                 ) -> dict[str, float]:
+def surface_dice(truth: np.ndarray, prediction: np.ndarray, *,
+                 region: np.ndarray | None = None) -> dict[str, float]:
     """Surface precision, recall and Surface-Dice of two binary masks ``[z, y, x]``."""
-    pred = np.asarray(pred, dtype=bool)
+    pred = np.asarray(prediction, dtype=bool)
     truth = np.asarray(truth, dtype=bool)
     s_pred, s_true = skeleton(pred), skeleton(truth)
     if region is not None:
@@ -97,10 +97,10 @@ def surface_dice(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None 
     return {"surface_dice": dice, "surface_precision": precision, "surface_recall": recall}
 
 
-def per_slice_dice(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None
-                   ) -> np.ndarray:
+def per_slice_dice(truth: np.ndarray, prediction: np.ndarray, *,
+                   region: np.ndarray | None = None) -> np.ndarray:
     """Dice of each z slice (length ``nz``); NaN where a slice has neither truth nor prediction."""
-    pred = np.asarray(pred, dtype=bool)
+    pred = np.asarray(prediction, dtype=bool)
     truth = np.asarray(truth, dtype=bool)
     if region is not None:
         pred, truth = pred & region, truth & region
@@ -111,10 +111,11 @@ def per_slice_dice(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | Non
     return out
 
 
-def binary_scores(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None = None,
-                  surface: bool = True) -> dict[str, Any]:
-    """Voxel counts, Dice/F1, IoU, precision, recall, accuracy, Surface-Dice, per-slice Dice."""
-    pred = np.asarray(pred, dtype=bool)
+def binary_scores(truth: np.ndarray, prediction: np.ndarray, *,
+                  region: np.ndarray | None = None, surface: bool = True) -> dict[str, Any]:
+    """Voxel counts, Dice/F1, IoU, precision, recall, accuracy, Surface-Dice, per-slice Dice
+    of two binary masks ``[z, y, x]`` (the project's one Dice)."""
+    pred = np.asarray(prediction, dtype=bool)
     truth = np.asarray(truth, dtype=bool)
     sel = np.ones(pred.shape, dtype=bool) if region is None else region
     p, t = pred[sel], truth[sel]
@@ -125,7 +126,7 @@ def binary_scores(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None
     empty = tp + fp + fn == 0
     iou = _safe(tp, tp + fp + fn, empty)
     iou_bg = _safe(tn, tn + fp + fn, tn + fp + fn == 0)
-    curve = per_slice_dice(pred, truth, region)
+    curve = per_slice_dice(truth, pred, region=region)
     scores: dict[str, Any] = {
         "dice": _safe(2 * tp, 2 * tp + fp + fn, empty),
         "iou": iou,
@@ -139,13 +140,14 @@ def binary_scores(pred: np.ndarray, truth: np.ndarray, region: np.ndarray | None
     }
     scores["F1"] = scores["dice"]
     if surface:
-        scores.update(surface_dice(pred, truth, region))
+        scores.update(surface_dice(truth, pred, region=region))
     return scores
 
 
 def evaluate_segmentation(
     truth: np.ndarray | Volume,
     prediction: np.ndarray | Volume,
+    *,
     threshold: float = 0.5,
     multiclass: bool = False,
     region: np.ndarray | Volume | None = None,
@@ -183,7 +185,8 @@ def evaluate_segmentation(
         if reg.shape != t.shape:
             raise ValueError(f"shape mismatch: truth {t.shape} vs region {reg.shape}")
     if not multiclass:
-        result = binary_scores(binarize(p, threshold), binarize(t, 0.5), reg, surface)
+        result = binary_scores(binarize(t, 0.5), binarize(p, threshold), region=reg,
+                               surface=surface)
         result.update({"mode": "binary", "threshold": threshold})
     else:
         result = _multiclass(to_labels(t), to_labels(p), reg, class_names or {}, surface)
@@ -198,10 +201,10 @@ def _multiclass(t: np.ndarray, p: np.ndarray, region: np.ndarray | None,
     labels = sorted((set(np.unique(t[sel]).tolist()) | set(np.unique(p[sel]).tolist())) - {0})
     per_class = {}
     for lab in labels:
-        scores = binary_scores(p == lab, t == lab, region, surface)
+        scores = binary_scores(t == lab, p == lab, region=region, surface=surface)
         scores["label"] = int(lab)
         per_class[names.get(lab, str(lab))] = scores
-    background = binary_scores(p == 0, t == 0, region, surface=False)
+    background = binary_scores(t == 0, p == 0, region=region, surface=False)
 
     def mean(key: str) -> float:
         # No label in truth or prediction: both empty, which scores 1.0 by convention.
@@ -339,14 +342,14 @@ def wedge_hidden_mask(membrane_mask: np.ndarray | Volume, tilt_range_deg: tuple[
 
 def _inside_outside(truth: np.ndarray, prediction: np.ndarray | Volume, threshold: float,
                     region: np.ndarray) -> dict[str, Any]:
-    inside = evaluate_segmentation(truth, prediction, threshold, region=region)
-    outside = evaluate_segmentation(truth, prediction, threshold, region=~region)
+    inside = evaluate_segmentation(truth, prediction, threshold=threshold, region=region)
+    outside = evaluate_segmentation(truth, prediction, threshold=threshold, region=~region)
     keys = ("dice", "surface_dice", "precision", "recall", "iou", "region_voxels")
     return {"membrane_voxels": int(truth.sum()),
             "inside": {k: inside[k] for k in keys}, "outside": {k: outside[k] for k in keys}}
 
 
-def wedge_cap_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume,
+def wedge_cap_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume, *,
                      threshold: float = 0.5, angle_deg: float = 30.0) -> dict[str, Any]:
     """Binary scores inside and outside the missing-wedge caps of the true membranes.
 
@@ -362,7 +365,7 @@ def wedge_cap_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume
             **_inside_outside(t, prediction, threshold, caps)}
 
 
-def wedge_hidden_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume,
+def wedge_hidden_scores(truth: np.ndarray | Volume, prediction: np.ndarray | Volume, *,
                         tilt_range_deg: tuple[float, float], threshold: float = 0.5,
                         tolerance_deg: float = EDGE_ON_TOLERANCE_DEG) -> dict[str, Any]:
     """Binary scores on the true membrane that the tilt series hides

@@ -18,21 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formats.particles import make_table
-from formats.volume import Volume
+from formats import Volume, make_table
+
+from ..preprocess import robust_normalize
 
 DOG_RATIO = 1.6
-MAD_TO_SIGMA = 1.4826
-
-
-def robust_zscore(values: np.ndarray, sample_step: int = 3) -> np.ndarray:
-    """(values - median) / (1.4826 * MAD); statistics from every ``sample_step``-th voxel."""
-    sample = np.asarray(values)[::sample_step, ::sample_step, ::sample_step].ravel()
-    med = float(np.median(sample))
-    mad = float(np.median(np.abs(sample - med))) * MAD_TO_SIGMA
-    if not mad > 0:
-        mad = float(np.std(sample)) or 1.0
-    return (values - med) / mad
+# Robust statistics from every third voxel along each axis are plenty for a whole tomogram.
+SAMPLE_STEP = 3
 
 
 def dog_response(data: np.ndarray, radius_voxels: float, polarity: str = "dark") -> np.ndarray:
@@ -88,7 +80,7 @@ def pick_blobs(
     if data.ndim != 3:
         raise ValueError(f"tomogram must be 3D, got shape {data.shape}")
     radius = diameter_angst / 2 / vs
-    zscore = robust_zscore(dog_response(data, radius, polarity))
+    zscore = robust_normalize(dog_response(data, radius, polarity), axis_step=SAMPLE_STEP)
     min_dist = (min_distance_angst if min_distance_angst is not None else diameter_angst / 2) / vs
     size = 2 * max(int(round(min_dist)), 1) + 1
     peaks = (ndimage.maximum_filter(zscore, size=size, mode="nearest") == zscore)

@@ -70,19 +70,21 @@ class RenderSettings:
     backend: str = "auto"
 
 
-def _check_inputs(raw: np.ndarray, classes: Sequence[np.ndarray], names: Sequence[str]) -> None:
+def check_inputs(raw: np.ndarray, classes: Sequence[np.ndarray], names: Sequence[str]) -> None:
+    """Raise ValueError (one line naming the class) unless the tomogram is 3D and finite and
+    every class map has its shape, is finite and holds probabilities in [0, 1]."""
+    from formats.volume import Volume, check_finite
+
     if raw.ndim != 3 or min(raw.shape) < 2:
         raise ValueError(f"tomogram must be 3D with every side >= 2 voxels, got shape {raw.shape}")
-    if not np.all(np.isfinite(raw)):
-        raise ValueError("tomogram contains NaN or infinite values")
+    check_finite(Volume(raw, path="tomogram"))
     if not classes:
         raise ValueError("at least one class map is needed")
     for name, c in zip(names, classes):
         if c.shape != raw.shape:
             raise ValueError(f"{name}: shape {c.shape} (z, y, x) differs from the tomogram's "
                              f"{raw.shape}")
-        if not np.all(np.isfinite(c)):
-            raise ValueError(f"{name}: contains NaN or infinite values")
+        check_finite(Volume(c, path=name))
         lo, hi = float(c.min()), float(c.max())
         if lo < -0.01 or hi > 1.01:  # small overshoots from interpolation are clipped
             raise ValueError(f"{name}: values {lo:g}..{hi:g} are not probabilities in [0, 1]")
@@ -106,7 +108,7 @@ class Scene:
                                                              for i in range(len(classes))]
         raw = np.asarray(raw)
         classes = [np.asarray(c) for c in classes]
-        _check_inputs(raw, classes, self.names)
+        check_inputs(raw, classes, self.names)
         self.backend = resolve_backend(s.backend)
         self.colors = colormod.resolve_colors(list(s.colors) if s.colors is not None else None,
                                               len(classes))

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from formats.volume import Volume
+from formats import Volume
 
-from ..picking.blob import robust_zscore
+from ..preprocess import robust_normalize
 
 FWHM_TO_SIGMA = 1.0 / 2.3548
 
@@ -39,7 +39,8 @@ def membrane_evidence(tomogram: Volume, thickness_angst: float = 45.0, polarity:
     wide = (background_angst if background_angst is not None else 6 * thickness_angst) / vs
     smooth = ndimage.gaussian_filter(signal, sigma)
     smooth -= ndimage.gaussian_filter(signal, max(wide * FWHM_TO_SIGMA, 2 * sigma))
-    return robust_zscore(smooth)
+    # statistics on an even grid of every third voxel, as the blob picker's
+    return robust_normalize(smooth, axis_step=3)
 
 
 def choose_threshold(evidence: np.ndarray, method: str = "percentile",

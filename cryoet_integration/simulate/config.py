@@ -1,7 +1,10 @@
 """Simulation conditions: one dataclass, fixed defaults and domain-randomised draws.
 
-Every length names its unit (``_nm``, ``_angst``, ``_um``, ``_mm``) except ``voxel_size``
-(Å per voxel of the output tomogram). Angles are degrees.
+One unit inside: every length is in Å (``_angst``; ``voxel_size`` is Å per voxel of the
+output tomogram), areal densities per Å², angles in degrees. Other units (defocus in µm,
+Cs in mm, sizes in nm) are converted where values enter or leave: the command line, the
+documented ranges of :meth:`SimulationConfig.randomised`, the records of ``cryovis
+simulate``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,11 @@ import numpy as np
 if TYPE_CHECKING:
     from .membranes import BilayerProfile
 
+ANGST_PER_NM = 10.0
+ANGST_PER_UM = 1e4
+ANGST_PER_MM = 1e7
+ANGST2_PER_UM2 = 1e8
+
 
 @dataclasses.dataclass
 class SimulationConfig:
@@ -25,44 +33,44 @@ class SimulationConfig:
 
     voxel_size: float = 10.0
     # Sample ------------------------------------------------------------------------------
-    ice_thickness_nm: float | None = None  # None: ice_fraction x box depth
+    ice_thickness_angst: float | None = None  # None: ice_fraction x box depth
     ice_fraction: float = 0.85
     ice_tilt_deg: float = 0.0  # tilt of the slab normal away from the beam (z) axis
     n_vesicles: int = 2  # spheres and ellipsoids (one in four double-walled)
-    vesicle_radius_nm: tuple[float, float] = (15.0, 60.0)
+    vesicle_radius_angst: tuple[float, float] = (150.0, 600.0)
     n_sheets: int = 1  # curved open sheets crossing the field
     n_tubes: int = 0  # capsule-shaped tubules
-    tube_radius_nm: tuple[float, float] = (10.0, 25.0)
+    tube_radius_angst: tuple[float, float] = (100.0, 250.0)
     n_microtubules: int = 0  # hollow 25 nm tubes (labelled, not particles)
     n_actin: int = 0  # 7 nm filaments (labelled, not particles)
     # Bilayer profile (see ``membranes.BilayerProfile``): head-group Gaussians around a core
-    leaflet_spacing_nm: float = 4.0  # head-group peak to peak
+    leaflet_spacing_angst: float = 40.0  # head-group peak to peak
     head_density_v: float = 1.6  # lipid head groups above ice
     head_sigma_angst: float = 5.0
     core_density_v: float = -0.4  # hydrocarbon core; negative: below ice
     core_sigma_angst: float = 7.0
     profile_per_membrane: bool = False  # True: each membrane draws its own random profile
-    membrane_proteins_per_um2: float = 0.0  # unlabelled transmembrane blobs
+    membrane_proteins_per_angst2: float = 0.0  # unlabelled transmembrane blobs
     crowding: float = 0.08  # target fraction of the ice volume filled by particles
     class_weights: dict[str, float] | None = None  # by particle count; None: uniform
     attached_fraction: float = 0.4  # membrane-binding particles placed on a membrane
-    fiducials_per_um2: float = 40.0  # gold beads per µm² of the field of view
-    fiducial_diameter_nm: float = 10.0
+    fiducials_per_angst2: float = 40.0 / ANGST2_PER_UM2  # gold beads per area of the view
+    fiducial_diameter_angst: float = 100.0
     background_v: float = 0.1  # std of the unresolved crowded-cytosol texture (V)
-    background_scale_nm: float = 3.0  # its correlation length
+    background_scale_angst: float = 30.0  # its correlation length
     # Microscope ---------------------------------------------------------------------------
     tilt_min_deg: float = -60.0
     tilt_max_deg: float = 60.0
     tilt_step_deg: float = 3.0
     voltage_kv: float = 300.0
-    cs_mm: float = 2.7
+    cs_angst: float = 2.7 * ANGST_PER_MM  # spherical aberration
     amplitude_contrast: float = 0.07
-    defocus_um: float = 3.5  # underfocus is positive
-    astigmatism_um: float = 0.0
+    defocus_angst: float = 3.5 * ANGST_PER_UM  # underfocus is positive
+    astigmatism_angst: float = 0.0
     astigmatism_angle_deg: float = 0.0
     bfactor_angst2: float = 100.0  # overall resolution loss (drift, charging)
     dose_total: float = 100.0  # e/Å² over the whole tilt series, dose-symmetric order
-    misalign_shift_nm: float = 0.5  # std of residual per-tilt shifts (x and y)
+    misalign_shift_angst: float = 5.0  # std of residual per-tilt shifts (x and y)
     misalign_rotation_deg: float = 0.2  # std of residual in-plane rotations
     tilt_error_deg: float = 0.1  # std of the error of each tilt angle
     # Reconstruction ---------------------------------------------------------------------------
@@ -103,28 +111,29 @@ class SimulationConfig:
             ice_fraction=float(rng.uniform(0.5, 1.3)),
             ice_tilt_deg=float(rng.uniform(0, 10)),
             n_vesicles=n_ves,
-            vesicle_radius_nm=(float(rng.uniform(10, 25)), float(rng.uniform(35, 90))),
+            vesicle_radius_angst=(float(rng.uniform(10, 25)) * ANGST_PER_NM,
+                                  float(rng.uniform(35, 90)) * ANGST_PER_NM),
             n_sheets=n_sheets,
             n_tubes=n_tubes,
-            tube_radius_nm=(8.0, float(rng.uniform(12, 30))),
-            leaflet_spacing_nm=float(rng.uniform(3.0, 5.0)),
+            tube_radius_angst=(8.0 * ANGST_PER_NM, float(rng.uniform(12, 30)) * ANGST_PER_NM),
+            leaflet_spacing_angst=float(rng.uniform(3.0, 5.0)) * ANGST_PER_NM,
             crowding=float(rng.uniform(0.02, 0.2)),
             class_weights={c: float(w) for c, w in zip(_protein_classes(), weights)},
             attached_fraction=float(rng.uniform(0.2, 0.8)),
-            fiducials_per_um2=float(rng.uniform(0, 80)),
-            fiducial_diameter_nm=float(rng.choice([5.0, 6.0, 10.0, 10.0, 15.0])),
+            fiducials_per_angst2=float(rng.uniform(0, 80)) / ANGST2_PER_UM2,
+            fiducial_diameter_angst=float(rng.choice([5.0, 6.0, 10.0, 10.0, 15.0])) * ANGST_PER_NM,
             background_v=float(rng.uniform(0.0, 0.3)),
-            background_scale_nm=float(rng.uniform(1.5, 5.0)),
+            background_scale_angst=float(rng.uniform(1.5, 5.0)) * ANGST_PER_NM,
             tilt_min_deg=-tilt_max + asym,
             tilt_max_deg=tilt_max + asym,
             tilt_step_deg=float(rng.choice([1.0, 2.0, 3.0, 3.0, 4.0])),
             amplitude_contrast=float(rng.uniform(0.05, 0.12)),
-            defocus_um=float(rng.uniform(1.5, 6.0)),
-            astigmatism_um=float(rng.uniform(0, 0.3)),
+            defocus_angst=float(rng.uniform(1.5, 6.0)) * ANGST_PER_UM,
+            astigmatism_angst=float(rng.uniform(0, 0.3)) * ANGST_PER_UM,
             astigmatism_angle_deg=float(rng.uniform(0, 180)),
             bfactor_angst2=float(rng.uniform(0, 400)),
             dose_total=float(rng.uniform(40, 180)),
-            misalign_shift_nm=float(rng.uniform(0, 1.5)),
+            misalign_shift_angst=float(rng.uniform(0, 1.5)) * ANGST_PER_NM,
             misalign_rotation_deg=float(rng.uniform(0, 0.5)),
             tilt_error_deg=float(rng.uniform(0, 0.3)),
             phase_flip=bool(rng.random() < 0.25),
@@ -132,12 +141,12 @@ class SimulationConfig:
             sirt_iterations=int(rng.integers(5, 41)) if rng.random() < 0.35 else 0,
             head_density_v=PROTEIN_DENSITY_V * float(rng.uniform(0.6, 1.4)),
             n_microtubules=int(rng.choice([0, 0, 1, 2])),
-            membrane_proteins_per_um2=(0.0 if rng.random() < 0.3
-                                       else float(rng.uniform(200, 3000))),
+            membrane_proteins_per_angst2=(0.0 if rng.random() < 0.3
+                                          else float(rng.uniform(200, 3000)) / ANGST2_PER_UM2),
             n_actin=int(rng.choice([0, 0, 2, 4, 8])),
         )
         # drawn last so that the other conditions of a seed stay as they were
-        profile = random_profile(rng, cfg.voxel_size, cfg.leaflet_spacing_nm * 10.0,
+        profile = random_profile(rng, cfg.voxel_size, cfg.leaflet_spacing_angst,
                                  cfg.head_density_v)
         return dataclasses.replace(
             cfg, head_sigma_angst=profile.head_sigma_angst,
@@ -148,7 +157,7 @@ class SimulationConfig:
         """The tomogram's bilayer profile (each membrane's own if ``profile_per_membrane``)."""
         from .membranes import BilayerProfile
 
-        return BilayerProfile(self.leaflet_spacing_nm * 10.0, self.head_density_v,
+        return BilayerProfile(self.leaflet_spacing_angst, self.head_density_v,
                               self.head_sigma_angst, self.core_density_v, self.core_sigma_angst)
 
     def tilt_angles(self) -> np.ndarray:
@@ -161,8 +170,8 @@ class SimulationConfig:
         checks = [
             (self.voxel_size > 0, "voxel_size must be > 0 Å"),
             (self.ice_fraction > 0, "ice_fraction must be > 0"),
-            (self.ice_thickness_nm is None or self.ice_thickness_nm > 0,
-             "ice_thickness_nm must be > 0"),
+            (self.ice_thickness_angst is None or self.ice_thickness_angst > 0,
+             "ice_thickness_angst must be > 0"),
             (0 <= self.crowding < 0.6, "crowding must be in [0, 0.6)"),
             (self.tilt_step_deg > 0, "tilt_step_deg must be > 0"),
             (-90 < self.tilt_min_deg < self.tilt_max_deg < 90,
@@ -170,17 +179,17 @@ class SimulationConfig:
             (self.voltage_kv > 0, "voltage_kv must be > 0"),
             (0 <= self.amplitude_contrast < 1, "amplitude_contrast must be in [0, 1)"),
             (self.dose_total > 0, "dose_total must be > 0 e/Å²"),
-            (self.background_v >= 0 and self.background_scale_nm > 0,
-             "background_v must be >= 0 V and background_scale_nm > 0"),
+            (self.background_v >= 0 and self.background_scale_angst > 0,
+             "background_v must be >= 0 V and background_scale_angst > 0"),
             (0 < self.filter_cutoff <= 0.5, "filter_cutoff must be in (0, 0.5] cycles/voxel"),
             (self.sirt_iterations >= 0, "sirt_iterations must be >= 0"),
             (min(self.n_vesicles, self.n_sheets, self.n_tubes) >= 0,
              "membrane counts must be >= 0"),
             (min(self.n_microtubules, self.n_actin) >= 0, "filament counts must be >= 0"),
-            (self.membrane_proteins_per_um2 >= 0, "membrane_proteins_per_um2 must be >= 0"),
-            (self.leaflet_spacing_nm > 0 and self.head_sigma_angst > 0
+            (self.membrane_proteins_per_angst2 >= 0, "membrane_proteins_per_angst2 must be >= 0"),
+            (self.leaflet_spacing_angst > 0 and self.head_sigma_angst > 0
              and self.core_sigma_angst > 0,
-             "leaflet_spacing_nm, head_sigma_angst and core_sigma_angst must be > 0"),
+             "leaflet_spacing_angst, head_sigma_angst and core_sigma_angst must be > 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -195,8 +204,8 @@ class SimulationConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict of all settings."""
         out = dataclasses.asdict(self)
-        out["vesicle_radius_nm"] = list(self.vesicle_radius_nm)
-        out["tube_radius_nm"] = list(self.tube_radius_nm)
+        out["vesicle_radius_angst"] = list(self.vesicle_radius_angst)
+        out["tube_radius_angst"] = list(self.tube_radius_angst)
         return out
 
 

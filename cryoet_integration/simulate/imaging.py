@@ -15,10 +15,11 @@ import dataclasses
 
 import numpy as np
 
+from .. import optics
+from ..optics import ELECTRON_REST_ENERGY_EV, electron_wavelength
 from .config import SimulationConfig
 from .projector import forward_project
 
-ELECTRON_REST_ENERGY_EV = 510998.95
 CC_MM = 2.7  # chromatic aberration
 ENERGY_SPREAD_EV = 0.7
 ILLUMINATION_SEMIANGLE_RAD = 2e-5
@@ -51,16 +52,10 @@ class TiltSeries:
     ice_path_angst: np.ndarray
 
 
-def wavelength_angst(voltage_kv: float) -> float:
-    """Relativistic electron wavelength (Å) at ``voltage_kv``."""
-    v = voltage_kv * 1e3
-    return 12.2643 / np.sqrt(v * (1 + v / (2 * ELECTRON_REST_ENERGY_EV)))
-
-
 def interaction_constant(voltage_kv: float) -> float:
     """sigma (rad per V·Å): phase shift per projected potential."""
     v = voltage_kv * 1e3
-    lam = wavelength_angst(voltage_kv)
+    lam = electron_wavelength(voltage_kv)
     return 2 * np.pi / (lam * v) * (ELECTRON_REST_ENERGY_EV + v) / (
         2 * ELECTRON_REST_ENERGY_EV + v)
 
@@ -101,18 +96,16 @@ def _full_freqs(ny: int, nx: int, voxel_size: float) -> tuple[np.ndarray, np.nda
 def ctf_phase(k: np.ndarray, azimuth: np.ndarray, defocus_angst: float,
               cfg: SimulationConfig) -> np.ndarray:
     """Wave aberration chi(k) (rad); underfocus positive, astigmatism from the config."""
-    lam = wavelength_angst(cfg.voltage_kv)
-    df = defocus_angst + 0.5 * cfg.astigmatism_um * 1e4 * np.cos(
+    df = defocus_angst + 0.5 * cfg.astigmatism_angst * np.cos(
         2 * (azimuth - np.deg2rad(cfg.astigmatism_angle_deg)))
-    cs = cfg.cs_mm * 1e7
-    return np.pi * lam * df * k ** 2 - 0.5 * np.pi * cs * lam ** 3 * k ** 4
+    return optics.ctf_phase(k, df, cfg.voltage_kv, cfg.cs_angst)
 
 
 def envelope(k: np.ndarray, defocus_angst: float, cfg: SimulationConfig) -> np.ndarray:
     """Temporal and spatial coherence envelopes times the B-factor decay."""
-    lam = wavelength_angst(cfg.voltage_kv)
+    lam = electron_wavelength(cfg.voltage_kv)
     delta = CC_MM * 1e7 * ENERGY_SPREAD_EV / (cfg.voltage_kv * 1e3)
-    cs = cfg.cs_mm * 1e7
+    cs = cfg.cs_angst
     temporal = np.exp(-((np.pi * lam * delta * k ** 2) ** 2) / (16 * np.log(2)))
     spatial = np.exp(-((np.pi * ILLUMINATION_SEMIANGLE_RAD / lam) ** 2)
                      * (cs * lam ** 3 * k ** 3 - defocus_angst * lam * k) ** 2)
@@ -173,7 +166,7 @@ def simulate_tilt_series(potential: np.ndarray, absorption: np.ndarray, slab: di
     angles = cfg.tilt_angles()
     n = len(angles)
     true_angles = angles + rng.normal(0.0, cfg.tilt_error_deg, n)
-    shifts = rng.normal(0.0, cfg.misalign_shift_nm * 10.0 / vs, (n, 2))
+    shifts = rng.normal(0.0, cfg.misalign_shift_angst / vs, (n, 2))
     rotations = rng.normal(0.0, cfg.misalign_rotation_deg, n)
     dose_tilt = cfg.dose_total / n
     dose_before = dose_symmetric_order(angles) * dose_tilt
@@ -197,7 +190,7 @@ def simulate_tilt_series(potential: np.ndarray, absorption: np.ndarray, slab: di
         ice_paths[i] = ice_path_length(normal, slab["thickness_angst"], true_angles[i])
         amplitude = np.exp(-ice_paths[i] / (2 * mfp) - sigma * phi[1])
         wave_k = np.fft.fft2(amplitude * np.exp(1j * sigma * phi[0]))
-        defocus_cols = cfg.defocus_um * 1e4 + u_angst * np.tan(np.deg2rad(true_angles[i]))
+        defocus_cols = cfg.defocus_angst + u_angst * np.tan(np.deg2rad(true_angles[i]))
 
         def image(defocus: float, wave_k=wave_k) -> np.ndarray:
             h = np.exp(1j * ctf_phase(k_f, az_f, defocus, cfg)) * envelope(k_f, defocus, cfg)
@@ -235,6 +228,6 @@ def phase_flip(images: np.ndarray, angles_deg: np.ndarray, cfg: SimulationConfig
             sign = np.sign(np.sqrt(1 - a * a) * np.sin(chi) + a * np.cos(chi))
             return np.fft.irfft2(spec * sign, s=(ny, nx))
 
-        cols = cfg.defocus_um * 1e4 + u_angst * np.tan(np.deg2rad(angles_deg[i]))
+        cols = cfg.defocus_angst + u_angst * np.tan(np.deg2rad(angles_deg[i]))
         out[i] = _strip_blend(flipped, cols)
     return out

@@ -104,7 +104,7 @@ class _Builder:
     # Ice ---------------------------------------------------------------------------------------
     def build_slab(self) -> None:
         depth = self.box_angst[2]
-        t = (self.cfg.ice_thickness_nm * 10.0 if self.cfg.ice_thickness_nm
+        t = (self.cfg.ice_thickness_angst if self.cfg.ice_thickness_angst
              else self.cfg.ice_fraction * depth)
         beta = np.deg2rad(self.cfg.ice_tilt_deg)
         phi = self.rng.uniform(0, 2 * np.pi)
@@ -181,13 +181,13 @@ class _Builder:
 
         Each is a Gaussian ellipsoid (``sd`` 25 Å along the membrane normal, 12-20 Å
         across, +1.2 V peak) centred within 1 nm of the mid-surface, at
-        ``membrane_proteins_per_um2``. Their density outside the bilayer mask keeps
+        ``membrane_proteins_per_angst2``. Their density outside the bilayer mask keeps
         particles away but carries no label.
         """
-        per_um2 = self.cfg.membrane_proteins_per_um2
+        per_angst2 = self.cfg.membrane_proteins_per_angst2
         size = np.array(self.shape[::-1])
         for obj, area in zip(self.membrane_objs, self.membrane_areas):
-            n = int(self.rng.poisson(per_um2 * area / 1e8)) if per_um2 > 0 else 0
+            n = int(self.rng.poisson(per_angst2 * area)) if per_angst2 > 0 else 0
             placed = 0
             for _ in range(5 * n):
                 if placed == n:
@@ -225,7 +225,7 @@ class _Builder:
         largest = 0.5 * min(t, *self.box_angst[:2])
         for _ in range(cfg.n_vesicles):
             for _attempt in range(20):
-                lo_r, hi_r = (10 * r for r in cfg.vesicle_radius_nm)
+                lo_r, hi_r = cfg.vesicle_radius_angst
                 r = rng.uniform(lo_r, max(lo_r, min(hi_r, largest)))
                 centre = self.random_point_in_slab(0.7 * r)
                 lumen = float(rng.uniform(-0.1, 0.4))
@@ -244,7 +244,7 @@ class _Builder:
                     break
         for _ in range(cfg.n_tubes):
             for _attempt in range(20):
-                lo_r, hi_r = (10 * r for r in cfg.tube_radius_nm)
+                lo_r, hi_r = cfg.tube_radius_angst
                 r = rng.uniform(lo_r, max(lo_r, min(hi_r, largest)))
                 length = rng.uniform(0.3, 1.0) * float(np.linalg.norm(self.box_angst[:2]))
                 tube = mem.random_capsule(rng, self.random_point_in_slab(0.7 * r), r, length)
@@ -380,9 +380,9 @@ class _Builder:
     def place_fiducials(self, templates: dict[str, np.ndarray], cls: ParticleClass) -> None:
         from .membranes import random_rotation
 
-        area_um2 = self.box_angst[0] * self.box_angst[1] / 1e8
-        n = int(self.rng.poisson(self.cfg.fiducials_per_um2 * area_um2))
-        r = 5.0 * self.cfg.fiducial_diameter_nm
+        area = self.box_angst[0] * self.box_angst[1]
+        n = int(self.rng.poisson(self.cfg.fiducials_per_angst2 * area))
+        r = 0.5 * self.cfg.fiducial_diameter_angst
         t = self.slab["thickness"]
         for _ in range(n):
             for _attempt in range(10):
@@ -441,14 +441,14 @@ class _Builder:
         """Smooth random texture for the unresolved small molecules of a crowded cytosol.
 
         Zero-mean Gaussian-filtered noise with std ``background_v`` V and correlation length
-        ``background_scale_nm``, only in ice not taken by particles or bilayers.
+        ``background_scale_angst``, only in ice not taken by particles or bilayers.
         """
         from scipy import ndimage
 
         if self.cfg.background_v <= 0:
             return
         noise = self.rng.standard_normal(self.shape, dtype=np.float32)
-        sigma = self.cfg.background_scale_nm * 10.0 / self.vs
+        sigma = self.cfg.background_scale_angst / self.vs
         smooth = ndimage.gaussian_filter(noise, sigma, mode="wrap")
         smooth *= np.float32(self.cfg.background_v / max(float(smooth.std()), 1e-12))
         free = (self.instances == 0) & (self.membranes == 0)
@@ -465,7 +465,7 @@ def build_scene(shape_zyx: tuple[int, int, int], config: SimulationConfig,
     b.build_membranes()
     b.decorate_membranes()
     b.build_filaments()
-    fid = fiducial_class(config.fiducial_diameter_nm)
+    fid = fiducial_class(config.fiducial_diameter_angst)
     classes = {**CLASSES, FIDUCIAL: fid}
     templates = {name: class_template(c, b.vs) for name, c in classes.items()}
     b.place_fiducials(templates, fid)

@@ -221,10 +221,10 @@ PROTEIN_CLASSES: tuple[str, ...] = tuple(CLASSES)
 FIDUCIAL = "fiducial"
 
 
-def fiducial_class(diameter_nm: float) -> ParticleClass:
-    """A gold bead of ``diameter_nm`` (very dense, strongly absorbing)."""
-    r = 5.0 * diameter_nm
-    return ParticleClass(FIDUCIAL, f"gold bead, {diameter_nm:g} nm",
+def fiducial_class(diameter_angst: float) -> ParticleClass:
+    """A gold bead of ``diameter_angst`` Å (very dense, strongly absorbing)."""
+    r = 0.5 * diameter_angst
+    return ParticleClass(FIDUCIAL, f"gold bead, {diameter_angst / 10:g} nm",
                          (Primitive((0, 0, 0), (r, r, r)),), density_v=GOLD_DENSITY_V,
                          absorption=0.3)
 

@@ -11,9 +11,10 @@ import pandas as pd
 
 from formats import Volume, make_table
 
+from ..optics import electron_wavelength
 from . import labels as lab
 from .config import SimulationConfig
-from .imaging import interaction_constant, simulate_tilt_series, wavelength_angst
+from .imaging import interaction_constant, simulate_tilt_series
 from .reconstruct import weighted_back_projection
 from .scene import build_scene
 from .shapes import CLASSES, FIDUCIAL
@@ -102,7 +103,7 @@ def simulate_tomogram(seed: int = 0, size_xyz=(256, 256, 128),
             "note": "no installable package ships atomic models; shapes are unions of "
                     "ellipsoids/capsules blurred by 4 Å, excess potential over ice in V",
             "classes": {name: c.description for name, c in CLASSES.items()}
-                       | {FIDUCIAL: f"gold bead, {cfg.fiducial_diameter_nm:g} nm",
+                       | {FIDUCIAL: f"gold bead, {cfg.fiducial_diameter_angst / 10:g} nm",
                           "microtubule": "hollow tube, 17/25 nm inner/outer diameter "
                                          "(labelled, not a particle)",
                           "actin": "7 nm rod filament (labelled, not a particle)"},
@@ -121,7 +122,7 @@ def simulate_tomogram(seed: int = 0, size_xyz=(256, 256, 128),
         "imaging": {
             "model": "projection approximation, exit wave exp(i*sigma*phi - mu), CTF with "
                      "defocus gradient across tilted images, Poisson counting",
-            "wavelength_angst": wavelength_angst(cfg.voltage_kv),
+            "wavelength_angst": electron_wavelength(cfg.voltage_kv),
             "interaction_constant_rad_per_v_angst": interaction_constant(cfg.voltage_kv),
             "tilt_angles_deg": series.angles_deg.tolist(),
             "true_tilt_angles_deg": series.true_angles_deg.tolist(),

@@ -1,9 +1,9 @@
 """Cross-simulator check: score a membrane model on phantoms from an independent generator.
 
-    nice -n 10 .venv/bin/python benchmarks/cross_simulator.py [--model MODEL] [--n 6]
+    nice -n 10 .venv/bin/python -m validation.cross_simulator [--model MODEL] [--n 6]
         [--size 192 192 96] [--json OUT.json] [--save-dir DIR]
 
-The phantoms (``benchmarks/phantom_sim.py``) share no code with ``cryoet_integration.simulate``:
+The phantoms (``validation/phantom_sim.py``) share no code with ``cryoet_integration.simulate``:
 vesicles, tubes and undulating sheets with a two-leaflet or single-band profile, Gaussian
 protein clusters and filaments, a 3D CTF, coloured plus white noise, and the missing wedge
 as a Fourier mask instead of a tilt series and back-projection. Each phantom is one
@@ -24,16 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from phantom_sim import PhantomConfig, make_phantom  # noqa: E402
-
-from cryoet_integration.evaluate.segmentation import (  # noqa: E402
+from cryoet_integration.evaluate.segmentation import (
     evaluate_segmentation,
     missing_wedge_cap_mask,
 )
-from formats.volume import Volume  # noqa: E402
+from formats import Volume
+from validation.phantom_sim import PhantomConfig, make_phantom
 
 # One condition per phantom: (name, seed, overrides of PhantomConfig). The first is the
 # "reference" condition; the others each move a few knobs away from it.
@@ -196,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     print("capD/offD: Dice inside/outside the missing-wedge caps; thr*: threshold baseline")
     if args.json:
         report = {"model": str(model_paths(model)[0]), "model_step": card.get("step"),
-                  "command": "python benchmarks/cross_simulator.py " + " ".join(
+                  "command": "python -m validation.cross_simulator " + " ".join(
                       argv if argv is not None else sys.argv[1:]),
                   "size_xyz": list(args.size), "mean": means, "phantoms": rows}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

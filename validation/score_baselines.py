@@ -5,8 +5,8 @@ conditions, and domain-randomised ones), runs the DoG blob picker and the thresh
 smoothed-density membrane map on each, scores them with ``cryoet_integration.evaluate``
 and prints a Markdown table (per tomogram and mean) ready for ``docs/baselines.md``.
 
-    .venv/bin/python benchmarks/score_baselines.py                 # 3 + 3 tomograms
-    .venv/bin/python benchmarks/score_baselines.py --n 1 --size 128x128x64 --json out.json
+    .venv/bin/python -m validation.score_baselines                 # 3 + 3 tomograms
+    .venv/bin/python -m validation.score_baselines --n 1 --size 128x128x64 --json out.json
 """
 
 from __future__ import annotations
@@ -19,18 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cryoet_integration.evaluate import (  # noqa: E402
+from cryoet_integration.evaluate import (
     evaluate_picks,
     evaluate_segmentation,
     missing_wedge_cap_mask,
 )
-from cryoet_integration.evaluate.report import json_ready  # noqa: E402
-from cryoet_integration.picking import pick_blobs  # noqa: E402
-from cryoet_integration.segmentation.threshold_baseline import membrane_map  # noqa: E402
-from cryoet_integration.simulate import SimulationConfig, simulate_tomogram  # noqa: E402
-from formats.volume import Volume  # noqa: E402
+from cryoet_integration.json_output import json_ready
+from cryoet_integration.picking import pick_blobs
+from cryoet_integration.segmentation.threshold_baseline import membrane_map
+from cryoet_integration.simulate import SimulationConfig, simulate_tomogram
+from formats import Volume
 
 COLUMNS = ["conditions", "seed", "voxel Å", "particles", "RR", "TP", "FP", "MH",
            "precision", "recall", "F1", "AD vox", "mem Dice", "mem Surface-Dice",

@@ -1,14 +1,14 @@
 """Score a membrane model on held-out simulated tomograms (new seeds, randomised conditions).
 
-    .venv/bin/python benchmarks/score_membrane_model.py [--model MODEL] [--n 3]
-        [--seed 20000] [--cache DIR] [--out DIR] [--update-card]
+    .venv/bin/python -m validation.score_membrane_model [--model MODEL] [--n 3]
+        [--seed 20000] [--cache DIR] [--out DIR] [--card-out CARD.json]
 
 For each tomogram (``SimulationConfig.randomised(seed)``, 256x256x128 voxels, seeds that the
 ``default-membrane`` recipe never trains on) it runs tiled inference exactly as
 ``cryovis segment`` does and reports Dice and Surface-Dice against the true membrane mask,
 separately inside and outside the missing-wedge caps (membrane whose normal is within 30° of
 z), the per-slice Dice curve (PNG), and the thresholded-density baseline on the same data.
-``--update-card`` stores the scores in the model's JSON card.
+``--card-out CARD.json`` writes a copy of the model's card with the scores.
 """
 
 from __future__ import annotations
@@ -21,20 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from cryoet_integration.evaluate.segmentation import (  # noqa: E402
+from cryoet_integration.evaluate.segmentation import (
     evaluate_segmentation,
     missing_wedge_cap_mask,
     wedge_hidden_mask,
 )
-from cryoet_integration.segmentation.checkpoint import (  # noqa: E402
+from cryoet_integration.json_output import write_json
+from cryoet_integration.segmentation.checkpoint import (
     default_model_path,
     load_model,
     model_paths,
 )
-from cryoet_integration.segmentation.inference import segment_volume, use_bf16  # noqa: E402
-from formats.volume import read_volume  # noqa: E402
+from cryoet_integration.segmentation.inference import segment_volume, use_bf16
+from formats import read_volume
 
 SIZE_XYZ = (256, 256, 128)
 
@@ -65,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=20000)
     ap.add_argument("--cache", default=str(Path.home() / ".cache/cryovis/heldout"))
     ap.add_argument("--out", default=str(Path.home() / ".cache/cryovis/score"))
-    ap.add_argument("--update-card", action="store_true")
+    ap.add_argument("--card-out", default=None, metavar="JSON",
+                    help="also write a copy of the model's card with these scores to JSON "
+                    "(review it, then replace the card by hand; the shipped card is never "
+                    "edited here)")
     args = ap.parse_args(argv)
 
     import matplotlib
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         tilts = (cfg["tilt_min_deg"], cfg["tilt_max_deg"])
         hidden_region = ndimage.binary_dilation(wedge_hidden_mask(truth, tilts), iterations=3)
         rows.append({
-            "seed": seed, "voxel_size": cfg["voxel_size"], "defocus_um": cfg["defocus_um"],
+            "seed": seed, "voxel_size": cfg["voxel_size"], "defocus_um": cfg["defocus_angst"] / 1e4,
             "dose": cfg["dose_total"], "snr": meta.get("snr"),
             "tilt_range": [cfg["tilt_min_deg"], cfg["tilt_max_deg"]],
             "membrane_fraction": float(truth.mean()),
@@ -138,18 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     fig.tight_layout()
     fig.savefig(out / "per_slice_dice.png", dpi=100)
     report = {"model": str(model_paths(args.model or default_model_path())[0]),
-              "command": "python benchmarks/score_membrane_model.py " + " ".join(
+              "command": "python -m validation.score_membrane_model " + " ".join(
                   argv if argv is not None else sys.argv[1:]),
               "bf16": use_bf16("auto"),
               "held_out_seeds": list(range(args.seed, args.seed + args.n)),
               "size_xyz": SIZE_XYZ, "mean": mean, "tomograms": rows}
     (out / "scores.json").write_text(json.dumps(report, indent=2) + "\n")
     print("MEAN", json.dumps(mean))
-    if args.update_card:
+    if args.card_out:
         _, card_path = model_paths(args.model or default_model_path())
         card_data = json.loads(card_path.read_text())
         card_data["scores"] = {k: v for k, v in report.items() if k != "model"}
-        card_path.write_text(json.dumps(card_data, indent=2) + "\n")
+        write_json(args.card_out, card_data)
     return 0
 
 
