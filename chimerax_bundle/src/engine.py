@@ -194,13 +194,14 @@ class Job:
         if proc.returncode != 0:
             reason = errors[-1] if errors else f"exit status {proc.returncode}"
             raise EngineError(reason)
-        for line in reversed(stdout.strip().splitlines()):
-            if line.startswith("{"):
-                try:
-                    return json.loads(line)
-                except json.JSONDecodeError:
-                    break
-        return {}
+        # The engine prints one JSON document on stdout when given --json, nothing else.
+        text = stdout.strip()
+        if not text:
+            return {}
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise EngineError(f"the engine's JSON summary does not parse ({exc})") from None
 
     def poll(self) -> bool:
         """On the main thread: show progress; apply the result once finished. True when done."""

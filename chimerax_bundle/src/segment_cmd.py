@@ -32,6 +32,7 @@ def cryovis_segment(session, tomogram, model=None, threads=None, wait=None):
         args += ["--model", model]
     if threads is not None:
         args += ["--threads", threads]
+    args += ["--json"]  # last: its value is optional
 
     def work(job: engine.Job):
         from formats import read_volume
