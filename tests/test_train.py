@@ -115,15 +115,15 @@ def test_cli_train_and_resume(tmp_path, capsys):
     t, lab = _membrane_pair(tmp_path, 4)
     out = tmp_path / "cli_model"
     args = ["train", "segmenter", "--tomograms", str(t), "--labels", str(lab),
-            "--out", str(out), "--max-steps", "3", "--no-progress", "--json",
+            "--out", str(out), "--max-steps", "3", "--no-progress",
             "--config", json.dumps({k: TINY[k] for k in ("network", "patch_size")})]
-    assert main(args) == 0
-    assert json.loads(capsys.readouterr().out)["steps"] == 3
+    assert main(args + ["--json", str(tmp_path / "r1.json")]) == 0
+    assert json.loads((tmp_path / "r1.json").read_text())["steps"] == 3
     assert main(args) == 2  # exists: needs --resume or --force
     assert "exists" in capsys.readouterr().err
     resume = [a if a != "3" else "5" for a in args] + ["--resume"]
-    assert main(resume) == 0
-    assert json.loads(capsys.readouterr().out)["steps"] == 5
+    assert main(resume + ["--json", str(tmp_path / "r2.json")]) == 0
+    assert json.loads((tmp_path / "r2.json").read_text())["steps"] == 5
     bad = tmp_path / "bad.mrc"
     write_volume(bad, Volume(np.zeros((8, 8, 8), np.int8), voxel_size=10.0))
     assert main(["train", "segmenter", "--tomograms", str(t), "--labels", str(bad),
@@ -158,13 +158,14 @@ def test_recipe_runs_minutes_long_and_resumes(tmp_path, capsys):
     cache, out = tmp_path / "cache", tmp_path / "recipe_model"
     args = ["train", "segmenter", "--recipe", "default-membrane", "--n-train", "1",
             "--n-val", "1", "--sim-size", "128x128x64", "--cache", str(cache),
-            "--out", str(out), "--max-steps", "4", "--no-progress", "--json"]
-    assert main(args) == 0
-    assert json.loads(capsys.readouterr().out)["steps"] == 4
+            "--out", str(out), "--max-steps", "4", "--no-progress"]
+    assert main(args + ["--json", str(tmp_path / "r1.json")]) == 0
+    assert json.loads((tmp_path / "r1.json").read_text())["steps"] == 4
     assert sorted(p.name for p in cache.glob("*.json")) == ["train_10000.json",
                                                             "val_10500.json"]
-    assert main([a if a != "4" else "6" for a in args] + ["--resume"]) == 0
-    assert json.loads(capsys.readouterr().out)["steps"] == 6
+    resume = [a if a != "4" else "6" for a in args] + ["--resume"]
+    assert main(resume + ["--json", str(tmp_path / "r2.json")]) == 0
+    assert json.loads((tmp_path / "r2.json").read_text())["steps"] == 6
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["training"]["recipe"] == "default-membrane"
     assert card["training"]["config"]["loss"] == get_recipe("default-membrane")["loss"]
