@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -83,6 +84,18 @@ def write_json_result(args: argparse.Namespace, result: Any) -> None:
 
     if getattr(args, "json", None) is not None:
         write_json(args.json, result, overwrite=getattr(args, "force", False))
+
+
+def read_config(text: str, option: str = "--config") -> dict:
+    """The JSON object ``option`` gives, as a file name or inline text."""
+    path = Path(text)
+    try:
+        data = json.loads(path.read_text() if path.is_file() else text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CryovisError(f"{option}: not a JSON object or file ({exc})") from None
+    if not isinstance(data, dict):
+        raise CryovisError(f"{option}: expected a JSON object")
+    return data
 
 
 def add_force(parser: argparse.ArgumentParser) -> None:

@@ -3,7 +3,6 @@ reproduce the shipped membrane model with ``--recipe default-membrane``."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from .options import (
     add_threads,
     check_output,
     check_output_folder,
+    read_config,
     resolve_device,
     use_threads,
     write_json_result,
@@ -83,23 +83,15 @@ def register(subparsers) -> None:
     add_json(seg, "the training summary")
     add_force(seg)
     seg.set_defaults(func=run)
+    from .train_picker import register as register_picker
+
+    register_picker(kinds)
 
 
 def _pairs(tomos: list[str], labels: list[str], what: str) -> list[tuple[str, str]]:
     if len(tomos) != len(labels):
         raise CryovisError(f"{what}: {len(tomos)} tomograms but {len(labels)} label maps")
     return list(zip(tomos, labels))
-
-
-def _read_config(text: str) -> dict:
-    path = Path(text)
-    try:
-        data = json.loads(path.read_text() if path.is_file() else text)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CryovisError(f"--config: not a JSON object or file ({exc})") from None
-    if not isinstance(data, dict):
-        raise CryovisError("--config: expected a JSON object")
-    return data
 
 
 def run(args) -> int:
@@ -164,7 +156,7 @@ def _train(args) -> int:
                                 "labels": args.labels or args.pseudolabels,
                                 "pseudolabels": pseudo, "val_tomograms": args.val_tomograms})
     if args.config:
-        config.update(_read_config(args.config))
+        config.update(read_config(args.config))
     if args.classes:
         config["classes"] = args.classes
     if args.voxel_size:
