@@ -498,3 +498,53 @@ def test_default_profile_is_recorded(sim):
     assert prof["head_sigma_angst"] == 5.0 and prof["core_density_v"] == -0.4
     assert all(m["profile"] == {k: v for k, v in prof.items() if k != "per_membrane"}
                for m in sim.metadata["membranes"])
+
+
+def test_random_shapes_are_new_per_instance_and_in_their_ranges():
+    from cryoet_integration.simulate.shapes import (
+        PROTEIN_DENSITY_V,
+        RANDOM_SHAPE,
+        class_template,
+        random_shape_class,
+    )
+
+    rng = np.random.default_rng(7)
+    shapes = [random_shape_class(rng, (80.0, 400.0)) for _ in range(30)]
+    again = random_shape_class(np.random.default_rng(7), (80.0, 400.0))
+    assert again == shapes[0]
+    assert len({s.primitives for s in shapes}) == 30
+    sizes = []
+    for s in shapes:
+        assert s.name == RANDOM_SHAPE and not s.binds_membrane
+        assert 0.7 * PROTEIN_DENSITY_V <= s.density_v <= 1.2 * PROTEIN_DENSITY_V
+        lo = np.min([p.bounds()[0] for p in s.primitives if not p.carve], axis=0)
+        hi = np.max([p.bounds()[1] for p in s.primitives if not p.carve], axis=0)
+        sizes.append(float((hi - lo).max()))
+        solid = class_template(s, 10.0) > 0.5 * s.density_v
+        assert solid.any()
+    assert 80.0 - 1e-6 <= min(sizes) and max(sizes) <= 400.0 + 1e-6
+    assert max(sizes) / min(sizes) > 2.5
+
+
+def test_random_shape_particles_are_labelled_listed_and_off_by_default():
+    from cryoet_integration.simulate.shapes import RANDOM_SHAPE
+
+    assert SimulationConfig().random_shape_fraction == 0.0
+    assert SimulationConfig.randomised(5).random_shape_fraction == 0.0
+    cfg = dataclasses.replace(BUSY, random_shape_fraction=0.5, n_vesicles=0, n_tubes=0,
+                              n_sheets=0, fiducials_per_angst2=0.0, crowding=0.2)
+    s = simulate_tomogram(seed=2, size_xyz=(64, 64, 40), config=cfg)
+    counts = s.particles["class"].value_counts().to_dict()
+    assert counts.get(RANDOM_SHAPE, 0) >= 5 and len(counts) >= 3
+    rid = lab.class_label(RANDOM_SHAPE)
+    assert s.metadata["labels"][RANDOM_SHAPE] == rid
+    assert RANDOM_SHAPE in s.metadata["densities"]["classes"]
+    for pid, name in zip(s.particles["id"], s.particles["class"]):
+        region = s.instances == pid
+        assert region.any()
+        assert np.all(s.labels[region] == lab.class_label(name))
+    only = dataclasses.replace(cfg, class_weights={c: 0.0 for c in CLASSES})
+    s2 = simulate_tomogram(seed=2, size_xyz=(48, 48, 32), config=only)
+    assert set(s2.particles["class"]) == {RANDOM_SHAPE}
+    with pytest.raises(ValueError, match="random_shape_fraction"):
+        dataclasses.replace(BUSY, random_shape_fraction=1.5).validate()

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cryoet_integration.picking.recipes import HELD_OUT_CLASSES, simulate_cached
+from cryoet_integration.simulate.shapes import RANDOM_SHAPE
 
 SIZE = [256, 256, 128]
 # name -> (seed, options of picking.recipes.simulation_config)
@@ -29,6 +30,8 @@ SETS = {
     "seen-randomised": [(41000 + i, {"exclude_classes": list(HELD_OUT_CLASSES)}) for i in range(2)],
     "seen-fixed": [(41100, {"exclude_classes": list(HELD_OUT_CLASSES), "randomised": False})],
     "unseen-types": [(42000 + i, {"only_classes": list(HELD_OUT_CLASSES)}) for i in range(2)],
+    # random shapes only, of seeds the recipe never draws: new shapes, sizes and conditions
+    "unseen-shapes": [(43000, {"only_classes": [], "random_shape_fraction": 1.0})],
 }
 LARGE_KDA = 400.0
 DALTON_PER_A3 = 0.81  # protein at 1.35 g/cm^3
@@ -76,7 +79,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     masses = class_masses_kda()
     large = sorted(c for c, m in masses.items() if m >= LARGE_KDA)
-    small = sorted(c for c, m in masses.items() if m < LARGE_KDA)
+    # random shapes have no one mass: never "large"
+    small = sorted(c for c, m in masses.items() if m < LARGE_KDA) + [RANDOM_SHAPE]
     methods = {Path(m).stem: ["--model", m] for m in args.model} or {"picker_default": []}
     if args.only_blob:
         methods = {}
@@ -97,8 +101,9 @@ def main() -> int:
                 # Picks on small particles are right, just not large: not false positives.
                 rr = big["RR"] - big["picks_on_excluded"]
                 p_large = big["TP"] / rr if rr else 0.0
-                r_large = big["recall"]
-                f1_large = 2 * p_large * r_large / (p_large + r_large) if big["TP"] else 0.0
+                r_large = big["recall"] if big["n_true"] else None
+                f1_large = (2 * p_large * r_large / (p_large + r_large) if big["TP"] else 0.0
+                            ) if big["n_true"] else None
                 row = {"set": set_name, "seed": seed, "method": method, "n_true": full["n_true"],
                        "RR": full["RR"], "TP": full["TP"], "FP": full["FP"],
                        "precision": full["precision"], "recall": full["recall"],
@@ -141,10 +146,11 @@ def print_tables(results: dict) -> None:
         for m in dict.fromkeys(r["method"] for r in rows):
             sel = [r for r in rows if r["set"] == s and r["method"] == m]
             if sel:
-                mean = {k: float(np.mean([r[k] for r in sel]))
+                mean = {k: (float(np.mean([r[k] for r in sel if r[k] is not None]))
+                            if any(r[k] is not None for r in sel) else None)
                         for k in ("F1", "recall", "large_F1", "large_recall")}
-                print(f"| {s} | {m} | {mean['F1']:.3f} | {mean['recall']:.3f} | "
-                      f"{mean['large_F1']:.3f} | {mean['large_recall']:.3f} |")
+                print(f"| {s} | {m} | {_f(mean['F1'])} | {_f(mean['recall'])} | "
+                      f"{_f(mean['large_F1'])} | {_f(mean['large_recall'])} |")
     masses = results["masses_kda"]
     classes = sorted({c for r in rows for c in r["per_class_F1"]}, key=lambda c: masses.get(c, 0))
     print("\n| method | " + " | ".join(f"{c} ({masses.get(c, 0):.0f} kDa) F1 / loc. recall"

@@ -115,7 +115,8 @@ def _train(args) -> int:
         config.update(recipe["train"])
         provenance.update(recipe=args.recipe, data={
             "simulator": "cryoet_integration.simulate (SimulationConfig.randomised, "
-                         "held-out classes removed)", "simulation": recipe["simulation"]})
+                         "held-out classes removed, random shapes added)",
+            "simulation": recipe["simulation"]})
         val_args = (val["tomogram"] or None, val["particles"] or None,
                     val["membranes"] or None)
     else:

@@ -21,29 +21,36 @@ log = logging.getLogger(__name__)
 
 # Types the default picker never sees in training: scored as "unseen" in docs/picking.md.
 HELD_OUT_CLASSES = ("cube", "stalked")
+RANDOM_SHAPE_FRACTION = 0.35
 
 DEFAULT_PICKER: dict[str, Any] = {
     "name": "default-picker",
     "simulation": {
         "size_xyz": [256, 256, 128],
-        # held-out evaluation draws from 41000 on (validation/score_picker.py)
-        # validation: the last quarter along y of each (picking.learned.split_validation)
-        "train_seeds": [30000, 30001],
-        "val_seeds": [],
+        # held-out evaluation draws from 41000 on (validation/score_picker.py); validation
+        # is a tomogram of its own seed, so its conditions differ from training's
+        "train_seeds": [31000, 31001],
+        "val_seeds": [31100],
         "exclude_classes": list(HELD_OUT_CLASSES),
+        # a third of the particles are random shapes (class "random_shape"), each a new
+        # shape of 8-40 nm: they teach localisation of types the picker was never shown
+        "random_shape_fraction": RANDOM_SHAPE_FRACTION,
     },
     # Class radii (Å) of the ball targets: about 0.6x each simulated shape's largest
     # half-extent, so balls stay inside the particle and neighbours stay apart.
     # (The held-out types are absent from the training lists, so they have no radius here.)
+    # Random shapes (8-40 nm) share one radius: 60 Å stays inside all but the smallest
+    # and is the suppression radius of picks of types the picker cannot name.
     "radii_angst": {"ribosome": 100.0, "barrel": 55.0, "ring": 55.0, "rod": 50.0,
-                    "globular": 30.0, "fiducial": 50.0},
-    # 48-voxel patches hold a ribosome with context and cost 42 % of 64-voxel ones.
-    # 12 base channels (0.8 M parameters): half the cost per step of the engine's 16, so
-    # twice the steps in the same CPU minutes on a shared 2-core machine.
-    "train": {"max_steps": 3000, "validate_every": 100, "patience": 10,
-              "network": {"arch": "unet3d", "base_channels": 12, "depth": 4, "residual": True,
+                    "globular": 30.0, "fiducial": 50.0, "random_shape": 60.0},
+    # Sized for a shared 2-core CPU (steps/s measured in docs/picking.md): 40-voxel patches
+    # (40 nm: a ribosome with some context) and a 3-level U-Net of 8 base channels (87 k
+    # parameters) take 1.4 s per step of 2 patches, a quarter of the 48-voxel, 4-level,
+    # 12-channel network's 5 s, so 30 CPU minutes give over a thousand steps, not 300.
+    "train": {"max_steps": 2500, "validate_every": 200, "patience": 8,
+              "network": {"arch": "unet3d", "base_channels": 8, "depth": 3, "residual": True,
                           "norm": "instance", "deep_supervision": True},
-              "patch_size": [48, 48, 48], "val_crop": [48, 96, 96]},
+              "patch_size": [40, 40, 40], "val_crop": [40, 128, 128]},
 }
 
 RECIPES: dict[str, dict[str, Any]] = {"default-picker": DEFAULT_PICKER}
@@ -58,10 +65,11 @@ def get_recipe(name: str) -> dict[str, Any]:
 
 def simulation_config(seed: int, exclude_classes: list[str] | tuple[str, ...] = (),
                       only_classes: list[str] | tuple[str, ...] | None = None,
-                      randomised: bool = True):
+                      randomised: bool = True, random_shape_fraction: float = 0.0):
     """The simulator conditions of tomogram ``seed``: domain-randomised (or SHREC-like
     fixed ones), with the particle types in ``exclude_classes`` left out, or only
-    ``only_classes`` present."""
+    ``only_classes`` present, and ``random_shape_fraction`` of the particles random shapes
+    (with ``only_classes=[]`` and a fraction > 0, random shapes only)."""
     from cryoet_integration.simulate import SimulationConfig
     from cryoet_integration.simulate.shapes import PROTEIN_CLASSES
 
@@ -72,7 +80,8 @@ def simulation_config(seed: int, exclude_classes: list[str] | tuple[str, ...] = 
             weights[c] = 0.0
         elif weights.get(c, 0.0) <= 0:
             weights[c] = 1.0 / len(PROTEIN_CLASSES)
-    return dataclasses.replace(cfg, class_weights=weights)
+    return dataclasses.replace(cfg, class_weights=weights,
+                               random_shape_fraction=float(random_shape_fraction))
 
 
 def simulate_cached(cache: str | Path, name: str, seed: int, size_xyz: list[int],
@@ -107,6 +116,7 @@ def prepare_recipe_data(recipe: dict[str, Any], cache: str | Path
     """Simulate (or reuse) the recipe's training and validation tomograms in ``cache``."""
     sim = recipe["simulation"]
     return {split: [simulate_cached(cache, f"picker_{split}_{seed}", seed, sim["size_xyz"],
-                                    exclude_classes=sim["exclude_classes"])
+                                    exclude_classes=sim["exclude_classes"],
+                                    random_shape_fraction=sim.get("random_shape_fraction", 0.0))
                     for seed in sim[f"{split}_seeds"]]
             for split in ("train", "val")}

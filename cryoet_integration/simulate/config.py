@@ -53,6 +53,10 @@ class SimulationConfig:
     membrane_proteins_per_angst2: float = 0.0  # unlabelled transmembrane blobs
     crowding: float = 0.08  # target fraction of the ice volume filled by particles
     class_weights: dict[str, float] | None = None  # by particle count; None: uniform
+    # Fraction of the particles (by count) that are random shapes (shapes.random_shape_class,
+    # class "random_shape"), each instance a new shape of random size and density; 0: none.
+    random_shape_fraction: float = 0.0
+    random_shape_size_angst: tuple[float, float] = (80.0, 400.0)  # overall size range
     attached_fraction: float = 0.4  # membrane-binding particles placed on a membrane
     fiducials_per_angst2: float = 40.0 / ANGST2_PER_UM2  # gold beads per area of the view
     fiducial_diameter_angst: float = 100.0
@@ -173,6 +177,9 @@ class SimulationConfig:
             (self.ice_thickness_angst is None or self.ice_thickness_angst > 0,
              "ice_thickness_angst must be > 0"),
             (0 <= self.crowding < 0.6, "crowding must be in [0, 0.6)"),
+            (0 <= self.random_shape_fraction <= 1, "random_shape_fraction must be in [0, 1]"),
+            (0 < self.random_shape_size_angst[0] <= self.random_shape_size_angst[1],
+             "random_shape_size_angst must be (min, max) with 0 < min <= max"),
             (self.tilt_step_deg > 0, "tilt_step_deg must be > 0"),
             (-90 < self.tilt_min_deg < self.tilt_max_deg < 90,
              "tilt range must satisfy -90 < tilt_min_deg < tilt_max_deg < 90"),
@@ -206,6 +213,7 @@ class SimulationConfig:
         out = dataclasses.asdict(self)
         out["vesicle_radius_angst"] = list(self.vesicle_radius_angst)
         out["tube_radius_angst"] = list(self.tube_radius_angst)
+        out["random_shape_size_angst"] = list(self.random_shape_size_angst)
         return out
 
 

@@ -13,28 +13,31 @@ from __future__ import annotations
 import numpy as np
 
 from .membranes import MASK_HALF_WIDTH_ANGST
-from .shapes import FIDUCIAL, INSTANCE_THRESHOLD, PROTEIN_CLASSES
+from .shapes import FIDUCIAL, INSTANCE_THRESHOLD, PROTEIN_CLASSES, RANDOM_SHAPE
 
 BACKGROUND = 0
 MEMBRANE = 1
 CLASS_ORDER: tuple[str, ...] = PROTEIN_CLASSES + (FIDUCIAL,)
 FILAMENT_CLASSES: tuple[str, ...] = ("microtubule", "actin")
+# After the filaments, so that the older labels keep their ids.
+EXTRA_CLASSES: tuple[str, ...] = (RANDOM_SHAPE,)
 CENTRE_BALL_VOXELS = 2.0
 
-__all__ = ["BACKGROUND", "CENTRE_BALL_VOXELS", "CLASS_ORDER", "FILAMENT_CLASSES",
-           "INSTANCE_THRESHOLD",
-           "MASK_HALF_WIDTH_ANGST", "MEMBRANE", "centre_ball", "class_label", "label_names"]
+__all__ = ["BACKGROUND", "CENTRE_BALL_VOXELS", "CLASS_ORDER", "EXTRA_CLASSES",
+           "FILAMENT_CLASSES", "INSTANCE_THRESHOLD", "MASK_HALF_WIDTH_ANGST", "MEMBRANE",
+           "centre_ball", "class_label", "label_names"]
 
 
 def class_label(name: str) -> int:
     """Label id of a particle or filament class name (2, 3, ...)."""
-    return (CLASS_ORDER + FILAMENT_CLASSES).index(name) + 2
+    return (CLASS_ORDER + FILAMENT_CLASSES + EXTRA_CLASSES).index(name) + 2
 
 
 def label_names() -> dict[str, int]:
     """All label names -> ids, background and membrane included."""
     out = {"background": BACKGROUND, "membrane": MEMBRANE}
-    out.update({name: class_label(name) for name in CLASS_ORDER + FILAMENT_CLASSES})
+    out.update({name: class_label(name)
+                for name in CLASS_ORDER + FILAMENT_CLASSES + EXTRA_CLASSES})
     return out
 
 

@@ -24,6 +24,7 @@ from .shapes import (
     ParticleClass,
     class_template,
     fiducial_class,
+    random_shape_class,
 )
 
 _OUTSIDE, _MEMBRANE, _PARTICLE = 1, 2, 3  # occupancy codes (0 = free)
@@ -418,14 +419,23 @@ class _Builder:
         names = list(PROTEIN_CLASSES)
         w = np.array([(cfg.class_weights or {}).get(c, 0.0 if cfg.class_weights else 1.0)
                       for c in names], float)
-        if w.sum() <= 0 or cfg.crowding <= 0:
+        random_fraction = cfg.random_shape_fraction
+        if w.sum() <= 0:
+            random_fraction = 1.0 if random_fraction > 0 else 0.0
+        if (w.sum() <= 0 and random_fraction <= 0) or cfg.crowding <= 0:
             return
-        w /= w.sum()
+        w = w / w.sum() if w.sum() > 0 else w
         target = cfg.crowding * float(self.in_slab.sum())
         filled = 0.0
         failures = 0
         while filled < target and failures < 40 and len(self.particles) < _MAX_PARTICLES:
-            cls = CLASSES[names[int(rng.choice(len(names), p=w))]]
+            # no draw without random shapes, so such scenes stay what they were for a seed
+            if random_fraction > 0 and (random_fraction >= 1 or rng.random() < random_fraction):
+                cls = random_shape_class(rng, cfg.random_shape_size_angst)
+                template = class_template(cls, self.vs)
+            else:
+                cls = CLASSES[names[int(rng.choice(len(names), p=w))]]
+                template = templates[cls.name]
             attached = (cls.binds_membrane and self.membrane_objs
                         and rng.random() < cfg.attached_fraction)
             if attached:
@@ -433,7 +443,7 @@ class _Builder:
             else:
                 _, radius, _ = cls.geometry
                 centres, matrix = self.free_centres(12, 0.5 * radius), random_rotation(rng)
-            placed = self.try_place(cls, templates[cls.name], matrix, centres, bool(attached))
+            placed = self.try_place(cls, template, matrix, centres, bool(attached))
             filled += placed
             failures = 0 if placed else failures + 1
 

@@ -219,6 +219,66 @@ CLASSES: dict[str, ParticleClass] = {
 }
 PROTEIN_CLASSES: tuple[str, ...] = tuple(CLASSES)
 FIDUCIAL = "fiducial"
+# Class name of the per-instance random shapes (``random_shape_class``).
+RANDOM_SHAPE = "random_shape"
+
+
+def random_shape_class(rng: np.random.Generator, size_angst: tuple[float, float],
+                       density_fraction: tuple[float, float] = (0.7, 1.2)) -> ParticleClass:
+    """A new random compound particle: 1-6 ellipsoids and capsules grown from each other.
+
+    The overall size (largest edge of the axis-aligned box of the primitives, Å) is drawn
+    log-uniformly in ``size_angst`` (small shapes are as common as large ones on a log
+    scale, as real complexes are); each piece starts inside or at the surface of an earlier
+    one, so the shape is connected; one shape in five gets a carved cavity (hollow or
+    cup-like). The density is ``density_fraction`` x the protein density, drawn uniformly.
+    Each call makes a shape never seen before: these are the "types it never saw" that
+    teach a picker class-agnostic localisation.
+    """
+    n = int(rng.integers(1, 7))
+    prims: list[Primitive] = []
+    anchors: list[tuple[np.ndarray, float]] = []
+    for k in range(n):
+        radii = rng.uniform(0.25, 1.0, size=3)
+        if k == 0:
+            centre = np.zeros(3)
+        else:
+            base, reach = anchors[int(rng.integers(len(anchors)))]
+            direction = rng.normal(size=3)
+            direction /= max(float(np.linalg.norm(direction)), 1e-9)
+            centre = base + direction * reach * rng.uniform(0.5, 1.1)
+        if rng.random() < 0.3:
+            direction = rng.normal(size=3)
+            direction /= max(float(np.linalg.norm(direction)), 1e-9)
+            length = float(rng.uniform(0.5, 2.0))
+            radius = float(rng.uniform(0.15, 0.45))
+            end = centre + direction * length
+            prims.append(Primitive(tuple(centre), end=tuple(end), radius=radius))
+            anchors += [(centre, radius), (end, radius)]
+        else:
+            prims.append(Primitive(tuple(centre), tuple(radii),
+                                   yaw_deg=float(rng.uniform(0, 360))))
+            anchors.append((centre, float(radii.min())))
+    if rng.random() < 0.2:
+        c0, r0 = anchors[0]
+        prims.append(Primitive(tuple(c0 + rng.normal(size=3) * 0.2 * r0),
+                               tuple(rng.uniform(0.3, 0.7, size=3) * r0), carve=True))
+    lo = np.min([p.bounds()[0] for p in prims if not p.carve], axis=0)
+    hi = np.max([p.bounds()[1] for p in prims if not p.carve], axis=0)
+    mid = 0.5 * (lo + hi)
+    size = float(np.exp(rng.uniform(np.log(size_angst[0]), np.log(size_angst[1]))))
+    scale = size / float((hi - lo).max())
+
+    def place(v) -> tuple[float, float, float]:
+        return tuple(float(x) for x in (np.asarray(v, float) - mid) * scale)
+
+    scaled = tuple(Primitive(place(p.centre), tuple(float(r) * scale for r in p.radii),
+                             end=None if p.end is None else place(p.end),
+                             radius=p.radius * scale, yaw_deg=p.yaw_deg, carve=p.carve)
+                   for p in prims)
+    density = PROTEIN_DENSITY_V * float(rng.uniform(*density_fraction))
+    return ParticleClass(RANDOM_SHAPE, f"random compound shape, {size / 10:.0f} nm, "
+                         f"{len(scaled)} pieces", scaled, density_v=density)
 
 
 def fiducial_class(diameter_angst: float) -> ParticleClass:

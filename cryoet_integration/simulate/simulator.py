@@ -17,7 +17,7 @@ from .config import SimulationConfig
 from .imaging import interaction_constant, simulate_tilt_series
 from .reconstruct import weighted_back_projection
 from .scene import build_scene
-from .shapes import CLASSES, FIDUCIAL
+from .shapes import CLASSES, FIDUCIAL, RANDOM_SHAPE
 
 
 @dataclasses.dataclass
@@ -106,7 +106,13 @@ def simulate_tomogram(seed: int = 0, size_xyz=(256, 256, 128),
                        | {FIDUCIAL: f"gold bead, {cfg.fiducial_diameter_angst / 10:g} nm",
                           "microtubule": "hollow tube, 17/25 nm inner/outer diameter "
                                          "(labelled, not a particle)",
-                          "actin": "7 nm rod filament (labelled, not a particle)"},
+                          "actin": "7 nm rod filament (labelled, not a particle)"}
+                       | ({RANDOM_SHAPE: "a new random union of 1-6 ellipsoids/capsules per "
+                                         "particle, "
+                                         f"{cfg.random_shape_size_angst[0] / 10:g}-"
+                                         f"{cfg.random_shape_size_angst[1] / 10:g} nm, "
+                                         "0.7-1.2x protein density"}
+                          if cfg.random_shape_fraction > 0 else {}),
         },
         "particle_counts": {str(k): int(v) for k, v in counts.items()},
         "n_particles": len(table),
