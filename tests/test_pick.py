@@ -256,3 +256,25 @@ def test_train_lists_outside_and_without_classes(sim_dir, tmp_path, capsys):
     assert "1 of" in err and "outside the tomogram" in err and "one class" in err
     card = json.loads((tmp_path / "m.json").read_text())
     assert card["picker"]["particle_classes"] == ["particle"]
+
+
+def test_default_recipe_trains_on_random_shapes_and_holds_types_out():
+    from cryoet_integration.picking.recipes import (
+        HELD_OUT_CLASSES,
+        get_recipe,
+        simulation_config,
+    )
+    from cryoet_integration.simulate.shapes import RANDOM_SHAPE
+
+    recipe = get_recipe("default-picker")
+    sim = recipe["simulation"]
+    assert sim["random_shape_fraction"] > 0 and RANDOM_SHAPE in recipe["radii_angst"]
+    assert not set(sim["train_seeds"]) & set(sim["val_seeds"])
+    assert not set(HELD_OUT_CLASSES) & set(recipe["radii_angst"])
+    cfg = simulation_config(sim["train_seeds"][0], exclude_classes=sim["exclude_classes"],
+                            random_shape_fraction=sim["random_shape_fraction"])
+    assert cfg.random_shape_fraction == sim["random_shape_fraction"]
+    assert all(cfg.class_weights[c] == 0 for c in HELD_OUT_CLASSES)
+    assert all(w > 0 for c, w in cfg.class_weights.items() if c not in HELD_OUT_CLASSES)
+    only_shapes = simulation_config(43000, only_classes=[], random_shape_fraction=1.0)
+    assert not any(only_shapes.class_weights.values())

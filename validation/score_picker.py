@@ -74,6 +74,9 @@ def main() -> int:
     parser.add_argument("--no-blob", action="store_true")
     parser.add_argument("--only-blob", action="store_true", help="score only the blob picker")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--card", default=None, metavar="MODEL",
+                        help="write the mean held-out scores into this model's card "
+                        "(section held_out)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -123,7 +126,31 @@ def main() -> int:
     print_tables(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if args.card:
+        from cryoet_integration.segmentation.checkpoint import update_card
+
+        update_card(args.card, {"held_out": {
+            "command": "python -m validation.score_picker " + " ".join(sys.argv[1:]),
+            "rules": "SHREC 2021 localisation (cryovis evaluate picks), fiducials excluded; "
+                     f"large = classes >= {LARGE_KDA:g} kDa ({', '.join(large)})",
+            "sets": {name: [seed for seed, _ in SETS[name]] for name in args.sets},
+            "mean": set_means(rows=results["rows"])}}, section=None)
     return 0
+
+
+def set_means(rows: list[dict]) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Mean F1, recall, large-class F1 and recall per set and method (None: no such
+    particles in the set)."""
+    out: dict = {}
+    for s in dict.fromkeys(r["set"] for r in rows):
+        for m in dict.fromkeys(r["method"] for r in rows):
+            sel = [r for r in rows if r["set"] == s and r["method"] == m]
+            if sel:
+                out.setdefault(s, {})[m] = {
+                    k: (round(float(np.mean([r[k] for r in sel if r[k] is not None])), 4)
+                        if any(r[k] is not None for r in sel) else None)
+                    for k in ("F1", "recall", "large_F1", "large_recall")}
+    return out
 
 
 def _f(v) -> str:
@@ -142,15 +169,10 @@ def print_tables(results: dict) -> None:
               f"{_f(r['large_F1'])} | {_f(r['class_F1_macro'])} |")
     print("\n| set | method | mean F1 | mean recall | mean large F1 | mean large recall |")
     print("|---|---|---|---|---|---|")
-    for s in dict.fromkeys(r["set"] for r in rows):
-        for m in dict.fromkeys(r["method"] for r in rows):
-            sel = [r for r in rows if r["set"] == s and r["method"] == m]
-            if sel:
-                mean = {k: (float(np.mean([r[k] for r in sel if r[k] is not None]))
-                            if any(r[k] is not None for r in sel) else None)
-                        for k in ("F1", "recall", "large_F1", "large_recall")}
-                print(f"| {s} | {m} | {_f(mean['F1'])} | {_f(mean['recall'])} | "
-                      f"{_f(mean['large_F1'])} | {_f(mean['large_recall'])} |")
+    for s, by_method in set_means(rows).items():
+        for m, mean in by_method.items():
+            print(f"| {s} | {m} | {_f(mean['F1'])} | {_f(mean['recall'])} | "
+                  f"{_f(mean['large_F1'])} | {_f(mean['large_recall'])} |")
     masses = results["masses_kda"]
     classes = sorted({c for r in rows for c in r["per_class_F1"]}, key=lambda c: masses.get(c, 0))
     print("\n| method | " + " | ".join(f"{c} ({masses.get(c, 0):.0f} kDa) F1 / loc. recall"
