@@ -43,14 +43,17 @@ DEFAULT_PICKER: dict[str, Any] = {
     # and is the suppression radius of picks of types the picker cannot name.
     "radii_angst": {"ribosome": 100.0, "barrel": 55.0, "ring": 55.0, "rod": 50.0,
                     "globular": 30.0, "fiducial": 50.0, "random_shape": 60.0},
-    # Sized for a shared 2-core CPU (steps/s measured in docs/picking.md): 40-voxel patches
-    # (40 nm: a ribosome with some context) and a 3-level U-Net of 8 base channels (87 k
-    # parameters) take 1.4 s per step of 2 patches, a quarter of the 48-voxel, 4-level,
-    # 12-channel network's 5 s, so 30 CPU minutes give over a thousand steps, not 300.
-    "train": {"max_steps": 2500, "validate_every": 200, "patience": 8,
+    # Sized for a shared 2-core CPU (benchmarks/bench_picker_train.py; docs/picking.md):
+    # at 15 Å a 32-voxel patch spans 48 nm (a ribosome with context) for half the voxels
+    # of a 40-voxel patch at 10 Å, and a 3-level U-Net of 8 base channels (87 k
+    # parameters) costs a fifth of the first picker's 4-level, 12-channel one per voxel:
+    # on a saturated machine every step counts. The smallest type (globular, 7 nm) is
+    # still 4-5 voxels across.
+    "train": {"voxel_size": 15.0, "max_steps": 2500, "validate_every": 100, "patience": 8,
+              "lr": 2e-3,
               "network": {"arch": "unet3d", "base_channels": 8, "depth": 3, "residual": True,
                           "norm": "instance", "deep_supervision": True},
-              "patch_size": [40, 40, 40], "val_crop": [40, 128, 128]},
+              "patch_size": [32, 32, 32], "val_crop": [32, 96, 96]},
 }
 
 RECIPES: dict[str, dict[str, Any]] = {"default-picker": DEFAULT_PICKER}
