@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "simulate",
     "evaluate",
     "segment",
+    "pick",
     "train",
     "render",
     "demo",

@@ -20,8 +20,6 @@ from .json_output import write_json
 
 DEMO_SEED = 2026
 DEMO_SIZE_XYZ = (192, 192, 96)
-# Large particles (ribosome-like) are about 25 nm across: the blob picker looks for them.
-DEMO_BLOB_DIAMETER_ANGST = 220.0
 
 
 def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
@@ -39,7 +37,7 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
         progress: called as ``progress(done, total)`` over the segmentation's tiles.
     """
     from .evaluate import evaluate_picks, evaluate_segmentation
-    from .picking.blob import pick_blobs
+    from .picking.learned import load_picker, pick_tomogram
     from .rendering import Camera, render
     from .segmentation.checkpoint import default_model_path, load_model
     from .segmentation.inference import segment_volume
@@ -77,8 +75,8 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
     done("segment", f"membranes with {default_model_path().name}: "
                     f"Dice {seg_scores['dice']:.3f}, Surface-Dice {seg_scores['surface_dice']:.3f}")
 
-    picks = pick_blobs(sim.tomogram, DEMO_BLOB_DIAMETER_ANGST)
-    picks["tomo_name"] = name
+    picker, picker_card = load_picker()
+    picks = pick_tomogram(sim.tomogram, picker, picker_card, tomo_name=name).table
     picks_csv = out / "picks.csv"
     write_particles(picks_csv, picks, format="csv", overwrite=overwrite)
     size_unbinned = "x".join(str(n) for n in size_xyz)
@@ -87,7 +85,7 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
                     tomo_size_xyz=size_unbinned, tilt_series_pixel_size=vs)
     truth = sim.particles
     pick_scores = evaluate_picks(sim.instances, truth, picks)
-    done("pick", f"{len(picks)} blob picks, F1 {pick_scores['F1']:.3f} "
+    done("pick", f"{len(picks)} picks (default picker), F1 {pick_scores['F1']:.3f} "
                  f"(precision {pick_scores['precision']:.3f}, recall {pick_scores['recall']:.3f})")
 
     view = out / "view.png"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -85,6 +86,18 @@ def write_json_result(args: argparse.Namespace, result: Any) -> None:
         write_json(args.json, result, overwrite=getattr(args, "force", False))
 
 
+def read_config(text: str, option: str = "--config") -> dict:
+    """The JSON object ``option`` gives, as a file name or inline text."""
+    path = Path(text)
+    try:
+        data = json.loads(path.read_text() if path.is_file() else text)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CryovisError(f"{option}: not a JSON object or file ({exc})") from None
+    if not isinstance(data, dict):
+        raise CryovisError(f"{option}: expected a JSON object")
+    return data
+
+
 def add_force(parser: argparse.ArgumentParser) -> None:
     """``--force``."""
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
@@ -139,30 +152,9 @@ def use_threads(n: int) -> Iterator[None]:
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    """``--device auto|cpu|cuda|cuda:N``."""
+    """``--device auto|cpu|cuda|cuda:N`` (checked by ``segmentation.device.resolve_device``)."""
     parser.add_argument("--device", default="auto", metavar="DEVICE",
                         help="torch device: auto (the GPU when there is one), cpu, cuda, cuda:N")
-
-
-def resolve_device(text: str | None) -> str:
-    """The torch device for ``--device``; CryovisError if it is unknown or absent here."""
-    import torch
-
-    from ..segmentation.inference import default_device
-
-    name = (text or "auto").strip().lower()
-    if name == "auto":
-        return default_device()
-    kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
-        raise CryovisError(f"--device: unknown device '{text}' (auto, cpu, cuda, cuda:N)")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise CryovisError(f"--device {text}: CUDA is not available on this machine (torch "
-                           f"{torch.__version__}); use --device cpu or auto")
-    if index and int(index) >= torch.cuda.device_count():
-        raise CryovisError(f"--device {text}: this machine has {torch.cuda.device_count()} "
-                           "CUDA device(s)")
-    return name
 
 
 def _writable_folder(folder: Path, target: Path | None = None) -> None:

@@ -3,19 +3,20 @@ reproduce the shipped membrane model with ``--recipe default-membrane``."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from ..segmentation.device import resolve_device
 from .options import (
     CREATES_DIRS,
+    add_device,
     add_force,
     add_json,
     add_threads,
     check_output,
     check_output_folder,
-    resolve_device,
+    read_config,
     use_threads,
     write_json_result,
 )
@@ -73,8 +74,7 @@ def register(subparsers) -> None:
     seg.add_argument("--cache", default=str(DEFAULT_CACHE),
                      help="recipe: folder for the simulated training tomograms (default "
                      "~/.cache/cryovis/recipes)")
-    seg.add_argument("--device", default=None,
-                     help="torch device: auto, cpu, cuda or cuda:N (default: cuda if present)")
+    add_device(seg)
     seg.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                      help="bfloat16 autocast or float32 (default: the config's, auto = bf16 "
                      "where the CPU/GPU has native bf16)")
@@ -83,23 +83,15 @@ def register(subparsers) -> None:
     add_json(seg, "the training summary")
     add_force(seg)
     seg.set_defaults(func=run)
+    from .train_picker import register as register_picker
+
+    register_picker(kinds)
 
 
 def _pairs(tomos: list[str], labels: list[str], what: str) -> list[tuple[str, str]]:
     if len(tomos) != len(labels):
         raise CryovisError(f"{what}: {len(tomos)} tomograms but {len(labels)} label maps")
     return list(zip(tomos, labels))
-
-
-def _read_config(text: str) -> dict:
-    path = Path(text)
-    try:
-        data = json.loads(path.read_text() if path.is_file() else text)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CryovisError(f"--config: not a JSON object or file ({exc})") from None
-    if not isinstance(data, dict):
-        raise CryovisError("--config: expected a JSON object")
-    return data
 
 
 def run(args) -> int:
@@ -164,7 +156,7 @@ def _train(args) -> int:
                                 "labels": args.labels or args.pseudolabels,
                                 "pseudolabels": pseudo, "val_tomograms": args.val_tomograms})
     if args.config:
-        config.update(_read_config(args.config))
+        config.update(read_config(args.config))
     if args.classes:
         config["classes"] = args.classes
     if args.voxel_size:
