@@ -49,7 +49,7 @@ DEFAULT_PICKER: dict[str, Any] = {
     # parameters) costs a fifth of the first picker's 4-level, 12-channel one per voxel:
     # on a saturated machine every step counts. The smallest type (globular, 7 nm) is
     # still 4-5 voxels across.
-    "train": {"voxel_size": 15.0, "max_steps": 2500, "validate_every": 100, "patience": 8,
+    "train": {"voxel_size": 15.0, "max_steps": 2500, "validate_every": 200, "patience": 8,
               "lr": 2e-3,
               "network": {"arch": "unet3d", "base_channels": 8, "depth": 3, "residual": True,
                           "norm": "instance", "deep_supervision": True},
