@@ -5,8 +5,10 @@ package (``install_project``) and the bundle, built and installed with the env's
 (not ``devel install``, which would call pip on the base interpreter). A small simulated
 tomogram with a voxel-size-honouring origin, its soft class maps and particle files are
 written here, with this venv's engine; then the bundle's own suite
-(``chimerax_bundle/tests``) runs in ONE ChimeraX process and drives every ``cryovis``
-command, comparing the GPU ray marcher with the engine's CPU render.
+(``chimerax_bundle/tests``) runs in ONE ChimeraX process (``CHIMERAX_RUN_PYTEST``) and
+drives every ``cryovis`` command, comparing the GPU ray marcher with the engine's CPU render.
+The inner log is printed whole (pytest shows it for a failure) and kept as
+``chimerax_suite.log`` in the test's tmp_path.
 
 ``CRYOVIS_SKIP_EXTERNAL=1`` skips it (developers only; CI never sets it).
 ``CRYOVIS_SCREENSHOTS=DIR`` copies the renders of the two views into DIR (how the README's
@@ -25,7 +27,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomllib
-from external_envs import chimerax_env, env_python, install_project, installed_versions
+from external_envs import (
+    CHIMERAX_RUN_PYTEST,
+    chimerax_command,
+    chimerax_env,
+    env_python,
+    install_project,
+    installed_versions,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "chimerax_bundle"
@@ -109,12 +118,15 @@ def test_bundle_suite_in_chimerax(tmp_path):
                    HOME=str(tmp_path / "home"))
     run_env.pop("PYTHONPATH", None)
     tests = BUNDLE / "tests"
-    cmd = [str(env_python(env)), "-m", "chimerax.core", "--nogui", "--offscreen", "--exit",
-           "--script", f"{tests / 'run_in_chimerax.py'} {tests} -q -rA"]
+    cmd = [*chimerax_command(env), "--script", f"{CHIMERAX_RUN_PYTEST} {tests} -rA"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=run_env, capture_output=True, text=True,
                           timeout=1500)
-    report = proc.stdout[-6000:] + proc.stderr[-3000:]
-    print(report)
-    assert proc.returncode == 0, report
-    summary = proc.stdout.strip().splitlines()[-1]
+    # The whole inner log, kept beside the renders: a failure's traceback sits in its middle.
+    log_file = tmp_path / "chimerax_suite.log"
+    log_file.write_text(f"$ {' '.join(cmd)}\nexit {proc.returncode}\n--- stdout\n"
+                        f"{proc.stdout}\n--- stderr\n{proc.stderr}")
+    print(log_file.read_text())
+    lines = proc.stdout.strip().splitlines()
+    summary = lines[-1] if lines else "(no output)"
+    assert proc.returncode == 0, f"inner suite failed: {summary} (full log: {log_file})"
     assert " passed" in summary and "skipped" not in summary, summary

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -27,6 +28,9 @@ from .settings import get_settings
 
 ENGINE_HINT = ("install cryoet-integration[engine] in a Python of its own and run "
                "'cryovis config engine /path/to/bin/cryovis', or put cryovis on PATH")
+
+
+ENGINE_ERROR_PREFIX = re.compile(r"^cryovis(?: [\w-]+)*: error: ")
 
 
 class EngineError(RuntimeError):
@@ -159,49 +163,50 @@ class Job:
         if proc is not None and proc.poll() is None:
             proc.terminate()
 
-    def run_engine(self, args: Sequence[str], program: str) -> dict:
-        """Run ``program args...``; stderr lines are progress, stdout's last JSON line the
-        result. Raises EngineError with the engine's one-line reason, or Cancelled."""
+    def run_engine(self, args: Sequence[str], program: str,
+                   json_out: Path | None = None) -> dict:
+        """Run ``program args...``; its stderr lines are progress.
+
+        With ``json_out`` the engine is asked for its run summary there (``--json FILE``,
+        given last: the option's value is optional) and the parsed summary is returned, else
+        ``{}``. A file, not stdout: stdout carries nothing we rely on. Raises EngineError
+        with the engine's one-line reason, or Cancelled.
+        """
         self.check_cancelled()
         cmd = [program, *map(str, args)]
+        if json_out is not None:
+            cmd += ["--json", str(json_out)]
         self.progress(" ".join(Path(cmd[0]).name if i == 0 else a for i, a in enumerate(cmd)))
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                bufsize=1)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, bufsize=1)
         with self._lock:
             self._process = proc
         errors: list[str] = []
-
-        def read_stderr() -> None:
+        try:
             assert proc.stderr is not None
             for line in proc.stderr:
                 line = line.strip()
                 if line:
                     errors.append(line)
                     self.progress(line)
-
-        reader = threading.Thread(target=read_stderr, daemon=True)
-        reader.start()
-        assert proc.stdout is not None
-        stdout = proc.stdout.read()
-        try:
-            proc.wait(timeout=None)
+            proc.wait()
         finally:
-            reader.join(timeout=5)
             with self._lock:
                 self._process = None
         if self.cancelled:
             raise Cancelled(f"{self.title}: cancelled (engine process stopped)")
         if proc.returncode != 0:
-            reason = errors[-1] if errors else f"exit status {proc.returncode}"
-            raise EngineError(reason)
-        # The engine prints one JSON document on stdout when given --json, nothing else.
-        text = stdout.strip()
-        if not text:
+            if not errors:
+                raise EngineError(f"exit status {proc.returncode}")
+            # The engine's own "cryovis CMD: error:" prefix repeats what our log line says.
+            raise EngineError(ENGINE_ERROR_PREFIX.sub("", errors[-1]))
+        if json_out is None:
             return {}
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise EngineError(f"the engine's JSON summary does not parse ({exc})") from None
+            return json.loads(Path(json_out).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise EngineError(f"{json_out}: the engine's JSON summary is missing or does not "
+                              f"parse ({one_line(exc)})") from None
 
     def poll(self) -> bool:
         """On the main thread: show progress; apply the result once finished. True when done."""

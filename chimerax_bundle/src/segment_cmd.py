@@ -1,23 +1,32 @@
 """``cryovis segment``: run the engine's segmentation on a tomogram; one volume per class.
 
 The engine (torch) runs as the ``cryovis`` program: the tomogram goes in as an MRC file,
-``cryovis segment TOMO --out PROB.mrc [--model M]`` writes one probability map per class,
-and each comes back as a volume model on the tomogram's grid (its origin and voxel size),
-remembered as the tomogram's class maps for ``cryovis render``.
+``cryovis segment TOMO --out PROB.mrc [--model M] --json SUMMARY`` writes one probability
+map per class (the summary names them), and each comes back as a volume model on the
+tomogram's grid (its origin and voxel size), remembered as the tomogram's class maps for
+``cryovis render``.
 """
 
 from __future__ import annotations
 
 import shutil
 
-from chimerax.core.commands import BoolArg, CmdDesc, ModelArg, OpenFileNameArg, PositiveIntArg
+from chimerax.core.commands import (
+    BoolArg,
+    CmdDesc,
+    ModelArg,
+    OpenFileNameArg,
+    PositiveIntArg,
+    StringArg,
+)
 
 from . import engine, volumes
 from .markers import class_colors
 
 
-def cryovis_segment(session, tomogram, model=None, threads=None, wait=None):
-    """Segment ``tomogram`` with ``model`` (default: the engine's shipped membrane model)."""
+def cryovis_segment(session, tomogram, model=None, threads=None, device=None, wait=None):
+    """Segment ``tomogram`` with ``model`` (default: the engine's shipped membrane model),
+    on ``threads`` CPU threads or the torch ``device`` (e.g. ``cpu``, ``cuda:0``)."""
     tomo = volumes.require_volume(tomogram, "cryovis segment")
     program = engine.engine_program(session)
     volumes.voxel_size(tomo)
@@ -32,12 +41,13 @@ def cryovis_segment(session, tomogram, model=None, threads=None, wait=None):
         args += ["--model", model]
     if threads is not None:
         args += ["--threads", threads]
-    args += ["--json"]  # last: its value is optional
+    if device is not None:
+        args += ["--device", device]
 
     def work(job: engine.Job):
         from formats import read_volume
 
-        result = job.run_engine(args, program)
+        result = job.run_engine(args, program, json_out=work_dir / "summary.json")
         outputs = result.get("outputs") or {}
         if not outputs:
             raise engine.EngineError("the engine reported no output maps")
@@ -72,6 +82,7 @@ def cryovis_segment(session, tomogram, model=None, threads=None, wait=None):
 
 segment_desc = CmdDesc(
     required=[("tomogram", ModelArg)],
-    keyword=[("model", OpenFileNameArg), ("threads", PositiveIntArg), ("wait", BoolArg)],
+    keyword=[("model", OpenFileNameArg), ("threads", PositiveIntArg), ("device", StringArg),
+             ("wait", BoolArg)],
     synopsis="segment a tomogram with the cryovis engine (one volume per class)",
     url="help:user/commands/cryovis_segment.html")

@@ -1,4 +1,5 @@
-"""Fixtures of the bundle's suite, run inside real ChimeraX (see run_in_chimerax.py).
+"""Fixtures of the bundle's suite, run inside real ChimeraX (started by the project's
+``tests/external/chimerax_pytest.py``).
 
 The outer test (tests/test_chimerax_bundle.py) prepares the data and sets:
 ``CRYOVIS_TEST_DATA`` (folder with tomo.mrc, the class maps and particle files, and
@@ -20,7 +21,7 @@ import pytest
 def session():
     s = getattr(builtins, "_chimerax_test_session", None)
     if s is None:
-        pytest.skip("not running inside ChimeraX (use run_in_chimerax.py)")
+        pytest.skip("not running inside ChimeraX (run it with tests/external/chimerax_pytest.py)")
     return s
 
 

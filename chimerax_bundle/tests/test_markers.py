@@ -138,3 +138,50 @@ def test_pick_errors(run, opened, star_markers):
     assert "not a volume" in one_line_user_error(run, f"cryovis pick #{star_markers.id_string}")
     assert "template" in one_line_user_error(
         run, f"cryovis pick #{opened['tomo'].id_string} method template")
+
+
+def test_unet_pick_matches_the_engine_program(run, session, data, opened, engine_program,
+                                              tmp_path, log):
+    """``method unet`` runs the engine program's learned picker: the markers are its picks,
+    at the positions of the file the program writes for the same tomogram."""
+    import json
+    import subprocess
+
+    from chimerax.markers import MarkerSet
+
+    from formats import positions_voxels, read_particles
+
+    tomo = opened["tomo"]
+    run(f"cryovis config engine {engine_program}")
+    ms = run(f"cryovis pick #{tomo.id_string} method unet maxPicks 40 threads 1 wait true")
+    assert isinstance(ms, MarkerSet), log.text()[-2000:]
+
+    src = data["dir"] / data["tomogram"]  # the file #1 was opened from
+    picks, summary = tmp_path / "picks.csv", tmp_path / "summary.json"
+    proc = subprocess.run([engine_program, "pick", str(src), "--method", "unet", "--out",
+                           str(picks), "--max-particles", "40", "--threads", "1", "--json",
+                           str(summary)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    want = read_particles(picks)
+    assert ms.num_atoms == len(want) == json.loads(summary.read_text())["n_picks"] > 0
+    vs = float(tomo.data.step[0])
+    got = (tomo.scene_position * tomo.data.ijk_to_xyz_transform).inverse().transform_points(
+        ms.atoms.scene_coords)
+    assert np.abs(got - positions_voxels(want)).max() * vs < 1e-3
+    assert [m.cryovis_class for m in ms.atoms] == list(want["class"].astype(str))
+    assert np.allclose([m.cryovis_score for m in ms.atoms], want["score"], atol=1e-5)
+    colours = {m.cryovis_class: tuple(m.color) for m in ms.atoms}
+    assert len(set(colours.values())) == len(colours)
+
+
+def test_engine_pick_errors_are_one_line(run, opened, engine_program, tmp_path, log):
+    run(f"cryovis config engine {engine_program}")
+    bad_model = tmp_path / "picker.pt"
+    bad_model.write_bytes(b"not a model")
+    log.clear()
+    run(f"cryovis pick #{opened['tomo'].id_string} method unet model {bad_model} wait true")
+    errors = log.errors()
+    assert len(errors) == 1 and "\n" not in errors[0].strip(), errors
+    assert "picker" in errors[0] and "Traceback" not in log.text()
+    assert "method unet" in one_line_user_error(
+        run, f"cryovis pick #{opened['tomo'].id_string} method blob threshold 0.5")

@@ -52,7 +52,8 @@ def rendering(session, run, opened, log):
 
 
 def engine_reference(session, data, engine_program, rendering, path, size) -> None:
-    """The engine program's own CPU render of ChimeraX's current view."""
+    """The engine program's own CPU render of ChimeraX's current view, without the legend and
+    scale bar the program draws by default (the ChimeraX window has neither)."""
     from chimerax.cryovis.views import engine_view
 
     ev = engine_view(session.main_view, rendering.tomogram, *size)
@@ -65,7 +66,7 @@ def engine_reference(session, data, engine_program, rendering, path, size) -> No
            "--azimuth", f"{cam.azimuth:.6f}", "--elevation", f"{cam.elevation:.6f}",
            "--zoom", f"{cam.zoom:.6f}", "--projection", cam.projection,
            "--bloom", str(rendering.params["bloom"]), "--background", "black",
-           "--backend", "numpy", "--force"]
+           "--backend", "numpy", "--no-legend", "--force"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
 
