@@ -15,6 +15,7 @@ colour with coverage, blended with (ONE, ONE_MINUS_SRC_ALPHA).
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,7 @@ class RayMarchedVolume(Model):
         self._vao = None
         self._vbo = None
         self.gl_error: str | None = None
+        self.upload_s: float | None = None  # seconds of the last texture upload (s)
 
     # -- geometry ChimeraX asks for -------------------------------------------------------
     def ijk_to_scene(self):
@@ -252,6 +254,7 @@ class RayMarchedVolume(Model):
             self._vao = GL.glGenVertexArrays(1)
             self._vbo = GL.glGenBuffers(1)
         if self._fields_pending is not None:
+            started = time.perf_counter()
             arrays = self._fields_pending.texture_arrays()
             for name, arr in arrays.items():
                 tex = self._textures.get(name)
@@ -267,6 +270,8 @@ class RayMarchedVolume(Model):
             GL.glVertexAttribPointer(attr, 3, GL.GL_FLOAT, GL.GL_FALSE, 0, None)
             GL.glBindVertexArray(0)
             GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
+            GL.glFinish()  # once per upload: makes upload_s the upload, not just its queueing
+            self.upload_s = time.perf_counter() - started
             self._fields_pending = None
 
     def texture_bytes(self) -> int:
