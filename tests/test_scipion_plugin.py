@@ -1,10 +1,12 @@
 """The Scipion 3 plugin (``scipion_plugin/``) in a real Scipion 3 venv, running the real engine.
 
-Installs this checkout's base package (``external_envs.install_project``), tomo's RELION
-exporter (scipion-em-reliontomo, under constraints that pin everything already in the env)
-and the plugin into the cached Scipion venv, checks ``pip check`` and that Scipion discovers
-the plugin, then runs the plugin's own suite (``cryovis.tests``, real pyworkflow projects)
-with this venv's ``cryovis`` as the engine. ``CRYOVIS_SKIP_EXTERNAL=1`` skips it.
+The cached Scipion venv (``external_envs.scipion_env``: Scipion 3 with tomo, reliontomo and
+the ``scipion`` launcher, as ``scripts/hosts/scipion/`` builds it) gets this checkout's base
+package (``external_envs.install_project``) and the plugin, each with a plain
+``pip install WHEEL`` as a user types it; the tests check that nothing the env's build
+installed moved and ``pip check``, that Scipion discovers the plugin, then run the plugin's
+own suite (``cryovis.tests``, real pyworkflow projects) with this venv's ``cryovis`` as the
+engine. ``CRYOVIS_SKIP_EXTERNAL=1`` skips it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 import pytest
 from external_envs import (
     NETWORK_HINT,
-    PROJECT,
+    drifted,
     env_lock,
     env_python,
     install_project,
@@ -35,15 +37,13 @@ REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "scipion_plugin"
 WORKFLOW = PLUGIN / "workflows" / "cryovis_segment_pick_export.json"
 ENGINE = Path(sys.executable).parent / "cryovis"
-# tomo exports coordinates to RELION only through reliontomo, which imports scipion-app.
-PLUGIN_REQUIREMENTS = ("scipion-app", "scipion-em-reliontomo")
 PLUGIN_DIST = "scipion-em-cryovis"
 PLUGIN_STAMP = ".cryovis-plugin-digest"
 PROTOCOL_LABELS = {"ProtCryovisSegment": "cryovis - segment",
                    "ProtCryovisPick": "cryovis - pick particles",
                    "ProtCryovisExport": "cryovis - export coordinates",
                    "ProtCryovisRender": "cryovis - render"}
-INNER_TESTS = 13
+INNER_TESTS = 15
 
 pytestmark = [pytest.mark.scipion, pytest.mark.slow,
               pytest.mark.skipif(os.environ.get("CRYOVIS_SKIP_EXTERNAL") == "1",
@@ -66,21 +66,21 @@ def _plugin_digest() -> str:
 
 
 def install_plugin(env: Path) -> None:
-    """reliontomo (nothing already in ``env`` may move) and this checkout's plugin (a copy)."""
+    """This checkout's plugin (a copy), with ``pip install WHEEL``: no constraints, no flags.
+
+    An earlier copy is uninstalled first, so a rebuilt wheel of the same version replaces
+    it; a stamp of the plugin's digest makes a repeat call a no-op.
+    """
     digest = _plugin_digest()
     stamp = env / PLUGIN_STAMP
     with env_lock(env):
         if stamp.is_file() and stamp.read_text().strip() == digest:
             return
         stamp.unlink(missing_ok=True)
-        pins = {k: v for k, v in installed_versions(env).items()
-                if k not in (PLUGIN_DIST, PROJECT)}
+        if PLUGIN_DIST in installed_versions(env):
+            _run([env_python(env), "-m", "pip", "uninstall", "-q", "-y", PLUGIN_DIST],
+                 f"removing the earlier {PLUGIN_DIST} from {env}")
         with tempfile.TemporaryDirectory(prefix="cryovis-plugin-") as tmp:
-            constraints = Path(tmp) / "pins.txt"
-            constraints.write_text("".join(f"{k}=={v}\n" for k, v in pins.items()))
-            _run([env_python(env), "-m", "pip", "install", "-q", "-c", constraints,
-                  *PLUGIN_REQUIREMENTS], f"installing {PLUGIN_REQUIREMENTS} into {env}"
-                 + NETWORK_HINT)
             src = Path(tmp) / "plugin"
             shutil.copytree(PLUGIN, src, ignore=shutil.ignore_patterns(
                 "__pycache__", "*.egg-info", "build", "workflows"))
@@ -88,8 +88,8 @@ def install_plugin(env: Path) -> None:
             _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                   "-w", Path(tmp) / "dist", src], "building the plugin wheel")
             wheel = next((Path(tmp) / "dist").glob("*.whl"))
-            _run([env_python(env), "-m", "pip", "install", "-q", "--no-deps",
-                  "--force-reinstall", wheel], f"installing the plugin into {env}")
+            _run([env_python(env), "-m", "pip", "install", "-q", wheel],
+                 f"pip install {wheel.name} into {env}" + NETWORK_HINT)
         stamp.write_text(digest + "\n")
 
 
@@ -115,7 +115,8 @@ def scipion_vars(plugin_env, tmp_path_factory) -> dict[str, str]:
             "CRYOVIS_PROGRAM": str(ENGINE), "CRYOVIS_WORKFLOW": str(WORKFLOW)}
 
 
-def test_pip_check_after_plugin_install(plugin_env):
+def test_plugin_install_moves_nothing_and_pip_check(plugin_env):
+    assert drifted(plugin_env) == {}, "the installs moved packages of Scipion's build"
     assert pip_check(plugin_env) == ""
     versions = installed_versions(plugin_env)
     assert versions["numpy"] == "1.26.1"

@@ -1,10 +1,12 @@
 """Running the ``cryovis`` engine from a protocol step: one call, its record, its failure.
 
-Each call leaves ``<tag>.json`` (the engine's stdout, its JSON result) in the protocol's
-extra folder once it has succeeded: a resumed run finds it and does not redo that tomogram.
-An interrupted call leaves no record and is redone; every call passes ``--force`` because
-the extra folder holds only this protocol's own files (the engine writes atomically, so what
-an interrupted call left behind are complete files, safe to replace).
+Each call leaves its JSON result, ``<tag>.json``, in the protocol's extra folder: the engine
+writes it (``--json FILE``, atomically, after every other output) only once the call has
+succeeded, so a resumed run finds it and does not redo that tomogram, while an interrupted
+call leaves none and is redone. stdout is never parsed: the engine keeps it for people.
+Every call passes ``--force`` because the extra folder holds only this protocol's own files
+(the engine writes atomically, so what an interrupted call left behind are complete files,
+safe to replace).
 """
 
 import json
@@ -30,16 +32,18 @@ def engineRecord(protocol, tag):
     if not os.path.exists(path):
         return None
     with open(path) as fh:
-        text = fh.read().strip()
-    return json.loads(text) if text.startswith("{") else {"message": text}
+        return json.load(fh)
 
 
-def runEngine(protocol, tag, args):
+def runEngine(protocol, tag, args, jsonToStdout=False):
     """Run ``cryovis ARGS`` for item ``tag`` unless it already finished; returns its result.
 
-    stdout and stderr go to ``<tag>.out``/``<tag>.err`` in the extra folder and are copied to
-    the run log afterwards; on a non-zero exit raises EngineError with the engine's last
-    stderr line (its one-line reason), which Scipion shows as the step's error.
+    The engine writes its result to ``<tag>.json`` (``--json FILE``); ``jsonToStdout`` is for
+    a command whose ``--json`` is a flag printing the result on stdout (``convert``), which
+    is then kept as ``<tag>.json`` after a successful exit. stdout and stderr go to
+    ``<tag>.out``/``<tag>.err`` in the extra folder and are copied to the run log afterwards;
+    on a non-zero exit raises EngineError with the engine's last stderr line (its one-line
+    reason), which Scipion shows as the step's error.
     """
     done = engineRecord(protocol, tag)
     if done is not None:
@@ -48,12 +52,14 @@ def runEngine(protocol, tag, args):
     program = Plugin.getProgram()
     if program is None:
         raise EngineError(Plugin.programProblem())
+    record = protocol._getExtraPath(f"{tag}.json")
     out, err = protocol._getExtraPath(f"{tag}.out"), protocol._getExtraPath(f"{tag}.err")
+    jsonArgs = ["--json"] if jsonToStdout else ["--json", os.path.abspath(record)]
     redirect = f" > {shlex.quote(out)} 2> {shlex.quote(err)}"
     failure = None
     try:
-        protocol.runJob(program, quote([*args, "--force"]) + redirect, env=Plugin.getEnviron(),
-                        numberOfMpi=1, numberOfThreads=1)
+        protocol.runJob(program, quote([*args, *jsonArgs, "--force"]) + redirect,
+                        env=Plugin.getEnviron(), numberOfMpi=1, numberOfThreads=1)
     except Exception as exc:  # noqa: BLE001 - runJob raises a bare Exception on exit != 0
         failure = exc
     finally:
@@ -66,8 +72,12 @@ def runEngine(protocol, tag, args):
         lines = [ln.strip() for ln in _read(err).splitlines() if ln.strip()]
         reason = lines[-1] if lines else f"{failure}"
         raise EngineError(f"{tag}: {reason}") from None
-    os.replace(out, protocol._getExtraPath(f"{tag}.json"))
-    return engineRecord(protocol, tag)
+    if jsonToStdout:
+        os.replace(out, record)
+    result = engineRecord(protocol, tag)
+    if result is None:
+        raise EngineError(f"{tag}: cryovis exited 0 but wrote no result to {record}")
+    return result
 
 
 def _read(path):

@@ -70,7 +70,8 @@ class ProtCryovisExport(CryovisBase, EMProtocol, ProtTomoBase):
     def convertStep(self):
         runEngine(self, "export", ["convert", self._getExtraPath("coordinates.csv"),
                                    self.outputPath(), "--to", self._format(),
-                                   "--tomograms", self.tomogramsPath(), "--json"])
+                                   "--tomograms", self.tomogramsPath()],
+                  jsonToStdout=True)
 
     # ------------------------------------------------------------------- info
     def _validate(self):

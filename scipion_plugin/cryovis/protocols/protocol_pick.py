@@ -14,10 +14,10 @@ from ..convert import coordinatesFromTable
 from .base import CryovisBase
 from .engine import engineRecord, runEngine
 
-# `cryovis pick --method` values, in the order of the form's choices. blob comes first: it
-# needs no trained model, so the protocol runs with its defaults everywhere.
-METHODS = ["blob", "unet"]
-METHOD_LABELS = {"blob": "blob (difference of Gaussians)", "unet": "learned (U-Net picker)"}
+# `cryovis pick --method` values, in the order of the form's choices: the default is the
+# engine's own, the learned picker with the model the engine ships.
+METHODS = ["unet", "blob"]
+METHOD_LABELS = {"unet": "learned (U-Net picker)", "blob": "blob (difference of Gaussians)"}
 
 
 class ProtCryovisPick(CryovisBase, ProtTomoPicking):
@@ -33,21 +33,23 @@ class ProtCryovisPick(CryovisBase, ProtTomoPicking):
         super()._defineParams(form)
         form.addParam("method", EnumParam, choices=[METHOD_LABELS[m] for m in METHODS],
                       default=0, label="Method",
-                      help="blob: local maxima of a difference-of-Gaussians filter tuned to "
-                           "the particle diameter (the SHREC 2021 baseline). learned: a 3D "
-                           "U-Net picker trained with `cryovis train picker` (Model below), or "
-                           "the engine's shipped picker when it has one; it also classifies.")
+                      help="learned: a 3D U-Net picker that also classifies, the engine's "
+                           "shipped picker or one trained with `cryovis train picker` (Model "
+                           "below). blob: local maxima of a difference-of-Gaussians filter "
+                           "tuned to the particle diameter (the SHREC 2021 baseline).")
         form.addParam("diameter", FloatParam, default=120.0, label="Particle diameter (Å)",
-                      help="Expected particle diameter; also sets the box size.")
+                      help="Expected particle diameter: the box size, and the blob filter's "
+                           "scale.")
         form.addParam("minScore", FloatParam, default=4.0, expertLevel=LEVEL_ADVANCED,
-                      condition="method == 0", label="Minimum score (robust z-score)",
+                      condition="method == 1", label="Minimum score (robust z-score)",
                       help="blob: minimum robust z-score of the filter's response at a pick.")
         form.addParam("boxSize", IntParam, default=0, expertLevel=LEVEL_ADVANCED,
                       label="Box size (voxels)",
                       help="Box size of the output coordinates; 0: 1.5 x the diameter.")
         form.addParam("model", FileParam, default="", allowsNull=True,
-                      condition="method == 1", label="Picker model (.pt)",
-                      help="A picker written by `cryovis train picker` (learned method only).")
+                      condition="method == 0", label="Picker model (.pt)",
+                      help="A picker written by `cryovis train picker` (MODEL.pt with its "
+                           "MODEL.json beside it). Empty: the shipped picker.")
         form.addParallelSection(threads=3, mpi=0)
 
     # ------------------------------------------------------------------ steps
@@ -98,8 +100,12 @@ class ProtCryovisPick(CryovisBase, ProtTomoPicking):
         if not self.diameter.get() > 0:
             errors.append(f"Particle diameter must be positive, got {self.diameter.get()} Å.")
         model = self.model.get()
-        if self._method() == "unet" and model and not os.path.isfile(model):
-            errors.append(f"Picker model: {model} does not exist.")
+        if self._method() == "unet" and model:
+            card = os.path.splitext(model)[0] + ".json"
+            if not os.path.isfile(model):
+                errors.append(f"Picker model: {model} does not exist.")
+            elif not os.path.isfile(card):
+                errors.append(f"Picker model: {model} has no model card {card} beside it.")
         return errors
 
     def _summary(self):
@@ -116,7 +122,8 @@ class ProtCryovisPick(CryovisBase, ProtTomoPicking):
             return []
         how = (f"expected diameter {self.diameter.get():g} Å, minimum robust z-score "
                f"{self.minScore.get():g}" if self._method() == "blob"
-               else f"model {os.path.basename(self.model.get() or 'shipped')}")
+               else f"model {os.path.basename(self.model.get())}" if self.model.get()
+               else "the shipped picker")
         return [f"Particles were picked with cryovis ({METHOD_LABELS[self._method()]}, {how}); "
                 "the pickers are scored with the SHREC 2021 metrics [Gubins2021]."]
 

@@ -65,7 +65,7 @@ class ProtCryovisRender(CryovisBase, EMProtocol, ProtTomoBase):
     def renderStep(self, key):
         tomo = self._tomograms()[key]
         args = ["render", os.path.abspath(tomo.getFileName()), "--out", self.imagePath(key),
-                "--size", self.imageSize.get(), "--threads", 1, "--json"]
+                "--size", self.imageSize.get(), "--threads", 1]
         classes = self._masksByTsId().get(tomo.getTsId())
         if classes:
             args += ["--classes", os.path.abspath(classes)]
