@@ -18,6 +18,10 @@ from .engine import engineRecord, runEngine
 FORMAT_LABELS = list(EXPORT_FORMATS)
 OUTPUT_FILES = {"relion5": "particles.star", "relion4": "particles.star",
                 "dynamo": "particles.tbl"}
+# The formats whose writer takes the tomograms' geometry (RELION 5 centred Å coordinates,
+# RELION 4 tilt-series pixels); Dynamo's table is in the tomograms' own voxels and names
+# them in the particles.doc index it writes beside the table.
+WITH_TOMOGRAMS = ("relion5", "relion4")
 
 
 class ProtCryovisExport(CryovisBase, EMProtocol, ProtTomoBase):
@@ -50,8 +54,17 @@ class ProtCryovisExport(CryovisBase, EMProtocol, ProtTomoBase):
         return self._getExtraPath(OUTPUT_FILES[self._format()])
 
     def tomogramsPath(self):
-        """The RELION 5 tomograms.star written beside the particles."""
+        """The RELION tomograms.star written beside the particles (RELION formats only)."""
         return self._getExtraPath("tomograms.star")
+
+    def writtenFiles(self):
+        """The files of the export: the particles, then what the format keeps beside them."""
+        particles = self.outputPath()
+        if self._format() in WITH_TOMOGRAMS:
+            return [particles, self.tomogramsPath()]
+        stem = os.path.splitext(particles)[0]
+        return [particles] + [p for p in (f"{stem}.doc", f"{stem}_classes.doc")
+                              if os.path.exists(p)]
 
     def _tomogramsOfCoordinates(self):
         coords = self.inputCoordinates.get()
@@ -64,14 +77,16 @@ class ProtCryovisExport(CryovisBase, EMProtocol, ProtTomoBase):
         table = tableFromCoordinates(self.inputCoordinates.get())
         write_particles(self._getExtraPath("coordinates.csv"), table, format="csv",
                         overwrite=True)
-        starfile.write({"global": tomogramsTable(self._tomogramsOfCoordinates())},
-                       self.tomogramsPath(), overwrite=True)
+        if self._format() in WITH_TOMOGRAMS:
+            starfile.write({"global": tomogramsTable(self._tomogramsOfCoordinates())},
+                           self.tomogramsPath(), overwrite=True)
 
     def convertStep(self):
-        runEngine(self, "export", ["convert", self._getExtraPath("coordinates.csv"),
-                                   self.outputPath(), "--to", self._format(),
-                                   "--tomograms", self.tomogramsPath()],
-                  jsonToStdout=True)
+        args = ["convert", self._getExtraPath("coordinates.csv"), self.outputPath(),
+                "--to", self._format()]
+        if self._format() in WITH_TOMOGRAMS:
+            args += ["--tomograms", self.tomogramsPath()]
+        runEngine(self, "export", args, jsonToStdout=True)
 
     # ------------------------------------------------------------------- info
     def _validate(self):
@@ -93,12 +108,9 @@ class ProtCryovisExport(CryovisBase, EMProtocol, ProtTomoBase):
         record = engineRecord(self, "export")
         if record is None:
             return ["Not finished yet."]
-        lines = [f"{record['particles']} particles of {record['tomograms']} tomograms "
-                 f"exported as {FORMAT_LABELS[self.outputFormat.get()]}:",
-                 os.path.abspath(self.outputPath())]
-        if self._format() == "relion5":
-            lines.append(os.path.abspath(self.tomogramsPath()))
-        return lines
+        return [f"{record['particles']} particles of {record['tomograms']} tomograms "
+                f"exported as {FORMAT_LABELS[self.outputFormat.get()]}:",
+                *map(os.path.abspath, self.writtenFiles())]
 
     def _methods(self):
         record = engineRecord(self, "export")

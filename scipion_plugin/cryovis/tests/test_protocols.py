@@ -1,14 +1,15 @@
 """Every cryovis protocol in a real pyworkflow project, on tomograms the engine simulates.
 
-Needs the engine program (``CRYOVIS_PROGRAM`` or an installed ``cryovis``). The workflow
-test also needs ``CRYOVIS_WORKFLOW``: the JSON saved in ``scipion_plugin/workflows/``.
+Needs the engine program (``CRYOVIS_PROGRAM`` or an installed ``cryovis``) and
+``CRYOVIS_WORKFLOW``, the JSON saved in ``scipion_plugin/workflows/``: the suite starts by
+running that workflow (import -> segment -> pick -> export, every cryovis protocol with its
+defaults), and the segment, pick and export checks are of its runs.
 Run: ``python -m pytest --pyargs cryovis.tests`` in Scipion's Python.
 """
 
 import filecmp
 import json
 import os
-import re
 import shutil
 import subprocess
 
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 import starfile
 from pwem import Domain
+from pyworkflow.object import Pointer
 from pyworkflow.protocol.constants import MODE_RESUME
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.constants import BOTTOM_LEFT_CORNER
@@ -86,17 +88,34 @@ class TestCryovisProtocols(BaseTest):
     def setUpClass(cls):
         if Plugin.getProgram() is None:
             raise RuntimeError(Plugin.programProblem())
+        path = os.environ.get("CRYOVIS_WORKFLOW")
+        if not (path and os.path.isfile(path)):
+            raise RuntimeError(f"CRYOVIS_WORKFLOW={path!r}: not the workflow JSON file")
         setupTestProject(cls)
         cls.data = os.path.abspath(cls.getOutputPath("simulated"))
         simulate(cls.data, seed=11)
-        cls.tomograms = cls.importTomograms(cls.data, "tomo_*[0-9].mrc")
-        cls.segment = cls.launchProtocol(cls.newProtocol(
-            ProtCryovisSegment, inputTomograms=cls.tomograms))
-        # Defaults only: the learned picker with the model the engine ships.
-        cls.pick = cls.launchProtocol(cls.newProtocol(
-            ProtCryovisPick, inputTomograms=cls.tomograms))
+        cls.workflow = cls.runWorkflow(path)
+        by_class = {type(p).__name__: p for p in cls.workflow}
+        cls.tomograms = by_class["ProtImportTomograms"].Tomograms
+        cls.segment = by_class["ProtCryovisSegment"]
+        cls.pick = by_class["ProtCryovisPick"]
+        cls.export = by_class["ProtCryovisExport"]
         cls.pickBlob = cls.launchProtocol(cls.newProtocol(
             ProtCryovisPick, inputTomograms=cls.tomograms, method=BLOB, diameter=DIAMETER))
+
+    @classmethod
+    def runWorkflow(cls, path):
+        """Load the workflow JSON into the project, point its import at the data, run it."""
+        with open(path) as fh:
+            cls.workflowLabels = [p["object.label"] for p in json.load(fh)]
+        cls.proj.loadProtocols(path)
+        loaded = sorted(cls.proj.getRuns(), key=lambda p: p.getObjId())
+        importer = loaded[0]
+        importer.filesPath.set(cls.data)
+        cls.proj.saveProtocol(importer)
+        for prot in loaded:
+            cls.launchProtocol(cls.proj.getProtocol(prot.getObjId()))
+        return [cls.proj.getProtocol(p.getObjId()) for p in loaded]
 
     @classmethod
     def importTomograms(cls, path, pattern):
@@ -243,7 +262,7 @@ class TestCryovisProtocols(BaseTest):
             outputFormat=fmt))
 
     def test_export_relion5_equals_cryovis_convert(self):
-        export = self.runExport(0)
+        export = self.export  # the workflow's: RELION 5, the protocol's default
         # The engine's own picks, straight through `cryovis convert`, with the same geometry.
         tables = [pd.read_csv(self.pick._getExtraPath(f"{n}_picks.csv")) for n in NAMES]
         direct_in = os.path.abspath(self.getOutputPath("engine_picks.csv"))
@@ -265,13 +284,21 @@ class TestCryovisProtocols(BaseTest):
     def test_export_relion4_and_dynamo_positions(self):
         coords = getattr(self.pick, OUT_COORDINATES)
         expected = {(m[0], *np.round(m[1:4], 3)) for m in positions(coords)}
-        for fmt, reader_opts in ((1, {}), (2, {})):
+        for fmt, label in ((1, "RELION 4"), (2, "Dynamo")):
             export = self.runExport(fmt)
-            table = read_particles(export.outputPath(), tomograms=export.tomogramsPath(),
-                                   **reader_opts)
+            # RELION 4 positions are tilt-series pixels (tomograms.star gives their size);
+            # Dynamo's are the tomograms' voxels, its particles.doc names the tomograms.
+            extra = {"tomograms": export.tomogramsPath()} if fmt == 1 else {}
+            table = read_particles(export.outputPath(), **extra)
             got = {(t, *np.round(p, 3)) for t, p in
                    zip(table["tomo_name"], table[["x", "y", "z"]].to_numpy())}
             self.assertEqual(got, expected, export.outputPath())
+            summary = "\n".join(export.summary())
+            self.assertIn(f"exported as {label}", summary)
+            for path in export.writtenFiles():
+                self.assertTrue(os.path.isfile(path), path)
+                self.assertIn(os.path.abspath(path), summary)
+        self.assertEqual(len(export.writtenFiles()), 3)  # Dynamo: .tbl, .doc, _classes.doc
 
     def test_chain_into_tomo_export(self):
         """Our coordinates through tomo's own exporter (RELION, via scipion-em-reliontomo)."""
@@ -378,29 +405,21 @@ class TestCryovisProtocols(BaseTest):
 
     # ----------------------------------------------------------- workflow
     def test_workflow_json(self):
-        path = os.environ.get("CRYOVIS_WORKFLOW")
-        self.assertTrue(path and os.path.isfile(path), f"CRYOVIS_WORKFLOW={path!r}")
-        with open(path) as fh:
-            labels = [p["object.label"] for p in json.load(fh)]
-        before = {p.getObjId() for p in self.proj.getRuns()}
-        self.proj.loadProtocols(path)
-        loaded = sorted((p for p in self.proj.getRuns() if p.getObjId() not in before),
-                        key=lambda p: p.getObjId())
-        # Scipion numbers a label already used in the project: "cryovis - segment (2)".
-        self.assertEqual([re.sub(r" \(\d+\)$", "", p.getObjLabel()) for p in loaded], labels)
-        importer = loaded[0]
-        importer.filesPath.set(self.data)
-        self.proj.saveProtocol(importer)
-        for prot in loaded:
-            self.launchProtocol(self.proj.getProtocol(prot.getObjId()))
-        done = [self.proj.getProtocol(p.getObjId()) for p in loaded]
-        by_class = {type(p).__name__: p for p in done}
-        self.assertSetSize(getattr(by_class["ProtCryovisSegment"], OUT_MASKS), len(NAMES))
-        picker = by_class["ProtCryovisPick"]
-        picks = getattr(picker, OUT_COORDINATES)
-        self.assertSetSize(picks, sum(engineRecord(picker, f"pick_{n}")["n_picks"]
+        """The workflow ran from its file as saved, its cryovis protocols at their defaults."""
+        self.assertEqual([p.getObjLabel() for p in self.workflow], self.workflowLabels)
+        self.assertTrue(all(p.isFinished() for p in self.workflow))
+        for prot in self.workflow[1:]:
+            fresh = self.newProtocol(type(prot))
+            for name, value in prot.iterDefinitionAttributes():
+                if not isinstance(value, Pointer) and name not in ("numberOfThreads",
+                                                                   "hostName"):
+                    self.assertEqual(value.get(), getattr(fresh, name).get(),
+                                     f"{prot.getObjLabel()}: {name}")
+        self.assertSetSize(getattr(self.segment, OUT_MASKS), len(NAMES))
+        picks = getattr(self.pick, OUT_COORDINATES)
+        self.assertSetSize(picks, sum(engineRecord(self.pick, f"pick_{n}")["n_picks"]
                                       for n in NAMES))
-        exported = by_class["ProtCryovisExport"]
-        self.assertEqual(len(read_particles(exported.outputPath(),
-                                            tomograms=exported.tomogramsPath())),
+        self.assertEqual(self.export.inputCoordinates.get().getObjId(), picks.getObjId())
+        self.assertEqual(len(read_particles(self.export.outputPath(),
+                                            tomograms=self.export.tomogramsPath())),
                          picks.getSize())
