@@ -4,6 +4,7 @@ Robust normalisation, pixel-size matching by Fourier cropping/padding, radially 
 Fourier amplitude-spectrum matching to a reference (DeePiCt), Warp/IsoNet-style Wiener-like
 CTF deconvolution, and a soft-edged Fourier low-pass. Arrays are ``[z, y, x]``; sizes in Å
 are physical, frequencies are in cycles per voxel unless stated. Outputs are float32.
+FFTs use the threads of the caller's ``scipy.fft.set_workers`` (the commands' ``--threads``).
 """
 
 from __future__ import annotations
@@ -96,10 +97,10 @@ def rescale_to_voxel_size(data: np.ndarray, from_angst: float, to_angst: float) 
     new_shape = rescaled_shape(data.shape, from_angst, to_angst)
     if new_shape == data.shape:
         return data.astype(np.float32)
-    spec = sfft.fftn(data.astype(np.float32), workers=-1)
+    spec = sfft.fftn(data.astype(np.float32))
     for axis, n in enumerate(new_shape):
         spec = _resize_axis(spec, axis, n)
-    out = sfft.ifftn(spec, workers=-1).real
+    out = sfft.ifftn(spec).real
     out *= np.prod(new_shape) / np.prod(data.shape)
     return out.astype(np.float32)
 
@@ -136,7 +137,7 @@ def radial_amplitude(data: np.ndarray, n_bins: int | None = None) -> Profile:
     amplitude ~1 whatever the volume size. ``n_bins`` defaults to ``min(shape) // 2``.
     """
     n_bins = n_bins or max(2, min(data.shape) // 2)
-    amp = np.abs(sfft.rfftn(np.asarray(data, dtype=np.float32), workers=-1))
+    amp = np.abs(sfft.rfftn(np.asarray(data, dtype=np.float32)))
     index, centres = _shells(data.shape, n_bins)
     index = np.broadcast_to(index, amp.shape)
     sums = np.bincount(index.ravel(), weights=amp.ravel(), minlength=n_bins)
@@ -162,11 +163,11 @@ def match_amplitude_spectrum(data: np.ndarray, reference: Union[np.ndarray, Prof
     target = np.interp(centres, ref_freq, ref_amp)
     gain = np.where(own > 0, target / np.where(own > 0, own, 1.0), 0.0)
     index, _ = _shells(data.shape, n_bins)
-    spec = sfft.rfftn(data, workers=-1)
+    spec = sfft.rfftn(data)
     dc = spec[(0,) * data.ndim]
     spec *= gain[index].astype(np.float32)
     spec[(0,) * data.ndim] = dc
-    return sfft.irfftn(spec, s=data.shape, workers=-1).astype(np.float32)
+    return sfft.irfftn(spec, s=data.shape).astype(np.float32)
 
 
 def ctf_1d(frequency: np.ndarray, defocus_um: float, voltage_kv: float = 300.0,
@@ -221,9 +222,9 @@ def wiener_deconvolve(data: np.ndarray, voxel_size_angst: float, defocus_um: flo
                                phase_flipped, phase_shift_deg)
     data = np.asarray(data, dtype=np.float32)
     radius = radial_frequency(data.shape) * 2  # fraction of Nyquist
-    spec = sfft.rfftn(data, workers=-1)
+    spec = sfft.rfftn(data)
     spec *= np.interp(radius, f, gain).astype(np.float32)
-    return sfft.irfftn(spec, s=data.shape, workers=-1).astype(np.float32)
+    return sfft.irfftn(spec, s=data.shape).astype(np.float32)
 
 
 def lowpass_filter(data: np.ndarray, resolution_angst: float, voxel_size_angst: float,
@@ -243,6 +244,6 @@ def lowpass_filter(data: np.ndarray, resolution_angst: float, voxel_size_angst: 
         gain = 0.5 * (1 + np.cos(math.pi * t))
     else:
         gain = (radius <= fc).astype(np.float32)
-    spec = sfft.rfftn(data, workers=-1)
+    spec = sfft.rfftn(data)
     spec *= gain.astype(np.float32)
-    return sfft.irfftn(spec, s=data.shape, workers=-1).astype(np.float32)
+    return sfft.irfftn(spec, s=data.shape).astype(np.float32)

@@ -152,30 +152,9 @@ def use_threads(n: int) -> Iterator[None]:
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    """``--device auto|cpu|cuda|cuda:N``."""
+    """``--device auto|cpu|cuda|cuda:N`` (checked by ``segmentation.device.resolve_device``)."""
     parser.add_argument("--device", default="auto", metavar="DEVICE",
                         help="torch device: auto (the GPU when there is one), cpu, cuda, cuda:N")
-
-
-def resolve_device(text: str | None) -> str:
-    """The torch device for ``--device``; CryovisError if it is unknown or absent here."""
-    import torch
-
-    from ..segmentation.inference import default_device
-
-    name = (text or "auto").strip().lower()
-    if name == "auto":
-        return default_device()
-    kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (index and (kind == "cpu" or not index.isdigit())):
-        raise CryovisError(f"--device: unknown device '{text}' (auto, cpu, cuda, cuda:N)")
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise CryovisError(f"--device {text}: CUDA is not available on this machine (torch "
-                           f"{torch.__version__}); use --device cpu or auto")
-    if index and int(index) >= torch.cuda.device_count():
-        raise CryovisError(f"--device {text}: this machine has {torch.cuda.device_count()} "
-                           "CUDA device(s)")
-    return name
 
 
 def _writable_folder(folder: Path, target: Path | None = None) -> None:

@@ -11,10 +11,10 @@ Positions are written in the target format's convention from voxels of TOMO.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from ..segmentation.device import resolve_device
 from .options import (
     add_device,
     add_force,
@@ -23,7 +23,6 @@ from .options import (
     check_outputs,
     json_file,
     read_input_volume,
-    resolve_device,
     use_threads,
     write_json_result,
 )
@@ -35,8 +34,7 @@ BLOB_DIAMETER_ANGST = 120.0
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "pick", help="pick and classify particles (learned picker or blob baseline)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None)
     parser.add_argument("tomogram", help="tomogram (MRC, EM or TIFF)")
     parser.add_argument("--out", required=True, help="picks file (.star, .csv, .tbl, ...)")
     parser.add_argument("--format", default=None,
@@ -46,7 +44,7 @@ def register(subparsers) -> None:
                         help="picker model MODEL(.pt) with MODEL.json (default: the shipped "
                         "picker)")
     parser.add_argument("--method", choices=("unet", "blob"), default="unet",
-                        help="learned picker or difference-of-Gaussians baseline")
+                        help="learned picker (default) or difference-of-Gaussians baseline")
     parser.add_argument("--tomograms", default=None, metavar="STAR",
                         help="join this RELION 5 tomograms.star (RELION output)")
     parser.add_argument("--tomo-name", default=None,
@@ -75,10 +73,12 @@ def register(subparsers) -> None:
     parser.add_argument("--threshold", type=float, default=None,
                         help="unet: peak threshold instead of the model's tuned one (0-1)")
     parser.add_argument("--diameter", type=float, default=BLOB_DIAMETER_ANGST,
-                        help="blob: particle diameter (Å)")
-    parser.add_argument("--tile", type=int, default=None, help="unet: largest tile edge")
+                        help=f"blob: particle diameter in Å (default {BLOB_DIAMETER_ANGST:g})")
+    parser.add_argument("--tile", type=int, default=None,
+                        help="unet: largest tile edge (model voxels; default the engine's)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                        help="unet: bfloat16 autocast where the hardware has it")
+                        help="unet: bfloat16 autocast or float32 (default auto: bf16 where "
+                        "the hardware computes it natively)")
     add_device(parser)
     add_threads(parser)
     add_json(parser, "the run summary")
@@ -105,7 +105,7 @@ def run(args) -> int:
 
     from ..picking import pick_blobs
     from ..picking.export import plan_export, write_picks
-    from ..picking.learned import load_picker, pick_tomogram, prepare_tomogram
+    from ..picking.learned import check_pickable, load_picker, pick_tomogram, prepare_tomogram
     from ..segmentation.device import use_bf16
 
     _check_numbers(args)
@@ -132,6 +132,8 @@ def run(args) -> int:
         roi = np.asarray(mask.data) > 0
         if not roi.any():
             raise CryovisError(f"{args.roi}: the region-of-interest mask is empty")
+    if card is not None:
+        check_pickable(volume, float(card["voxel_size"]))
     if args.method == "blob" and not (volume.voxel_size or 0) > 0:
         raise CryovisError(f"{args.tomogram}: no voxel size; give --voxel-size (the blob "
                            "picker needs the particle size in voxels)")

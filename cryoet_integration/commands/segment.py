@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from ..segmentation.device import resolve_device
 from .options import (
     CREATES_DIRS,
     VOLUME_SUFFIXES,
@@ -23,7 +24,6 @@ from .options import (
     json_file,
     make_folders,
     read_input_volume,
-    resolve_device,
     use_threads,
     write_json_result,
 )

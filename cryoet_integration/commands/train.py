@@ -7,15 +7,16 @@ import sys
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from ..segmentation.device import resolve_device
 from .options import (
     CREATES_DIRS,
+    add_device,
     add_force,
     add_json,
     add_threads,
     check_output,
     check_output_folder,
     read_config,
-    resolve_device,
     use_threads,
     write_json_result,
 )
@@ -73,8 +74,7 @@ def register(subparsers) -> None:
     seg.add_argument("--cache", default=str(DEFAULT_CACHE),
                      help="recipe: folder for the simulated training tomograms (default "
                      "~/.cache/cryovis/recipes)")
-    seg.add_argument("--device", default=None,
-                     help="torch device: auto, cpu, cuda or cuda:N (default: cuda if present)")
+    add_device(seg)
     seg.add_argument("--precision", choices=("auto", "fp32", "bf16"), default=None,
                      help="bfloat16 autocast or float32 (default: the config's, auto = bf16 "
                      "where the CPU/GPU has native bf16)")

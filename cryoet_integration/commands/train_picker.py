@@ -4,7 +4,6 @@ default-picker``."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -33,8 +32,7 @@ def register(kinds) -> None:
         "gold beads, optional membrane, background) on class-ball targets built from the "
         "particle lists, with the peak-extraction thresholds tuned on a held-out validation "
         "part and stored in the model card. Writes MODEL.pt + MODEL.json, MODEL.state.pt "
-        "(--resume) and MODEL_loss.png.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "(--resume) and MODEL_loss.png.")
     p.add_argument("--tomograms", nargs="+", metavar="TOMO", help="training tomograms")
     p.add_argument("--particles", nargs="+", metavar="PICKS",
                    help="particle lists in any format cryovis reads, one per tomogram (or one "
@@ -52,7 +50,8 @@ def register(kinds) -> None:
     p.add_argument("--recipe", default=None,
                    help="named recipe (default-picker) that simulates its own training data")
     p.add_argument("--cache", default=str(DEFAULT_CACHE),
-                   help="recipe: folder for the simulated tomograms")
+                   help="recipe: folder for the simulated tomograms (default "
+                   "~/.cache/cryovis/recipes/picker)")
     p.add_argument("--voxel-size", type=float, default=None,
                    help="model voxel size in Å (default 10)")
     p.add_argument("--polarity", choices=("auto", "dark", "light"), default="auto",

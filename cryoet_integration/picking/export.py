@@ -133,15 +133,13 @@ def write_picks(plan: ExportPlan, table: pd.DataFrame, class_numbers: dict[str, 
 
     out = table.copy()
     out["tomo_name"] = pd.Series([plan.tomo_name] * len(out), dtype=object)
+    options = dict(plan.options)
     if plan.fmt in NUMBERED:
-        names = out["class"].astype(str)
-        out["class"] = pd.Series([str(class_numbers.get(c, 0)) for c in names], dtype=object)
-        if plan.fmt in RELION:
-            out["rlnClassName"] = names.to_numpy()
+        options["class_numbers"] = class_numbers
     if len(out) == 0 and plan.fmt in NO_EMPTY:
         return []
     written = []
-    write_particles(plan.path, out, format=plan.fmt, overwrite=overwrite, **plan.options)
+    write_particles(plan.path, out, format=plan.fmt, overwrite=overwrite, **options)
     written.append(plan.path)
     if plan.companion is not None:
         write_tomograms(plan.companion, plan.companion_table, overwrite=overwrite)

@@ -108,6 +108,25 @@ class PreparedTomogram:
     notes: list[str] = field(default_factory=list)
 
 
+def check_pickable(volume: Volume, model_voxel_size: float) -> None:
+    """CryovisError (naming the file) when ``volume``, rescaled to the model's
+    ``model_voxel_size`` Å, is smaller than the U-Net can work on along some axis; cheap, so
+    commands call it before any work."""
+    from cryoet_integration.preprocess import rescaled_shape
+
+    from ..segmentation.inference import RESCALE_TOLERANCE
+
+    vs = float(volume.voxel_size or 0.0) or model_voxel_size
+    shape = tuple(volume.data.shape)
+    if abs(vs / model_voxel_size - 1) > RESCALE_TOLERANCE:
+        shape = rescaled_shape(shape, vs, model_voxel_size)
+    if min(shape) < MIN_AXIS:
+        raise CryovisError(f"{volume.path or 'tomogram'}: {tuple(volume.data.shape)} voxels "
+                           f"(z, y, x) at {vs:g} Å are {shape} at the model's "
+                           f"{model_voxel_size:g} Å; the picker needs at least {MIN_AXIS} "
+                           "voxels per axis there")
+
+
 def prepare_tomogram(volume: Volume, model_voxel_size: float, polarity: str = "auto"
                      ) -> PreparedTomogram:
     """Rescale ``volume`` to ``model_voxel_size`` Å, normalise it and make dense matter dark.
@@ -121,6 +140,7 @@ def prepare_tomogram(volume: Volume, model_voxel_size: float, polarity: str = "a
     from ..segmentation.inference import RESCALE_TOLERANCE, check_input
 
     check_input(volume)
+    check_pickable(volume, model_voxel_size)
     if polarity not in ("auto", "dark", "light"):
         raise ValueError(f"polarity must be auto, dark or light, got {polarity!r}")
     notes = []
@@ -132,12 +152,6 @@ def prepare_tomogram(volume: Volume, model_voxel_size: float, polarity: str = "a
     data = np.asarray(volume.data, dtype=np.float32)
     if abs(vs / model_voxel_size - 1) > RESCALE_TOLERANCE:
         data = rescale_to_voxel_size(data, vs, model_voxel_size)
-    small = [n for n in data.shape if n < MIN_AXIS]
-    if small:
-        raise CryovisError(f"{volume.path or 'tomogram'}: {tuple(volume.data.shape)} voxels "
-                           f"(z, y, x) at {vs:g} Å are {tuple(data.shape)} at the model's "
-                           f"{model_voxel_size:g} Å; the picker needs at least {MIN_AXIS} "
-                           "voxels per axis there")
     data = robust_normalize(data)
     if polarity == "auto":
         polarity = masks.detect_polarity(data)

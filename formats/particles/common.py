@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -120,8 +120,13 @@ def extra_columns(table: pd.DataFrame, prefix: str | None = None,
             if c not in skip and (prefix is None or str(c).startswith(prefix))]
 
 
-def class_ids(classes: pd.Series) -> tuple[np.ndarray, dict[int, str], bool]:
+def class_ids(classes: pd.Series, numbering: Mapping[str, int] | None = None,
+              path: PathLike = "") -> tuple[np.ndarray, dict[int, str], bool]:
     """Integer class numbers for formats that store one (0 for a particle without a class).
+
+    ``numbering`` (``{name: number >= 1}``) fixes the numbers, e.g. a model's class order so
+    that files of several tomograms agree; without it names are numbered as ``ids_for_names``
+    does. FormatError (naming ``path``) for a class the numbering lacks.
 
     Returns:
         (numbers, {number: name}, names_are_numbers), as ``ids_for_names``.
@@ -130,8 +135,19 @@ def class_ids(classes: pd.Series) -> tuple[np.ndarray, dict[int, str], bool]:
     numbers = np.zeros(len(classes), dtype=np.int64)
     if not named.any():
         return numbers, {}, True
-    numbers[named], names, exact = ids_for_names(classes[named].astype(str))
-    return numbers, names, exact
+    names = classes[named].astype(str)
+    if numbering is None:
+        numbers[named], table, exact = ids_for_names(names)
+        return numbers, table, exact
+    missing = sorted(set(names) - set(numbering))
+    if missing:
+        raise FormatError(path, f"class(es) {', '.join(missing)} have no number in "
+                                "class_numbers")
+    if any(int(n) < 1 for n in numbering.values()):
+        raise FormatError(path, "class_numbers must be >= 1 (0 means no class)")
+    numbers[named] = [int(numbering[n]) for n in names]
+    used = {int(numbering[n]): n for n in set(names)}
+    return numbers, used, all(str(k) == v for k, v in used.items())
 
 
 def single_value(values: np.ndarray, what: str, path: PathLike) -> float:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,8 @@ def read_dynamo(path: PathLike, voxel_size: float | None = None,
 
 
 def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
-                 binning: float | None = None, table_map: PathLike | None = None) -> None:
+                 binning: float | None = None, table_map: PathLike | None = None,
+                 class_numbers: Mapping[str, int] | None = None) -> None:
     """Write a Dynamo table (36 columns), and beside it the index maps names need.
 
     A table map ``<stem>.doc`` (``index tomogram.mrc``) is written when tomogram names are
@@ -165,6 +167,8 @@ def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
         overwrite: replace existing files (table and maps).
         binning: table voxel size / written px.
         table_map: where to write the table map (default ``<stem>.doc``).
+        class_numbers: ``{class name: number}`` to store (default: names numbered 1..k in
+            order of appearance, canonical integers kept).
     """
     p = Path(path)
     n = len(table)
@@ -173,7 +177,7 @@ def write_dynamo(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     xyz, pixel = file_positions(table, positive_or_none(binning, "binning", p))
     tomo_ids, id_names, plain = ids_for_names(table["tomo_name"])
     angles = euler.matrix_to_dynamo(orientations(table))
-    class_numbers, class_names, class_plain = class_ids(table["class"])
+    class_numbers, class_names, class_plain = class_ids(table["class"], class_numbers, p)
     cols = np.zeros((n, N_COLUMNS))
     cols[:, 0] = table["dynamo_tag"].to_numpy() if "dynamo_tag" in table.columns \
         else np.arange(1, n + 1)

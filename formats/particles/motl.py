@@ -13,6 +13,7 @@ float32's 1e-3 px at coordinates in the thousands.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -96,11 +97,13 @@ def read_motl(path: PathLike, voxel_size: float | None = None,
 
 
 def write_motl(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
-               binning: float | None = None) -> None:
+               binning: float | None = None,
+               class_numbers: Mapping[str, int] | None = None) -> None:
     """Write a TOM/AV3 motive list (.em, float32, little endian).
 
     Tomogram names that are not integers are numbered 1..k in order of appearance, and
-    class names likewise (the format stores numbers only); the class names then go to a
+    class names likewise unless ``class_numbers`` (``{name: number}``) fixes them (the
+    format stores numbers only); the class names then go to a
     class map ``<stem>_classes.doc`` beside it, which the reader picks up again.
     """
     p = Path(path)
@@ -120,7 +123,7 @@ def write_motl(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
     motl[:, 7:10] = whole
     motl[:, 10:13] = one_based - whole
     motl[:, 16:19] = euler.matrix_to_tom(orientations(table))
-    motl[:, 19], names, plain = class_ids(table["class"])
+    motl[:, 19], names, plain = class_ids(table["class"], class_numbers, p)
     header = bytearray(EM_HEADER)
     header[0] = 6  # PC, little endian
     header[3] = 5  # float32

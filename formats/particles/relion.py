@@ -27,6 +27,7 @@ in rlnAngleRot/Tilt/Psi (no subtomogram pre-rotation, zero origins).
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -347,12 +348,13 @@ def _pixel_size(kind: str, optics: pd.DataFrame | None, particles: pd.DataFrame,
 
 # ----------------------------------------------------------------------------- writing
 
-def _common_columns(table: pd.DataFrame) -> dict[str, Any]:
+def _common_columns(table: pd.DataFrame, class_numbers: Mapping[str, int] | None,
+                    path: PathLike) -> dict[str, Any]:
     angles = euler.matrix_to_relion(orientations(table))
     cols: dict[str, Any] = {"rlnAngleRot": angles[:, 0], "rlnAngleTilt": angles[:, 1],
                             "rlnAnglePsi": angles[:, 2]}
     if table["class"].notna().any():
-        ids, _, exact = class_ids(table["class"])
+        ids, _, exact = class_ids(table["class"], class_numbers, path)
         cols["rlnClassNumber"] = ids
         if not exact:  # RELION keys classes by number; the names ride along beside them
             cols["rlnClassName"] = as_text(table["class"], missing="")
@@ -437,7 +439,8 @@ def write_relion(path: PathLike, table: pd.DataFrame, version: str = "relion5",
                  overwrite: bool = False, tomograms: TomogramsLike = None,
                  tomo_size_xyz: Any = None, tilt_series_pixel_size: float | None = None,
                  binning: float | None = None, box_size: int | None = None,
-                 tomo_name_map: PathLike | None = None) -> None:
+                 tomo_name_map: PathLike | None = None,
+                 class_numbers: Mapping[str, int] | None = None) -> None:
     """Write a canonical table as a RELION particle STAR file.
 
     Args:
@@ -453,6 +456,8 @@ def write_relion(path: PathLike, table: pd.DataFrame, version: str = "relion5",
             smaller; RELION 4/5: the tilt-series pixel size is voxel_size / binning).
         box_size: rlnImageSize (px) for the optics block (RELION 3.1/4/5), if known.
         tomo_name_map: file mapping particle tomogram names to those of ``tomograms``.
+        class_numbers: ``{class name: rlnClassNumber}`` to store (default: names numbered
+            1..k in order of appearance); rlnClassName carries names that are not numbers.
 
     The optics block carries what the input knew (``optics_rln...`` columns: voltage, Cs,
     amplitude contrast, rlnCtfDataAreCtfPremultiplied, rlnImageSize, dimensionality); RELION
@@ -473,7 +478,7 @@ def write_relion(path: PathLike, table: pd.DataFrame, version: str = "relion5",
         names = pd.Series(np.where(rows["tomo_name"].notna(), rows["tomo_name"], names),
                           dtype=object)
         tomograms, tomo_name_map = tomos, None
-    common = _common_columns(table)
+    common = _common_columns(table, class_numbers, p)
     carried = _carried(table, rows, box_size)
     stacks = carried.pop("rlnTomoSubTomosAre2DStacks", None)
     if version != "relion5":

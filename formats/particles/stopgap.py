@@ -8,6 +8,7 @@ extrinsic, not inverted), class. Position = orig + shift - 1 (0-based voxel cent
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -64,14 +65,16 @@ def read_stopgap(path: PathLike, voxel_size: float | None = None,
 
 
 def write_stopgap(path: PathLike, table: pd.DataFrame, overwrite: bool = False,
-                  binning: float | None = None) -> None:
-    """Write a STOPGAP motive list (tomogram names must be integers or are numbered 1..k)."""
+                  binning: float | None = None,
+                  class_numbers: Mapping[str, int] | None = None) -> None:
+    """Write a STOPGAP motive list (tomogram names must be integers or are numbered 1..k;
+    classes as ``class_numbers`` ``{name: number}`` gives, else numbered 1..k)."""
     p = Path(path)
     n = len(table)
     xyz, _ = file_positions(table, positive_or_none(binning, "binning", p))
     tomo_ids, _, _ = ids_for_names(table["tomo_name"])
     angles = euler.matrix_to_tom(orientations(table))
-    classes = class_ids(table["class"])[0]
+    classes = class_ids(table["class"], class_numbers, p)[0]
     score = np.nan_to_num(table["score"].to_numpy(dtype=float))
 
     def carried(name: str, default):
