@@ -124,7 +124,7 @@ def test_cli_train_apply_and_outputs(painted, tmp_path):
     # the saved classifier gives the same labels on the same tomogram
     assert main(["pseudolabel", str(folder / "tomo.mrc"), "--classifier",
                  str(tmp_path / "weak.npz"), "--out", str(tmp_path / "again.mrc"),
-                 "--labels-out", str(tmp_path / "hard2.mrc")]) == 0
+                 "--labels-out", str(tmp_path / "hard2.mrc"), "--priors", "estimate"]) == 0
     np.testing.assert_array_equal(np.asarray(read_volume(tmp_path / "hard2.mrc").data), hard)
 
 

@@ -3,8 +3,8 @@
 With ``--labels STROKES.mrc`` (0 = unlabelled, 1..K = classes, on the tomogram's grid) a
 random forest learns the classes from the ilastik feature bank at the strokes; with
 ``--classifier FILE`` a saved one is applied to another tomogram. Class priors are
-re-estimated on the tomogram itself (EM), since strokes do not sample the classes in their
-true proportions. Writes ``<stem>_<class>.mrc`` per class next to ``--out`` (probabilities
+re-estimated on the painted tomogram itself (EM), since strokes do not sample the classes
+in their true proportions. Writes ``<stem>_<class>.mrc`` per class next to ``--out`` (probabilities
 summing to 1, as ``cryovis segment`` writes a K-class model's output) and, with
 ``--labels-out``, the argmax numbered as the strokes were.
 """
@@ -56,9 +56,11 @@ def register(subparsers) -> None:
                         "(default class1, class2, ...)")
     parser.add_argument("--trees", type=int, default=32,
                         help="random-forest trees (default 32)")
-    parser.add_argument("--no-prior-correction", action="store_true",
-                        help="keep the strokes' class mix instead of re-estimating the "
-                        "tomogram's class priors")
+    parser.add_argument("--priors", choices=("auto", "estimate", "strokes"), default="auto",
+                        help="class priors: estimate them on the tomogram (EM), or keep the "
+                        "strokes' mix; auto (default) estimates on the painted tomogram and "
+                        "keeps the mix for a saved classifier on another tomogram, where EM "
+                        "was measured to erase the rare classes (docs/pseudolabel.md)")
     parser.add_argument("--voxel-size", type=float, default=None, metavar="A",
                         help="override the tomogram's voxel size (Å)")
     add_threads(parser)
@@ -126,7 +128,8 @@ def _pseudolabel(args) -> int:
         report.say(f"{args.tomogram}: {shape} voxels; classifier {args.classifier} "
                    f"({', '.join(forest.names)})")
     with report.bar("feature slabs (classifying)") as update:
-        soft = classify_volume(volume, forest, correct_priors=not args.no_prior_correction,
+        estimate = args.priors == "estimate" or (args.priors == "auto" and strokes is not None)
+        soft = classify_volume(volume, forest, correct_priors=estimate,
                                threads=args.threads, progress=update)
     if soft.priors is not None:
         mix = ", ".join(f"{n} {100 * p:.1f} %" for n, p in zip(names, soft.priors))
