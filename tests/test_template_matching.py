@@ -3,6 +3,8 @@ resuming, and the ``cryovis pick --method template`` command on real MRC/STAR fi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -21,7 +23,15 @@ from cryoet_integration.picking.template.engine import TemplateMatcher
 from cryoet_integration.picking.template.filters import rotate, wedge
 from cryoet_integration.picking.template.peaks import extract_peaks, false_positive_threshold
 from cryoet_integration.picking.template.so3 import local_grid, parse_symmetry
-from formats import Volume, orientations, positions_voxels, read_particles, write_volume
+from formats import (
+    Volume,
+    make_table,
+    orientations,
+    positions_voxels,
+    read_particles,
+    write_particles,
+    write_volume,
+)
 
 VS = 10.0
 
@@ -385,3 +395,52 @@ def test_template_at_another_voxel_size_is_rescaled_on_request():
     assert prepared.size == 13
     corr = np.corrcoef(prepared.data.ravel(), _gaussians(13, 1.0).ravel())[0, 1]
     assert corr > 0.95  # a one-voxel shift of the centre gives about 0.6
+
+
+def test_cli_json_only_when_asked_progress_on_stderr(files, capsys):
+    d, _ = files
+    base = ["pick", str(d / "tomo.mrc"), "--method", "template", "--template",
+            str(d / "tpl.mrc"), "--angular-step", "30", "--low-pass", "30", "--no-refine",
+            "--max-particles", "3", "--threads", "1"]
+    assert main(base + ["--out", str(d / "a.csv")]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "orientations" in err and "3 picks" in err
+    assert main(base + ["--out", str(d / "b.csv"), "--json"]) == 0
+    out, _ = capsys.readouterr()
+    summary = json.loads(out)
+    assert summary["method"] == "template" and summary["n_picks"] == 3
+    assert summary["orientations"] == len(uniform_grid(30.0))
+    assert summary["score_cutoff"] > 0 and summary["class_numbers"] == {"tpl": 1}
+
+
+def test_cli_positions_get_angles_and_keep_classes(files, capsys):
+    d, mats = files
+    picks = make_table((TRUE_XYZ + np.array([1, 0, -1])).astype(float), voxel_size=VS,
+                       classes=["ribo"] * 3)
+    write_particles(d / "unet.csv", picks, format="csv")
+    out = d / "oriented.star"
+    rc = main(["pick", str(d / "tomo.mrc"), "--method", "template", "--template",
+               str(d / "tpl.mrc"), "--angular-step", "30", "--low-pass", "30",
+               "--positions", str(d / "unet.csv"), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    back = read_particles(out, tomograms=str(d / "oriented_tomograms.star"))
+    dist, err = _errors(back, mats)
+    assert len(back) == 3 and dist.max() <= 1.0 and np.median(err) <= 8
+    assert set(back["class"]) == {"ribo"}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--method", "blob", "--template", "tpl.mrc"], "--template is for --method template"),
+    (["--method", "template", "--angular-step", "12"], "needs --template"),
+    (["--method", "template", "--template", "tpl.mrc", "--angular-step", "12",
+      "--positions", "nothere.csv"], "nothere.csv"),
+    (["--method", "template", "--template", "tpl.mrc", "--angular-step", "12",
+      "--tilt-range", "60", "-60"], "tilt range"),
+])
+def test_cli_template_options_are_checked_first(files, argv, message, capsys, monkeypatch):
+    d, _ = files
+    monkeypatch.chdir(d)
+    rc = main(["pick", "tomo.mrc", "--out", "p.star", *argv])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (d / "p.star").exists()
