@@ -94,16 +94,19 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-# (option, default) of --method template only: given with another method they are an error
-TEMPLATE_ONLY = {"template": None, "angular_step": None, "symmetry": "C1", "mask": None,
-                 "tilt_range": None, "low_pass": None, "high_pass": None, "defocus": None,
-                 "phase_flipped": False, "positions": None, "n_false_positives": 1.0,
-                 "no_refine": False, "rescale_template": False, "scores_out": None,
-                 "angles_out": None, "checkpoint": None, "batch": None}
-
-
 def _add_template_options(parser) -> None:
-    tm = parser.add_argument_group("template matching (--method template)")
+    """The ``--method template`` options; their defaults go into ``args.template_only`` so that
+    giving one with another method is refused."""
+    group = parser.add_argument_group("template matching (--method template)")
+    defaults: dict[str, object] = {}
+
+    class _Recording:
+        def add_argument(self, *names, **kwargs):
+            action = group.add_argument(*names, **kwargs)
+            defaults[action.dest] = action.default
+            return action
+
+    tm = _Recording()
     tm.add_argument("--template", default=None, metavar="MAP",
                     help="template map (MRC, EM or TIFF), cubic, dense matter positive, at "
                     "TOMO's voxel size")
@@ -148,6 +151,7 @@ def _add_template_options(parser) -> None:
                     "when the picks are written)")
     tm.add_argument("--batch", type=int, default=None, metavar="N",
                     help="orientations per batch (default: 1 on the CPU, more on a GPU)")
+    parser.set_defaults(template_only=defaults)
 
 
 def _check_numbers(args) -> None:
@@ -170,7 +174,7 @@ def _check_numbers(args) -> None:
         if not args.n_false_positives > 0:
             raise CryovisError(f"--n-false-positives must be > 0, got {args.n_false_positives}")
     else:
-        given = [k for k, default in TEMPLATE_ONLY.items() if getattr(args, k) != default]
+        given = [k for k, default in args.template_only.items() if getattr(args, k) != default]
         if given:
             raise CryovisError(f"--{given[0].replace('_', '-')} is for --method template")
 
