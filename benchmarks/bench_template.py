@@ -224,6 +224,7 @@ def accuracy(args: argparse.Namespace) -> dict:
     print(f"work folder {work}", file=sys.stderr)
     per_tomo, errs = [], {"global": [], "refined_relion5": [], "refined_dynamo": []}
     n_true = n_found = n_true_inner = n_found_inner = n_picks = 0
+    n_true_most = n_found_most = 0
     figure_data = None
     for i in range(args.n):
         seed = args.seed + i
@@ -257,6 +258,9 @@ def accuracy(args: argparse.Namespace) -> dict:
         t_xyz, t_mat = positions_voxels(truth), orientations(truth)
         shape_xyz = np.array(sim.tomogram.shape_xyz)
         inner = np.all((t_xyz >= prepared.radius) & (t_xyz < shape_xyz - prepared.radius), 1)
+        # centre at least half the radius from every face: >= 84 % of the ball inside
+        most = np.all((t_xyz >= prepared.radius / 2)
+                      & (t_xyz <= shape_xyz - 1 - prepared.radius / 2), 1)
         tol = prepared.radius / 2
         g_pairs = _match(t_xyz, positions_voxels(res.unrefined), tol)
         errs["global"] += list(angular_distance(
@@ -284,6 +288,8 @@ def accuracy(args: argparse.Namespace) -> dict:
         n_found += len(found)
         n_true_inner += int(inner.sum())
         n_found_inner += sum(1 for r in found if inner[r])
+        n_true_most += int(most.sum())
+        n_found_most += sum(1 for r in found if most[r])
         n_picks += len(res.table)
         per_tomo.append({"seed": seed, "ribosomes": len(truth), "found": len(found),
                          "picks": len(res.table), "threshold": round(res.threshold, 4),
@@ -301,6 +307,8 @@ def accuracy(args: argparse.Namespace) -> dict:
     return {"tomograms": per_tomo, "voxel_size": vs, "size": args.size,
             "ribosome_recall": round(n_found / max(n_true, 1), 3),
             "ribosome_recall_away_from_faces": round(n_found_inner / max(n_true_inner, 1), 3),
+            "ribosome_recall_most_inside": round(n_found_most / max(n_true_most, 1), 3),
+            "ribosomes_away_from_faces": n_true_inner, "ribosomes_most_inside": n_true_most,
             "ribosomes": n_true, "picks": n_picks,
             "ribosome_precision": round(n_found / max(n_picks, 1), 3),
             "median_angular_error_deg": med,
