@@ -15,7 +15,8 @@ and the Python version), so a change to any of them builds a fresh env next to t
 Creation holds a lock and writes a completion marker last; a directory without the marker is
 the remains of an interrupted build and is rebuilt from scratch. (Venvs hard-code their own
 path in their scripts, so "build in a temp dir, then rename" would leave a broken env.)
-Each build also records the env's package versions as built (``pristine_versions``).
+Each build also records the env's package versions as built (``pristine_versions``); an env
+whose packages have since moved (``drifted``) is rebuilt on next use.
 
 API:
 
@@ -158,14 +159,29 @@ def _run(cmd: Sequence[str], what: str, env: dict | None = None, hint: str = "")
     return proc.stdout
 
 
+def drifted(env: Path) -> dict[str, tuple[str, str | None]]:
+    """``{package: (as built, now)}`` for the packages of ``env`` moved since its build."""
+    pristine = pristine_versions(env)
+    now = installed_versions(env)
+    return {n: (v, now.get(n)) for n, v in pristine.items() if now.get(n) != v}
+
+
+def _usable(env: Path) -> bool:
+    # An install into the shared env with a different checkout's dependency ranges can move a
+    # package the build put there (it once downgraded ChimeraX's pandas): such an env no longer
+    # is what its set-up scripts make, so it is rebuilt rather than trusted.
+    return ((env / COMPLETE_MARKER).is_file() and (env / PRISTINE_RECORD).is_file()
+            and not drifted(env))
+
+
 def _ensure(env: Path, build: Callable[[Path], None]) -> Path:
-    if (env / COMPLETE_MARKER).is_file():
+    if _usable(env):
         return env
     with env_lock(env):
-        if (env / COMPLETE_MARKER).is_file():
+        if _usable(env):
             return env
         if env.exists():
-            shutil.rmtree(env)  # an interrupted build: never trust half an env
+            shutil.rmtree(env)  # interrupted, drifted or older: never trust half an env
         build(env)
         (env / COMPLETE_MARKER).write_text(json.dumps({"python": _python_version()}) + "\n")
     return env
@@ -180,11 +196,13 @@ def _kit_builder(kit: Path, what: str) -> Callable[[Path], None]:
     return build
 
 
+@functools.cache
 def scipion_env() -> Path:
     """A venv with real Scipion 3 (pyworkflow, pwem, tomo) and pytest; created on first use."""
     return _ensure(scipion_env_path(), _kit_builder(SCIPION_KIT, "Scipion 3"))
 
 
+@functools.cache
 def chimerax_env() -> Path:
     """A venv with headless ChimeraX 1.7.1 (``scripts/hosts/chimerax/setup.sh``)."""
     return _ensure(chimerax_env_path(), _kit_builder(CHIMERAX_KIT, "ChimeraX 1.7.1"))
@@ -224,11 +242,11 @@ def fresh_copy(env: Path, dest: Path) -> Path:
     with env_lock(env):
         # A real copy, not hard links: nothing done in the copy may reach the shared env.
         _run(["cp", "-a", env, dest], f"copying {env} to {dest}")
-    now = installed_versions(dest)
-    moved = {n: (v, now.get(n)) for n, v in pristine.items() if now.get(n) != v}
+    moved = drifted(dest)
     if moved:
         raise ExternalEnvError(f"{env}: packages changed since its build {moved}; delete it"
                                " and it is rebuilt on next use")
+    now = installed_versions(dest)
     added = sorted(set(now) - set(pristine))
     if added:
         _run([env_python(dest), "-m", "pip", "uninstall", "-q", "-y", *added],

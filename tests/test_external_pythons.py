@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import venv
 from pathlib import Path
 
 import external_envs
@@ -275,7 +276,9 @@ def test_interrupted_build_is_rebuilt(tmp_path):
 
     def complete(path: Path) -> None:
         calls.append(path)
-        path.mkdir()
+        venv.create(path, with_pip=False)
+        record = {"versions": external_envs.installed_versions(path), "pip_check": ""}
+        (path / external_envs.PRISTINE_RECORD).write_text(json.dumps(record))
 
     with pytest.raises(KeyboardInterrupt):
         external_envs._ensure(env, interrupted)
@@ -284,6 +287,25 @@ def test_interrupted_build_is_rebuilt(tmp_path):
     assert not (env / "half").exists() and (env / COMPLETE_MARKER).is_file()
     external_envs._ensure(env, complete)
     assert len(calls) == 1, "a complete env must be reused, not rebuilt"
+
+
+def test_drifted_env_is_rebuilt(tmp_path):
+    """An env whose packages moved after its build (an install with other ranges) is rebuilt."""
+    env = tmp_path / "env"
+    calls = []
+
+    def build(path: Path) -> None:
+        calls.append(path)
+        venv.create(path, with_pip=False)
+        record = {"versions": {"pandas": "3.0.6"}, "pip_check": ""}  # pandas since removed
+        if len(calls) > 1:
+            record["versions"] = external_envs.installed_versions(path)
+        (path / external_envs.PRISTINE_RECORD).write_text(json.dumps(record))
+
+    external_envs._ensure(env, build)
+    assert external_envs.drifted(env) == {"pandas": ("3.0.6", None)}
+    assert external_envs._ensure(env, build) == env and len(calls) == 2
+    assert external_envs.drifted(env) == {}
 
 
 @pytest.mark.parametrize("which", ["scipion", "chimerax"])

@@ -100,7 +100,26 @@ def test_api_refuses_options_a_format_does_not_take(tmp_path):
         read_particles(src, tomograms=tmp_path / "tomograms.star")
     with pytest.raises(FormatError, match="dynamo writer cannot honour option box_size"):
         write_particles(tmp_path / "o.tbl", read_particles(src), box_size=32)
-    assert formats.FORMATS["dynamo"].write_options == {"binning", "table_map"}
+    assert formats.FORMATS["dynamo"].write_options == {"binning", "table_map", "class_numbers"}
+
+
+def test_class_numbers_fix_the_stored_numbers(tmp_path):
+    """A model's class order numbers the classes, so files of several tomograms agree."""
+    table = make_table(np.arange(12.0).reshape(4, 3) * 10, 4.0, tomo_name="TS_01",
+                       classes=["blob", "ribosome", "blob", None])
+    numbering = {"ribosome": 7, "blob": 3}
+    r5, tbl = tmp_path / "p.star", tmp_path / "p.tbl"
+    write_particles(r5, table, format="relion5", tomo_size_xyz="400x400x200",
+                    class_numbers=numbering)
+    oracle = starfile.read(r5)["particles"]
+    assert list(oracle["rlnClassNumber"]) == [3, 7, 3, 0]
+    assert list(oracle["rlnClassName"]) == ["blob", "ribosome", "blob", ""]
+    write_particles(tbl, table, format="dynamo", class_numbers=numbering)
+    assert list(read_particles(tbl)["class"][:3]) == ["blob", "ribosome", "blob"]
+    with pytest.raises(FormatError, match="ribosome have no number in class_numbers"):
+        write_particles(tmp_path / "q.star", table, format="relion5",
+                        tomo_size_xyz="400x400x200", class_numbers={"blob": 1})
+    assert not (tmp_path / "q.star").exists()
 
 
 # ------------------------------------------------------------------------- class names
