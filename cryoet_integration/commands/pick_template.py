@@ -197,6 +197,11 @@ def run_template(job: TemplateJob, report: Report) -> tuple[Any, dict]:
                 class_name=job.classes[0], on_search=write_maps)
         except ValueError as exc:
             raise CryovisError(str(exc)) from None
+        except KeyboardInterrupt:
+            if job.checkpoint is not None and job.checkpoint.exists():
+                report.say(f"search state saved in {job.checkpoint}: rerun the same command "
+                           "to resume")
+            raise
     table = result.table
     if job.position_classes is not None and len(table) == len(job.position_classes):
         table["class"] = job.position_classes
