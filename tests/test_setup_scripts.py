@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SELF_CONTAINED = ("tests", "scripts", "benchmarks", ".ci", "pyproject.toml", "README.md")
+SELF_CONTAINED = ("tests", "scripts", "benchmarks", ".ci", "pyproject.toml", "README.md",
+                  "cryoet_integration", "formats", "validation", "docs", "scipion_plugin",
+                  "chimerax_bundle")
 OUTSIDE = re.compile(r"\.\./shared|/work/shared|CRYOVIS_SHARED")
 
 

@@ -1,6 +1,6 @@
 """Euler-angle conventions of the field, as rotation matrices (particle -> tomogram).
 
-Angles are degrees. Conventions follow ../shared/formats/README.md section 1
+Angles are degrees. Conventions follow docs/formats.md (Euler angles)
 (``from_euler`` below means scipy's, uppercase axes = intrinsic):
 
 * RELION (rot, tilt, psi), ZYZ: R = from_euler('ZYZ', [rot, tilt, psi]).inv()

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Real Scipion 3 (pyworkflow, pwem, tomo) in a virtual environment of its own, headless.
+# Real Scipion 3 (pyworkflow, pwem, tomo, reliontomo and the `scipion` launcher) in a virtual
+# environment of its own, headless.
 #   scripts/hosts/scipion/setup.sh VENV      (about 3 minutes; a second call returns at once)
 # The interpreter is $PYTHON (default python3.11); it needs tkinter (pwem.protocols imports
 # pyworkflow.gui), though no display. Every Scipion run then needs the environment of
@@ -19,10 +20,11 @@ if ! "$python" -c "import tkinter" 2>/dev/null; then
 fi
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install -q -r "$here/requirements.txt"
-# Load the three packages the way Scipion does (its domain set) before calling it ready.
+# Load the packages the way Scipion does (its domain set) before calling it ready.
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 (cd "$scratch" && SCIPION_HOME="$scratch" SCIPION_DOMAIN=pwem SCIPION_NOTIFY=False \
-   "$venv/bin/python" -c "import pyworkflow, pwem, pwem.protocols, tomo.protocols")
+   "$venv/bin/python" -c "import pyworkflow, pwem, pwem.protocols, tomo.protocols
+import reliontomo, scipion.install")
 touch "$marker"
 echo "Scipion 3 (pyworkflow $("$venv/bin/python" -c 'import pyworkflow; print(pyworkflow.__version__)')) ready in $venv"

@@ -1,0 +1,8 @@
+"""The cryovis protocols (Scipion collects every protocol class exported here)."""
+
+from .protocol_export import ProtCryovisExport
+from .protocol_pick import ProtCryovisPick
+from .protocol_render import ProtCryovisRender
+from .protocol_segment import ProtCryovisSegment
+
+__all__ = ["ProtCryovisExport", "ProtCryovisPick", "ProtCryovisRender", "ProtCryovisSegment"]

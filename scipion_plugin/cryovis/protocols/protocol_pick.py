@@ -1,0 +1,131 @@
+"""cryovis - pick particles: learned or blob picking -> SetOfCoordinates3D."""
+
+import os
+
+from pyworkflow.protocol.constants import STEPS_PARALLEL
+from pyworkflow.protocol.params import LEVEL_ADVANCED, EnumParam, FileParam, FloatParam, IntParam
+from tomo.objects import SetOfCoordinates3D
+from tomo.protocols import ProtTomoPicking
+
+from formats import read_particles
+
+from ..constants import OUT_COORDINATES
+from ..convert import coordinatesFromTable
+from .base import CryovisBase
+from .engine import engineRecord, runEngine
+
+# `cryovis pick --method` values, in the order of the form's choices: the default is the
+# engine's own, the learned picker with the model the engine ships.
+METHODS = ["unet", "blob"]
+METHOD_LABELS = {"unet": "learned (U-Net picker)", "blob": "blob (difference of Gaussians)"}
+
+
+class ProtCryovisPick(CryovisBase, ProtTomoPicking):
+    """Pick particles in tomograms. Each coordinate carries the engine's class (attribute
+    ``_cryovisClass``) and score; an orientation, when the method gives one, is the
+    coordinate's transformation matrix."""
+
+    _label = "cryovis - pick particles"
+    _possibleOutputs = {OUT_COORDINATES: SetOfCoordinates3D}
+    stepsExecutionMode = STEPS_PARALLEL
+
+    def _defineParams(self, form):
+        super()._defineParams(form)
+        form.addParam("method", EnumParam, choices=[METHOD_LABELS[m] for m in METHODS],
+                      default=0, label="Method",
+                      help="learned: a 3D U-Net picker that also classifies, the engine's "
+                           "shipped picker or one trained with `cryovis train picker` (Model "
+                           "below). blob: local maxima of a difference-of-Gaussians filter "
+                           "tuned to the particle diameter (the SHREC 2021 baseline).")
+        form.addParam("diameter", FloatParam, default=120.0, label="Particle diameter (Å)",
+                      help="Expected particle diameter: the box size, and the blob filter's "
+                           "scale.")
+        form.addParam("minScore", FloatParam, default=4.0, expertLevel=LEVEL_ADVANCED,
+                      condition="method == 1", label="Minimum score (robust z-score)",
+                      help="blob: minimum robust z-score of the filter's response at a pick.")
+        form.addParam("boxSize", IntParam, default=0, expertLevel=LEVEL_ADVANCED,
+                      label="Box size (voxels)",
+                      help="Box size of the output coordinates; 0: 1.5 x the diameter.")
+        form.addParam("model", FileParam, default="", allowsNull=True,
+                      condition="method == 0", label="Picker model (.pt)",
+                      help="A picker written by `cryovis train picker` (MODEL.pt with its "
+                           "MODEL.json beside it). Empty: the shipped picker.")
+        form.addParallelSection(threads=3, mpi=0)
+
+    # ------------------------------------------------------------------ steps
+    def _insertAllSteps(self):
+        steps = [self._insertFunctionStep(self.pickStep, key, prerequisites=[])
+                 for key in self._tomograms()]
+        self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
+
+    def _picksPath(self, key):
+        return self._getExtraPath(f"{key}_picks.csv")
+
+    def _method(self):
+        return METHODS[self.method.get()]
+
+    def pickStep(self, key):
+        tomo = self._tomograms()[key]
+        args = ["pick", os.path.abspath(tomo.getFileName()), "--method", self._method(),
+                "--out", self._picksPath(key), "--format", "csv", "--tomo-name", key,
+                "--voxel-size", tomo.getSamplingRate(), "--threads", 1]
+        if self._method() == "blob":
+            args += ["--diameter", self.diameter.get(), "--min-score", self.minScore.get()]
+        elif self.model.get():
+            args += ["--model", os.path.abspath(self.model.get())]
+        runEngine(self, f"pick_{key}", args)
+
+    def createOutputStep(self):
+        inputSet = self.inputTomograms.get()
+        coords = self._createSetOfCoordinates3D(self.inputTomograms)
+        coords.setSamplingRate(inputSet.getSamplingRate())
+        coords.setBoxSize(self._boxSize())
+        for key, tomo in self._tomograms().items():
+            if engineRecord(self, f"pick_{key}").get("n_picks") == 0:
+                continue  # the engine found nothing there (and says so in the log)
+            table = read_particles(self._picksPath(key), format="csv")
+            for coord in coordinatesFromTable(table, tomo):
+                coords.append(coord)
+        self._defineOutputs(**{OUT_COORDINATES: coords})
+        self._defineSourceRelation(self.inputTomograms, coords)
+
+    def _boxSize(self):
+        if self.boxSize.get() > 0:
+            return self.boxSize.get()
+        return int(round(1.5 * self.diameter.get() / self.inputTomograms.get().getSamplingRate()))
+
+    # ------------------------------------------------------------------- info
+    def _validate(self):
+        errors = self._inputSetProblems() + self._engineProblems()
+        if not self.diameter.get() > 0:
+            errors.append(f"Particle diameter must be positive, got {self.diameter.get()} Å.")
+        model = self.model.get()
+        if self._method() == "unet" and model:
+            card = os.path.splitext(model)[0] + ".json"
+            if not os.path.isfile(model):
+                errors.append(f"Picker model: {model} does not exist.")
+            elif not os.path.isfile(card):
+                errors.append(f"Picker model: {model} has no model card {card} beside it.")
+        return errors
+
+    def _summary(self):
+        if not self.hasAttribute(OUT_COORDINATES):
+            return ["Not finished yet: no coordinates."]
+        coords = getattr(self, OUT_COORDINATES)
+        n = self.inputTomograms.get().getSize()
+        return [f"{coords.getSize()} particles picked in {n} tomograms "
+                f"({METHOD_LABELS[self._method()]}, diameter {self.diameter.get():g} Å), "
+                f"box {coords.getBoxSize()} voxels at {coords.getSamplingRate():g} Å/voxel."]
+
+    def _methods(self):
+        if not self.hasAttribute(OUT_COORDINATES):
+            return []
+        how = (f"expected diameter {self.diameter.get():g} Å, minimum robust z-score "
+               f"{self.minScore.get():g}" if self._method() == "blob"
+               else f"model {os.path.basename(self.model.get())}" if self.model.get()
+               else "the shipped picker")
+        return [f"Particles were picked with cryovis ({METHOD_LABELS[self._method()]}, {how}); "
+                "the pickers are scored with the SHREC 2021 metrics [Gubins2021]."]
+
+    def _citations(self):
+        return ["Gubins2021"]

@@ -1,0 +1,425 @@
+"""Every cryovis protocol in a real pyworkflow project, on tomograms the engine simulates.
+
+Needs the engine program (``CRYOVIS_PROGRAM`` or an installed ``cryovis``) and
+``CRYOVIS_WORKFLOW``, the JSON saved in ``scipion_plugin/workflows/``: the suite starts by
+running that workflow (import -> segment -> pick -> export, every cryovis protocol with its
+defaults), and the segment, pick and export checks are of its runs.
+Run: ``python -m pytest --pyargs cryovis.tests`` in Scipion's Python.
+"""
+
+import filecmp
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import starfile
+from pwem import Domain
+from pyworkflow.object import Pointer
+from pyworkflow.protocol.constants import MODE_RESUME
+from pyworkflow.tests import BaseTest, setupTestProject
+from tomo.constants import BOTTOM_LEFT_CORNER
+from tomo.objects import SetOfCoordinates3D, SetOfTomoMasks
+from tomo.protocols import ProtImportTomograms
+
+from cryovis import Plugin
+from cryovis.constants import (
+    COORD_CLASS_ATTR,
+    CRYOVIS_PROGRAM,
+    OUT_COORDINATES,
+    OUT_MASKS,
+    OUT_PROBABILITIES,
+)
+from cryovis.convert import engineRotation, scipionMatrix
+from cryovis.protocols import (
+    ProtCryovisExport,
+    ProtCryovisPick,
+    ProtCryovisRender,
+    ProtCryovisSegment,
+)
+from cryovis.protocols.engine import engineRecord
+from cryovis.viewers import CryovisRenderViewer
+from formats import read_particles, read_volume
+
+Domain.getPluginModule("cryovis")  # defines the plugin's variables, as Scipion does on start
+
+SIZE = (96, 96, 48)          # x, y, z voxels: small enough for a suite of seconds per step
+VOXEL = 10.0                 # Å
+NAMES = ["tomo_000", "tomo_001"]
+DIAMETER = 80.0              # Å: the simulator's globular particles at 10 Å/voxel
+DEFAULT_DIAMETER = 120.0     # Å: the pick protocol's default (sets the box size)
+BLOB = 1                     # the pick protocol's `method` choice for the blob baseline
+MATCH_VOXELS = 3.0           # a pick "finds" a particle when its centre is this close
+
+
+def engine(*args, check=True):
+    """Run the engine program; returns the completed process."""
+    proc = subprocess.run([Plugin.getProgram(), *map(str, args)], capture_output=True,
+                          text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"cryovis {' '.join(map(str, args))} exited "
+                             f"{proc.returncode}: {proc.stderr[-2000:]}")
+    return proc
+
+
+def simulate(out, seed):
+    engine("simulate", "--out", out, "--n", len(NAMES), "--size", "x".join(map(str, SIZE)),
+           "--seed", seed, "--voxel-size", VOXEL, "--crowding", 0.1)
+
+
+def positions(coords, name=None):
+    """``[(tomoId, x, y, z, score, class, its tomogram's tsId)]`` in set order (positions in
+    BOTTOM_LEFT_CORNER voxels). Read while iterating: the set reuses one Coordinate3D object.
+    """
+    return [(c.getTomoId(), *c.getPosition(BOTTOM_LEFT_CORNER), c.getScore(),
+             getattr(c, COORD_CLASS_ATTR).get(), c.getVolume().getTsId())
+            for c in coords.iterCoordinates(orderBy="id") if name in (None, c.getTomoId())]
+
+
+def dice(a, b):
+    a, b = np.asarray(a) > 0, np.asarray(b) > 0
+    return 2.0 * np.logical_and(a, b).sum() / max(a.sum() + b.sum(), 1)
+
+
+class TestCryovisProtocols(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        if Plugin.getProgram() is None:
+            raise RuntimeError(Plugin.programProblem())
+        path = os.environ.get("CRYOVIS_WORKFLOW")
+        if not (path and os.path.isfile(path)):
+            raise RuntimeError(f"CRYOVIS_WORKFLOW={path!r}: not the workflow JSON file")
+        setupTestProject(cls)
+        cls.data = os.path.abspath(cls.getOutputPath("simulated"))
+        simulate(cls.data, seed=11)
+        cls.workflow = cls.runWorkflow(path)
+        by_class = {type(p).__name__: p for p in cls.workflow}
+        cls.tomograms = by_class["ProtImportTomograms"].Tomograms
+        cls.segment = by_class["ProtCryovisSegment"]
+        cls.pick = by_class["ProtCryovisPick"]
+        cls.export = by_class["ProtCryovisExport"]
+        cls.pickBlob = cls.launchProtocol(cls.newProtocol(
+            ProtCryovisPick, inputTomograms=cls.tomograms, method=BLOB, diameter=DIAMETER))
+
+    @classmethod
+    def runWorkflow(cls, path):
+        """Load the workflow JSON into the project, point its import at the data, run it."""
+        with open(path) as fh:
+            cls.workflowLabels = [p["object.label"] for p in json.load(fh)]
+        cls.proj.loadProtocols(path)
+        loaded = sorted(cls.proj.getRuns(), key=lambda p: p.getObjId())
+        importer = loaded[0]
+        importer.filesPath.set(cls.data)
+        cls.proj.saveProtocol(importer)
+        for prot in loaded:
+            cls.launchProtocol(cls.proj.getProtocol(prot.getObjId()))
+        return [cls.proj.getProtocol(p.getObjId()) for p in loaded]
+
+    @classmethod
+    def importTomograms(cls, path, pattern):
+        prot = cls.launchProtocol(cls.newProtocol(
+            ProtImportTomograms, filesPath=path, filesPattern=pattern, samplingRate=VOXEL))
+        return prot.Tomograms
+
+    # ------------------------------------------------------------ segment
+    def test_segment_outputs(self):
+        masks = getattr(self.segment, OUT_MASKS)
+        probs = getattr(self.segment, OUT_PROBABILITIES)
+        for out in (masks, probs):
+            self.assertIsInstance(out, SetOfTomoMasks)
+            self.assertSetSize(out, len(NAMES))
+            self.assertAlmostEqual(out.getSamplingRate(), VOXEL)
+            self.assertEqual(sorted(m.getTsId() for m in out), NAMES)
+        for mask, prob in zip(masks, probs):
+            self.assertEqual(mask.getDimensions(), SIZE)
+            labels = read_volume(mask.getFileName())
+            p = np.asarray(read_volume(prob.getFileName()).data)
+            self.assertAlmostEqual(labels.voxel_size, VOXEL, places=3)
+            self.assertEqual(set(np.unique(labels.data)) - {0, 1}, set())
+            self.assertGreaterEqual(p.min(), 0.0)
+            self.assertLessEqual(p.max(), 1.0)
+            np.testing.assert_array_equal(np.asarray(labels.data) > 0, p > 0.5)
+            truth = read_volume(os.path.join(self.data, f"{mask.getTsId()}_membranes.mrc"))
+            self.assertGreater(dice(labels.data, truth.data), 0.3, mask.getTsId())
+        summary = "\n".join(self.segment.summary())
+        self.assertIn("2 tomograms segmented", summary)
+        self.assertTrue(self.segment.citations())
+        self.assertTrue(self.segment.methods())
+
+    # --------------------------------------------------------------- pick
+    @staticmethod
+    def enginePicks(prot, name):
+        return read_particles(prot._getExtraPath(f"{name}_picks.csv"), format="csv")
+
+    def checkPickOutputs(self, prot, diameter, label):
+        coords = getattr(prot, OUT_COORDINATES)
+        self.assertIsInstance(coords, SetOfCoordinates3D)
+        self.assertAlmostEqual(coords.getSamplingRate(), VOXEL)
+        self.assertEqual(coords.getBoxSize(), int(round(1.5 * diameter / VOXEL)))
+        engine_total = 0
+        for name in NAMES:
+            picks = self.enginePicks(prot, name)
+            self.assertGreater(len(picks), 0, name)
+            engine_total += len(picks)
+            mine = positions(coords, name)
+            self.assertEqual(len(mine), len(picks))
+            np.testing.assert_allclose([m[1:4] for m in mine],
+                                       picks[["x", "y", "z"]].to_numpy(), atol=1e-9)
+            np.testing.assert_allclose([m[4] for m in mine], picks["score"])
+            self.assertEqual([m[5] for m in mine], list(picks["class"]))
+            self.assertEqual({m[6] for m in mine}, {name})
+        self.assertSetSize(coords, engine_total)
+        summary = "\n".join(prot.summary())
+        self.assertIn(f"{engine_total} particles picked in 2 tomograms ({label}", summary)
+        self.assertTrue(prot.methods())
+
+    def test_pick_outputs_learned(self):
+        self.checkPickOutputs(self.pick, DEFAULT_DIAMETER, "learned")
+        classes = {m[5] for m in positions(getattr(self.pick, OUT_COORDINATES))}
+        card = engineRecord(self.pick, f"pick_{NAMES[0]}")["class_numbers"]
+        self.assertTrue(classes and classes <= set(card), classes)
+
+    def test_pick_outputs_blob(self):
+        self.checkPickOutputs(self.pickBlob, DIAMETER, "blob")
+        self.assertEqual({m[5] for m in positions(getattr(self.pickBlob, OUT_COORDINATES))},
+                         {"blob"})
+
+    def checkAgainstGroundTruth(self, prot):
+        coords = getattr(prot, OUT_COORDINATES)
+        hits = picked = 0
+        flipped_hits = 0
+        distances = []
+        for name in NAMES:
+            truth = pd.read_csv(os.path.join(self.data, f"{name}_particles.csv"))
+            txyz = truth[["x", "y", "z"]].to_numpy(float)
+            xyz = np.array([m[1:4] for m in positions(coords, name)])
+            nearest = np.linalg.norm(xyz[:, None, :] - txyz[None, :, :], axis=2).min(axis=1)
+            flipped = xyz * [1, -1, 1] + [0, SIZE[1] - 1, 0]
+            flipped_near = np.linalg.norm(flipped[:, None] - txyz[None], axis=2).min(axis=1)
+            hits += int((nearest <= MATCH_VOXELS).sum())
+            flipped_hits += int((flipped_near <= MATCH_VOXELS).sum())
+            picked += len(xyz)
+            distances += list(nearest[nearest <= MATCH_VOXELS])
+        # Both pickers also fire on membranes, gold and noise (measured with the engine alone
+        # on these tomograms: 40% of the learned picker's and 49% of the blob picks within 3
+        # voxels of a particle, 3% when y-flipped); what they find must sit on the
+        # simulator's particles, not y-flipped and without a half-box or one-voxel shift.
+        self.assertGreaterEqual(hits, 0.3 * picked, f"{hits}/{picked}")
+        self.assertLess(flipped_hits, 0.5 * hits, "a y-flipped convention would match as well")
+        self.assertLess(float(np.median(distances)), 1.5)
+
+    def test_picks_against_ground_truth_learned(self):
+        self.checkAgainstGroundTruth(self.pick)
+
+    def test_picks_against_ground_truth_blob(self):
+        self.checkAgainstGroundTruth(self.pickBlob)
+
+    def test_citations_are_in_bibtex(self):
+        from pyworkflow.utils import parseBibTex
+
+        import cryovis
+        from cryovis import bibtex
+
+        entries = parseBibTex(bibtex.__doc__)
+        self.assertEqual(sorted(entries), sorted(cryovis._references))
+        for cls in (ProtCryovisSegment, ProtCryovisPick, ProtCryovisExport, ProtCryovisRender):
+            cites = self.newProtocol(cls)._citations() if hasattr(cls, "_citations") else []
+            self.assertTrue(set(cites) <= set(entries), cls.__name__)
+
+    def test_orientation_agrees_with_reliontomo(self):
+        """An engine orientation set as the Coordinate3D matrix gives reliontomo's writer the
+        same RELION angles as the engine's own RELION writer (``formats``)."""
+        from reliontomo.convert.convertBase import getTransformInfoFromCoordOrSubtomo
+        from scipy.spatial.transform import Rotation
+        from tomo.objects import Coordinate3D
+
+        from formats import make_table, write_particles
+
+        rotations = Rotation.random(6, random_state=1).as_matrix()
+        star = os.path.abspath(self.getOutputPath("orientations.star"))
+        write_particles(star, make_table(np.zeros((6, 3)), voxel_size=VOXEL, matrices=rotations,
+                                         tomo_name="t"),
+                        format="relion4", tilt_series_pixel_size=VOXEL, overwrite=True)
+        table = starfile.read(star)
+        table = table["particles"] if isinstance(table, dict) else table
+        ours = table[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(float)
+        for rot, angles in zip(rotations, ours):
+            coord = Coordinate3D()
+            coord.setMatrix(scipionMatrix(rot))
+            np.testing.assert_allclose(engineRotation(coord.getMatrix()), rot, atol=1e-12)
+            theirs, _ = getTransformInfoFromCoordOrSubtomo(coord, VOXEL)
+            # Compared as rotations: ZYZ Euler triples are not unique.
+            np.testing.assert_allclose(Rotation.from_euler("ZYZ", theirs, degrees=True).as_matrix(),
+                                       Rotation.from_euler("ZYZ", angles, degrees=True).as_matrix(),
+                                       atol=1e-6)
+
+    # ------------------------------------------------------------- export
+    def runExport(self, fmt):
+        return self.launchProtocol(self.newProtocol(
+            ProtCryovisExport, inputCoordinates=getattr(self.pick, OUT_COORDINATES),
+            outputFormat=fmt))
+
+    def test_export_relion5_equals_cryovis_convert(self):
+        export = self.export  # the workflow's: RELION 5, the protocol's default
+        # The engine's own picks, straight through `cryovis convert`, with the same geometry.
+        tables = [pd.read_csv(self.pick._getExtraPath(f"{n}_picks.csv")) for n in NAMES]
+        direct_in = os.path.abspath(self.getOutputPath("engine_picks.csv"))
+        pd.concat(tables, ignore_index=True).to_csv(direct_in, index=False)
+        direct = os.path.abspath(self.getOutputPath("direct_particles.star"))
+        engine("convert", direct_in, direct, "--to", "relion5",
+               "--tomograms", export.tomogramsPath(), "--force")
+        self.assertTrue(filecmp.cmp(export.outputPath(), direct, shallow=False),
+                        "plugin export and cryovis convert differ")
+        particles = starfile.read(export.outputPath())
+        particles = particles["particles"] if isinstance(particles, dict) else particles
+        self.assertEqual(len(particles), getattr(self.pick, OUT_COORDINATES).getSize())
+        self.assertEqual(sorted(set(particles["rlnTomoName"])), NAMES)
+        tomos = starfile.read(export.tomogramsPath())
+        self.assertEqual(list(tomos["rlnTomoSizeX"]), [SIZE[0]] * len(NAMES))
+        self.assertEqual(list(tomos["rlnTomoTiltSeriesPixelSize"]), [VOXEL] * len(NAMES))
+        self.assertIn("exported as RELION 5", "\n".join(export.summary()))
+
+    def test_export_relion4_and_dynamo_positions(self):
+        coords = getattr(self.pick, OUT_COORDINATES)
+        expected = {(m[0], *np.round(m[1:4], 3)) for m in positions(coords)}
+        for fmt, label in ((1, "RELION 4"), (2, "Dynamo")):
+            export = self.runExport(fmt)
+            # RELION 4 positions are tilt-series pixels (tomograms.star gives their size);
+            # Dynamo's are the tomograms' voxels, its particles.doc names the tomograms.
+            extra = {"tomograms": export.tomogramsPath()} if fmt == 1 else {}
+            table = read_particles(export.outputPath(), **extra)
+            got = {(t, *np.round(p, 3)) for t, p in
+                   zip(table["tomo_name"], table[["x", "y", "z"]].to_numpy())}
+            self.assertEqual(got, expected, export.outputPath())
+            summary = "\n".join(export.summary())
+            self.assertIn(f"exported as {label}", summary)
+            for path in export.writtenFiles():
+                self.assertTrue(os.path.isfile(path), path)
+                self.assertIn(os.path.abspath(path), summary)
+        self.assertEqual(len(export.writtenFiles()), 3)  # Dynamo: .tbl, .doc, _classes.doc
+
+    def test_chain_into_tomo_export(self):
+        """Our coordinates through tomo's own exporter (RELION, via scipion-em-reliontomo)."""
+        from tomo.protocols import ProtExportCoordinates3D
+        from tomo.protocols.protocol_export_coords import EXPORT_TO_STAR
+
+        choices = ProtExportCoordinates3D._getExportChoices()
+        self.assertIn(EXPORT_TO_STAR, choices, "scipion-em-reliontomo is not installed")
+        coords = getattr(self.pick, OUT_COORDINATES)
+        prot = self.launchProtocol(self.newProtocol(
+            ProtExportCoordinates3D, inputCoordinates=coords,
+            outputFormat=choices.index(EXPORT_TO_STAR)))
+        star = starfile.read(prot._getExportPath("coords.star"))
+        star = star["particles"] if isinstance(star, dict) and "particles" in star else star
+        if isinstance(star, dict):
+            star = next(v for v in star.values() if "rlnCoordinateX" in v)
+        got = sorted(zip(star["rlnTomoName"].astype(str),
+                         *(np.round(star[f"rlnCoordinate{a}"].astype(float), 3) for a in "XYZ")))
+        want = sorted((m[0], *np.round(m[1:4], 3)) for m in positions(coords))
+        self.assertEqual(got, want)
+
+    # ------------------------------------------------------------- render
+    def test_render_with_probabilities_and_viewer(self):
+        prot = self.launchProtocol(self.newProtocol(
+            ProtCryovisRender, inputTomograms=self.tomograms,
+            inputMasks=getattr(self.segment, OUT_PROBABILITIES), imageSize="160x120",
+            turntable=True, frames=4))
+        files = prot.renderedFiles()
+        self.assertEqual([f[0] for f in files], NAMES)
+        import matplotlib.image as mpimg
+        for _key, png, movie in files:
+            self.assertEqual(mpimg.imread(png).shape[:2], (120, 160))
+            self.assertTrue(movie and os.path.getsize(movie) > 0)
+        summary = "\n".join(prot.summary())
+        for _key, png, movie in files:
+            self.assertIn(os.path.abspath(png), summary)
+            self.assertIn(os.path.abspath(movie), summary)
+        views = CryovisRenderViewer(project=self.proj, protocol=prot)._visualize(prot)
+        axes = views[0].getFigure().get_axes()
+        self.assertEqual(sum(len(ax.get_images()) for ax in axes), len(NAMES))
+
+    def test_render_defaults_without_maps(self):
+        prot = self.launchProtocol(self.newProtocol(
+            ProtCryovisRender, inputTomograms=self.tomograms, imageSize="120x90"))
+        self.assertEqual(len(prot.renderedFiles()), len(NAMES))
+        self.assertIn("plain direct volume rendering", "\n".join(prot.summary()))
+
+    # ------------------------------------------------------------- errors
+    def test_validate_messages(self):
+        empty = self.newProtocol(ProtCryovisSegment)
+        self.assertTrue(any("Input tomograms: nothing selected" in e for e in empty.validate()))
+        coords = getattr(self.pick, OUT_COORDINATES)
+        for cls in (ProtCryovisSegment, ProtCryovisPick, ProtCryovisRender):
+            for wrong in (coords, getattr(self.segment, OUT_MASKS)):
+                errors = self.newProtocol(cls, inputTomograms=wrong).validate()
+                self.assertTrue(any(f"a {type(wrong).__name__} was given" in e for e in errors),
+                                f"{cls.__name__}: {errors}")
+        bad = self.newProtocol(ProtCryovisExport, inputCoordinates=self.tomograms).validate()
+        self.assertTrue(any("this protocol needs a SetOfCoordinates3D" in e for e in bad), bad)
+        variables = Plugin.getVars()
+        saved = variables[CRYOVIS_PROGRAM]
+        variables[CRYOVIS_PROGRAM] = "/nonexistent/cryovis"
+        try:
+            for cls, kw in ((ProtCryovisSegment, {"inputTomograms": self.tomograms}),
+                            (ProtCryovisPick, {"inputTomograms": self.tomograms}),
+                            (ProtCryovisRender, {"inputTomograms": self.tomograms}),
+                            (ProtCryovisExport, {"inputCoordinates": coords})):
+                errors = self.newProtocol(cls, **kw).validate()
+                self.assertTrue(any(e.startswith("cryovis engine not found") for e in errors),
+                                f"{cls.__name__}: {errors}")
+        finally:
+            variables[CRYOVIS_PROGRAM] = saved
+        self.assertEqual(self.newProtocol(ProtCryovisSegment,
+                                          inputTomograms=self.tomograms).validate(), [])
+
+    def test_engine_failure_fails_its_step_and_resume_continues(self):
+        folder = os.path.abspath(self.getOutputPath("broken"))
+        os.makedirs(folder)
+        for name in NAMES:
+            shutil.copy(os.path.join(self.data, f"{name}.mrc"), folder)
+        victim = os.path.join(folder, "tomo_001.mrc")
+        intact = victim + ".intact"
+        shutil.copy(victim, intact)
+        with open(victim, "r+b") as fh:  # a transfer cut short: the header says more data
+            fh.truncate(os.path.getsize(victim) // 2)
+        tomos = self.importTomograms(folder, "tomo_*[0-9].mrc")
+        prot = self.newProtocol(ProtCryovisSegment, inputTomograms=tomos)
+        self.proj.launchProtocol(prot, wait=True)
+        prot = self.proj.getProtocol(prot.getObjId())
+        self.assertTrue(prot.isFailed())
+        message = prot.getErrorMessage()
+        self.assertIn("segment_tomo_001: cryovis segment: error:", message)
+        self.assertIn("tomo_001.mrc", message)
+        self.assertEqual(len(message.splitlines()), 1, message)
+        self.assertTrue(os.path.exists(prot._getExtraPath("segment_tomo_000.json")))
+        shutil.copy(intact, victim)
+        before = os.path.getmtime(prot._getExtraPath("tomo_000_labels.mrc"))
+        prot.runMode.set(MODE_RESUME)
+        self.proj.launchProtocol(prot, wait=True)
+        prot = self.proj.getProtocol(prot.getObjId())
+        self.assertTrue(prot.isFinished(), prot.getErrorMessage())
+        self.assertSetSize(getattr(prot, OUT_MASKS), 2)
+        self.assertEqual(os.path.getmtime(prot._getExtraPath("tomo_000_labels.mrc")), before)
+
+    # ----------------------------------------------------------- workflow
+    def test_workflow_json(self):
+        """The workflow ran from its file as saved, its cryovis protocols at their defaults."""
+        self.assertEqual([p.getObjLabel() for p in self.workflow], self.workflowLabels)
+        self.assertTrue(all(p.isFinished() for p in self.workflow))
+        for prot in self.workflow[1:]:
+            fresh = self.newProtocol(type(prot))
+            for name, value in prot.iterDefinitionAttributes():
+                if not isinstance(value, Pointer) and name not in ("numberOfThreads",
+                                                                   "hostName"):
+                    self.assertEqual(value.get(), getattr(fresh, name).get(),
+                                     f"{prot.getObjLabel()}: {name}")
+        self.assertSetSize(getattr(self.segment, OUT_MASKS), len(NAMES))
+        picks = getattr(self.pick, OUT_COORDINATES)
+        self.assertSetSize(picks, sum(engineRecord(self.pick, f"pick_{n}")["n_picks"]
+                                      for n in NAMES))
+        self.assertEqual(self.export.inputCoordinates.get().getObjId(), picks.getObjId())
+        self.assertEqual(len(read_particles(self.export.outputPath(),
+                                            tomograms=self.export.tomogramsPath())),
+                         picks.getSize())
