@@ -1,0 +1,132 @@
+"""The ChimeraX bundle inside real ChimeraX 1.7.1, offscreen (llvmpipe).
+
+The cached headless ChimeraX env (``external_envs.chimerax_env``) gets this checkout's base
+package (``install_project``) and the bundle, built and installed with the env's own pip
+(not ``devel install``, which would call pip on the base interpreter). A small simulated
+tomogram with a voxel-size-honouring origin, its soft class maps and particle files are
+written here, with this venv's engine; then the bundle's own suite
+(``chimerax_bundle/tests``) runs in ONE ChimeraX process (``CHIMERAX_RUN_PYTEST``) and
+drives every ``cryovis`` command, comparing the GPU ray marcher with the engine's CPU render.
+The inner log is printed whole (pytest shows it for a failure) and kept as
+``chimerax_suite.log`` in the test's tmp_path.
+
+``CRYOVIS_SKIP_EXTERNAL=1`` skips it (developers only; CI never sets it).
+``CRYOVIS_SCREENSHOTS=DIR`` copies the renders of the two views into DIR (how the README's
+screenshots in docs/images are made).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomllib
+from external_envs import (
+    CHIMERAX_RUN_PYTEST,
+    chimerax_command,
+    chimerax_env,
+    env_python,
+    install_project,
+    installed_versions,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "chimerax_bundle"
+sys.path.insert(0, str(BUNDLE))
+from install_bundle import build_and_install  # noqa: E402 - the bundle folder is not a package
+
+# Classes of the simulator's label map, as the rendering figures use them (docs/rendering.md).
+CLASSES = [("membrane", [1]), ("ribosome", [2]), ("complexes", [3, 4, 5, 6, 7, 8]),
+           ("gold", [9])]
+ORIGIN_ANGST = (120.0, -80.0, 40.0)
+
+pytestmark = [
+    pytest.mark.chimerax,
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("CRYOVIS_SKIP_EXTERNAL") == "1",
+                       reason="CRYOVIS_SKIP_EXTERNAL=1"),
+]
+
+
+def test_both_pyproject_forms_agree():
+    """ChimeraX 1.7 reads [chimerax], later releases [tool.chimerax]: they must match."""
+    meta = tomllib.loads((BUNDLE / "pyproject.toml").read_text())
+    assert meta["chimerax"] == meta["tool"]["chimerax"]
+    assert set(meta["chimerax"]["command"]) == {
+        f"cryovis {c}" for c in ("render", "segment", "pick", "open", "save", "threshold",
+                                 "config", "jobs", "cancel")}
+    assert not any("torch" in d for d in meta["project"]["dependencies"])
+
+
+def make_data(folder: Path) -> dict:
+    """A simulated tomogram (96 x 96 x 48 voxels at 10 Å, origin ORIGIN_ANGST), soft class
+    maps (blurred ground-truth labels) and its particles as RELION 5 STAR and CSV."""
+    from scipy import ndimage
+
+    from cryoet_integration.simulate import SimulationConfig, simulate_tomogram
+    from formats import Volume, write_particles, write_volume
+
+    config = dataclasses.replace(SimulationConfig(), n_vesicles=1, crowding=0.08)
+    sim = simulate_tomogram(seed=11, size_xyz=(96, 96, 48), config=config)
+    vs = float(sim.tomogram.voxel_size)
+    write_volume(folder / "tomo.mrc", Volume(sim.tomogram.data.astype(np.float32),
+                                             voxel_size=vs, origin=ORIGIN_ANGST))
+    names = []
+    for name, ids in CLASSES:
+        soft = ndimage.gaussian_filter(np.isin(sim.labels, ids).astype(np.float32), 1.0) * 1.5
+        write_volume(folder / f"{name}.mrc", Volume(np.clip(soft, 0, 1), voxel_size=vs,
+                                                    origin=ORIGIN_ANGST))
+        names.append(f"{name}.mrc")
+    table = sim.particles.copy()
+    table["tomo_name"] = "tomo"
+    write_particles(folder / "particles.csv", table, format="csv")
+    nx, ny, nz = sim.tomogram.shape_xyz
+    write_particles(folder / "particles.star", table, format="relion5",
+                    tomo_size_xyz=f"{nx}x{ny}x{nz}", tilt_series_pixel_size=vs)
+    info = {"tomogram": "tomo.mrc", "classes": names, "particles_csv": "particles.csv",
+            "particles_star": "particles.star", "voxel_size": vs}
+    (folder / "data.json").write_text(json.dumps(info))
+    return info
+
+
+def test_bundle_suite_in_chimerax(tmp_path):
+    env = chimerax_env()
+    install_project(env)
+    numpy_before = installed_versions(env)["numpy"]
+    build_and_install(env_python(env))
+    versions = installed_versions(env)
+    assert versions["numpy"] == numpy_before == "1.26.4"
+    assert "torch" not in versions
+    assert "chimerax-cryovis" in versions
+
+    data = tmp_path / "data"
+    data.mkdir()
+    make_data(data)
+    engine = Path(sys.executable).parent / "cryovis"
+    assert engine.is_file(), f"{engine}: the engine program of this venv is missing"
+    # The engine is NOT on ChimeraX's PATH: the suite finds it through `cryovis config`.
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                           if p and not (Path(p) / "cryovis").exists())
+    run_env = dict(os.environ, PATH=path, CRYOVIS_TEST_DATA=str(data),
+                   CRYOVIS_TEST_ENGINE=str(engine), CRYOVIS_TEST_OUT=str(tmp_path / "out"),
+                   HOME=str(tmp_path / "home"))
+    run_env.pop("PYTHONPATH", None)
+    tests = BUNDLE / "tests"
+    cmd = [*chimerax_command(env), "--script", f"{CHIMERAX_RUN_PYTEST} {tests} -rA"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=run_env, capture_output=True, text=True,
+                          timeout=1500)
+    # The whole inner log, kept beside the renders: a failure's traceback sits in its middle.
+    log_file = tmp_path / "chimerax_suite.log"
+    log_file.write_text(f"$ {' '.join(cmd)}\nexit {proc.returncode}\n--- stdout\n"
+                        f"{proc.stdout}\n--- stderr\n{proc.stderr}")
+    print(log_file.read_text())
+    lines = proc.stdout.strip().splitlines()
+    summary = lines[-1] if lines else "(no output)"
+    assert proc.returncode == 0, f"inner suite failed: {summary} (full log: {log_file})"
+    assert " passed" in summary and "skipped" not in summary, summary
