@@ -49,13 +49,19 @@ class Report:
 
                 yield update
             return
-        shown = [-1]
+        shown, began = [-1], time.perf_counter()
 
         def update(done: int, of: int) -> None:
             tenth = int(10 * done / of) if of else 10
             if tenth > shown[0]:
                 shown[0] = tenth
-                self.say(f"{label} {done}/{of} ({time.perf_counter() - self.start:.0f} s)")
+                now = time.perf_counter()
+                left = ""
+                if 0 < done < of:
+                    eta = (now - began) / done * (of - done)
+                    left = f", about {eta / 60:.0f} min left" if eta >= 120 else \
+                        f", about {eta:.0f} s left"
+                self.say(f"{label} {done}/{of} ({now - self.start:.0f} s{left})")
 
         yield update
 
