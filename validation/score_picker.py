@@ -73,10 +73,9 @@ def main() -> int:
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     parser.add_argument("--no-blob", action="store_true")
     parser.add_argument("--only-blob", action="store_true", help="score only the blob picker")
-    parser.add_argument("--json", default=None)
-    parser.add_argument("--card", default=None, metavar="MODEL",
-                        help="write the mean held-out scores into this model's card "
-                        "(section held_out)")
+    parser.add_argument("--json", default=None,
+                        help="write the rows and the mean held-out scores (the card's "
+                        "held_out section) as JSON; scripts never edit a model card")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -124,17 +123,14 @@ def main() -> int:
                 print(json.dumps({k: v for k, v in row.items() if "per_class" not in k}),
                       flush=True)
     print_tables(results)
+    results["held_out"] = {
+        "command": "python -m validation.score_picker " + " ".join(sys.argv[1:]),
+        "rules": "SHREC 2021 localisation (cryovis evaluate picks), fiducials excluded; "
+                 f"large = classes >= {LARGE_KDA:g} kDa ({', '.join(large)})",
+        "sets": {name: [seed for seed, _ in SETS[name]] for name in args.sets},
+        "mean": set_means(rows=results["rows"])}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    if args.card:
-        from cryoet_integration.segmentation.checkpoint import update_card
-
-        update_card(args.card, {"held_out": {
-            "command": "python -m validation.score_picker " + " ".join(sys.argv[1:]),
-            "rules": "SHREC 2021 localisation (cryovis evaluate picks), fiducials excluded; "
-                     f"large = classes >= {LARGE_KDA:g} kDa ({', '.join(large)})",
-            "sets": {name: [seed for seed, _ in SETS[name]] for name in args.sets},
-            "mean": set_means(rows=results["rows"])}}, section=None)
     return 0
 
 
