@@ -145,10 +145,9 @@ def _pseudolabel(args) -> int:
 
     for k, path in enumerate(targets.values()):
         save(path, soft.probabilities[k])
-    if labels_out is not None:
-        save(labels_out, soft.hard_labels().astype(np.int8 if soft.labels.max() < 128
-                                                  else np.int16))
     hard = soft.hard_labels()
+    if labels_out is not None:
+        save(labels_out, hard.astype(np.int8 if soft.labels.max() < 128 else np.int16))
     summary = {"outputs": {n: str(p) for n, p in targets.items()},
                "labels": args.labels_out, "classes": names,
                "stroke_values": soft.labels.tolist(),

@@ -103,15 +103,20 @@ def halo(scales: Sequence[float] = DEFAULT_SCALES) -> int:
     return int(math.ceil(TRUNCATE * 1.5 * max(scales))) + 1
 
 
+def slab_starts(shape: Sequence[int], slab_voxels: int = SLAB_VOXELS) -> range:
+    """First z of each slab :func:`iter_slabs` yields for a volume of ``shape`` ``[z, y, x]``."""
+    nz, plane = int(shape[0]), int(np.prod(shape[1:]))
+    return range(0, nz, max(1, min(nz, slab_voxels // max(plane, 1))))
+
+
 def iter_slabs(image: np.ndarray, scales: Sequence[float] = DEFAULT_SCALES,
                slab_voxels: int = SLAB_VOXELS) -> Iterator[Slab]:
     """Features of ``image`` ``[z, y, x]`` slab by slab along z (see module docstring)."""
     nz = image.shape[0]
-    plane = int(np.prod(image.shape[1:]))
-    depth = max(1, min(nz, slab_voxels // max(plane, 1)))
+    starts = slab_starts(image.shape, slab_voxels)
     h = halo(scales)
-    for z0 in range(0, nz, depth):
-        z1 = min(nz, z0 + depth)
+    for z0 in starts:
+        z1 = min(nz, z0 + starts.step)
         lo, hi = max(0, z0 - h), min(nz, z1 + h)
         feats = compute_features(image[lo:hi], scales)
         n_feat = feats.shape[1]

@@ -115,20 +115,15 @@ def train_weak_classifier(volume: Volume, strokes: np.ndarray,
     index, y = _sample_strokes(strokes, values, max_per_class, np.random.default_rng(seed))
     plane = int(np.prod(image.shape[1:]))
     rows = []
-    slabs = list(_slab_ranges(image.shape[0], plane))
+    total = len(feats.slab_starts(image.shape))
     for done, slab in enumerate(feats.iter_slabs(image, scales), start=1):
         lo, hi = np.searchsorted(index, [slab.z0 * plane, slab.z1 * plane])
         rows.append(slab.features[index[lo:hi] - slab.z0 * plane])
         if progress is not None:
-            progress(done, len(slabs))
+            progress(done, total)
     return fit_forest(np.concatenate(rows), y, values, names, list(scales),
                       float(volume.voxel_size or 0.0), feats.feature_names(scales),
                       n_trees=n_trees, max_depth=max_depth, seed=seed, threads=threads)
-
-
-def _slab_ranges(nz: int, plane: int) -> range:
-    depth = max(1, min(nz, feats.SLAB_VOXELS // max(plane, 1)))
-    return range(0, nz, depth)
 
 
 def scales_for(forest: Forest, voxel_size: float) -> list[float]:
@@ -152,7 +147,7 @@ def classify_volume(volume: Volume, forest: Forest, correct_priors: bool = True,
     scales = scales_for(forest, vs)
     plane = int(np.prod(image.shape[1:]))
     out = np.empty((forest.n_classes, image.size), np.float32)
-    total = len(_slab_ranges(image.shape[0], plane))
+    total = len(feats.slab_starts(image.shape))
     for done, slab in enumerate(feats.iter_slabs(image, scales), start=1):
         out[:, slab.z0 * plane:slab.z1 * plane] = forest.predict_proba(slab.features,
                                                                     threads).T
