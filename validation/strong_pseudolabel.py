@@ -119,9 +119,23 @@ def _scores(truth: np.ndarray, membrane: np.ndarray, labels: np.ndarray) -> dict
     return {k: round(v, 4) for k, v in row.items()}
 
 
+def weak_outputs(work: Path, seed: int, rule: str, threads: int) -> tuple[Path, Path]:
+    """The weak classifier's soft maps and argmax of ``seed`` under prior ``rule``: the
+    ``prepare`` outputs for ``auto`` (and on the painted tomogram, where auto estimates),
+    else a ``cryovis pseudolabel --priors RULE`` run with the saved forest."""
+    if rule == "auto" or (rule == "estimate" and seed == PAINTED_SEED):
+        return work / f"weak_{seed}.mrc", work / f"weak_{seed}_labels.mrc"
+    stem, labels = work / f"weak_{seed}_{rule}.mrc", work / f"weak_{seed}_{rule}_labels.mrc"
+    if not labels.exists():
+        _cryovis("pseudolabel", str(work / f"tomo_{seed}.mrc"), "--classifier",
+                 str(work / "weak.npz"), "--out", str(stem), "--labels-out", str(labels),
+                 "--priors", rule, "--threads", str(threads), "--force")
+    return stem, labels
+
+
 def score(work: Path, models: dict[str, str], rules: list[str], threads: int) -> dict:
-    """Weak classifier and networks on the held-out tomograms (and the painted one, for
-    reference), under each class-prior rule."""
+    """Weak classifier (on every tomogram) and networks (on the held-out ones) under each
+    class-prior rule, applied to both alike."""
     from formats import read_volume
 
     rows = []
@@ -129,14 +143,8 @@ def score(work: Path, models: dict[str, str], rules: list[str], threads: int) ->
         truth = np.asarray(read_volume(work / f"truth_{seed}.mrc").data)
         tomo = str(work / f"tomo_{seed}.mrc")
         for rule in rules:
-            stem = work / f"weak_{seed}_{rule}.mrc"
-            source = (["--labels", str(work / f"strokes_{seed}.mrc"), "--classes", *NAMES]
-                      if seed == PAINTED_SEED else ["--classifier", str(work / "weak.npz")])
-            _cryovis("pseudolabel", tomo, *source, "--out", str(stem), "--labels-out",
-                     str(work / f"weak_{seed}_{rule}_labels.mrc"), "--priors", rule,
-                     "--threads", str(threads), "--force")
-            outputs = {"weak classifier": (stem, work / f"weak_{seed}_{rule}_labels.mrc")}
-            for name, model in models.items():
+            outputs = {"weak classifier": weak_outputs(work, seed, rule, threads)}
+            for name, model in models.items() if seed != PAINTED_SEED else ():
                 stem = work / f"net_{name}_{seed}_{rule}.mrc"
                 labels = work / f"net_{name}_{seed}_{rule}_labels.mrc"
                 _cryovis("segment", tomo, "--model", model, "--out", str(stem),

@@ -43,7 +43,9 @@ def register(subparsers) -> None:
     parser.add_argument("tomogram", help="tomogram (MRC, EM or TIFF)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--labels", metavar="STROKES",
-                        help="stroke label map on the tomogram's grid (0 = unlabelled)")
+                        help="stroke label map on the tomogram's grid (0 = unlabelled), or "
+                        "a coordinate file (CSV/STAR/... with x, y, z in voxels and a class "
+                        "column) whose points are painted as balls of --point-radius")
     source.add_argument("--classifier", metavar="FILE",
                         help="apply a classifier saved with --save-classifier")
     parser.add_argument("--out", required=True,
@@ -55,6 +57,9 @@ def register(subparsers) -> None:
     parser.add_argument("--classes", nargs="+", default=None, metavar="NAME",
                         help="names of the painted classes in increasing label order "
                         "(default class1, class2, ...)")
+    parser.add_argument("--point-radius", type=float, default=2.0, metavar="VOXELS",
+                        help="radius of the ball painted at each point of a coordinate file "
+                        "(default 2 voxels)")
     parser.add_argument("--trees", type=int, default=32,
                         help="random-forest trees (default 32)")
     add_priors(parser)
@@ -78,6 +83,7 @@ def _pseudolabel(args) -> int:
     from formats import Volume, read_volume, write_volume
 
     from ..pseudolabel.forest import load_forest, save_forest
+    from ..pseudolabel.strokes import rasterise_points
     from ..pseudolabel.weak import classify_volume, stroke_classes, train_weak_classifier
 
     if args.trees < 1:
@@ -88,7 +94,12 @@ def _pseudolabel(args) -> int:
     forest = load_forest(args.classifier) if args.classifier else None
     volume = read_input_volume(args.tomogram, voxel_size=args.voxel_size, what="tomogram")
     strokes = None
-    if args.labels:
+    if args.labels and Path(args.labels).suffix.lower() not in VOLUME_SUFFIXES:
+        strokes, names = rasterise_points(args.labels, volume.data.shape,
+                                          float(volume.voxel_size or 0.0), args.point_radius,
+                                          args.classes)
+        stroke_classes(strokes, args.labels)
+    elif args.labels:
         stroke_vol = read_volume(args.labels)
         check_same_grid(volume, args.tomogram, stroke_vol, args.labels)
         strokes = np.asarray(stroke_vol.data)
