@@ -9,6 +9,9 @@ Stages (run from the repository root, ``python -m validation.strong_pseudolabel 
              forest on the held-out tomograms.
 ``truth``    writes the painted tomogram's full ground truth as the same K-map family
              (one-hot), so the reference network is trained exactly like the strong one.
+``figure``   the docs figure (like the paper's Figs 4 and 12): slices of the painted and a
+             held-out tomogram, strokes, pseudo-labels, network output and a
+             segmentation-aware render (``cryovis render``) of the network's soft output.
 ``score``    scores the weak classifier and every trained network (``--model NAME=PATH``)
              on the held-out tomograms with ``evaluate.binary_scores`` (the house F1): the
              membrane map thresholded at 0.5 and the argmax per class. Writes ``--json``.
@@ -172,9 +175,79 @@ def score(work: Path, models: dict[str, str], rules: list[str], threads: int) ->
             "rows": rows, "held_out_means": summary}
 
 
+def _soft_rgb(stem: Path, z: int) -> np.ndarray:
+    """Membrane (orange) and particle (blue) probabilities of slice ``z`` as an RGB image."""
+    from formats import read_volume
+
+    rgb = np.zeros(read_volume(stem.with_name(f"{stem.stem}_membrane.mrc")).data.shape[1:] + (3,))
+    for name, colour in (("membrane", (0.9, 0.6, 0.0)), ("particle", (0.35, 0.7, 0.9))):
+        p = np.asarray(read_volume(stem.with_name(f"{stem.stem}_{name}.mrc")).data[z])
+        rgb += p[..., None] * np.array(colour)
+    return np.clip(rgb, 0, 1)
+
+
+def figure(work: Path, model_name: str, out: Path, seed: int = HELD_OUT_SEEDS[0]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from formats import read_volume
+
+    net = work / f"net_{model_name}_{seed}_auto.mrc"
+    render = work / f"render_{model_name}_{seed}.png"
+    if not render.exists():
+        _cryovis("render", str(work / f"tomo_{seed}.mrc"), "--classes", str(net), "--out",
+                 str(render), "--size", "480x360", "--elevation", "35", "--threads", "1",
+                 "--force")
+
+    def gray(s):
+        tomo = np.asarray(read_volume(work / f"tomo_{s}.mrc").data)
+        z = tomo.shape[0] // 2
+        return tomo[z], z
+
+    fig, axes = plt.subplots(2, 4, figsize=(13, 6.6))
+    img, z = gray(PAINTED_SEED)
+    strokes = np.asarray(read_volume(work / f"strokes_{PAINTED_SEED}.mrc").data)
+    band = strokes[max(0, z - 3):z + 4].max(0)  # strokes within 3 slices, to be visible
+    overlay = np.zeros(band.shape + (4,))
+    for v, colour in ((1, (0.6, 0.6, 0.6)), (2, (0.9, 0.6, 0.0)), (3, (0.35, 0.7, 0.9))):
+        overlay[band == v] = (*colour, 1.0)
+    truth = np.asarray(read_volume(work / f"truth_{PAINTED_SEED}.mrc").data[z])
+    panels = [
+        (axes[0, 0], img, f"painted tomogram {PAINTED_SEED}, z = {z}", "gray"),
+        (axes[0, 1], img, "strokes (z ± 3): background, membrane, particle", "gray"),
+        (axes[0, 2], _soft_rgb(work / f"weak_{PAINTED_SEED}.mrc", z),
+         "pseudo-labels (weak classifier)", None),
+        (axes[0, 3], _soft_rgb_truth(truth), "ground truth", None),
+    ]
+    img2, z2 = gray(seed)
+    panels += [
+        (axes[1, 0], img2, f"held-out tomogram {seed}, z = {z2}", "gray"),
+        (axes[1, 1], _soft_rgb(work / f"weak_{seed}.mrc", z2), "weak classifier", None),
+        (axes[1, 2], _soft_rgb(net, z2), f"network ({model_name})", None),
+        (axes[1, 3], plt.imread(render), "render of the network's soft output", None),
+    ]
+    for ax, data, title, cmap in panels:
+        ax.imshow(data, cmap=cmap, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    axes[0, 1].imshow(overlay, interpolation="nearest")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    print(out)
+
+
+def _soft_rgb_truth(truth: np.ndarray) -> np.ndarray:
+    rgb = np.zeros(truth.shape + (3,))
+    rgb[truth == 2] = (0.9, 0.6, 0.0)
+    rgb[truth == 3] = (0.35, 0.7, 0.9)
+    return rgb
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stage", choices=("prepare", "truth", "score"))
+    parser.add_argument("stage", choices=("prepare", "truth", "score", "figure"))
     parser.add_argument("--work", default="strong_validation", help="working folder")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
                         help="score: a trained network (repeatable)")
@@ -182,10 +255,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="score: class-prior rules, applied to both classifiers alike")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="score: write the results here")
+    parser.add_argument("--figure", default="docs/images/pseudolabel_strong.png",
+                        help="figure: output PNG")
     args = parser.parse_args(argv)
     work = Path(args.work)
     if args.stage == "prepare":
         prepare(work)
+    elif args.stage == "figure":
+        figure(work, next(iter(dict(m.split("=", 1) for m in args.model))), Path(args.figure))
     elif args.stage == "truth":
         print(write_truth_family(work))
     else:
