@@ -148,3 +148,50 @@ def test_bad_pseudolabel_inputs_fail_before_training(tmp_path, capsys):
     assert _train(tomo_b, soft_b, out, "--from", str(base), "--voxel-size", "20") == 2
     assert "voxel" in capsys.readouterr().err
     assert not out.with_suffix(".pt").exists()
+
+
+def test_chunks_cover_each_volume_once_per_epoch_and_resume_exactly(tmp_path):
+    from cryoet_integration.segmentation.data import ChunkSampler, TrainVolume, chunk_grid
+
+    starts = chunk_grid((40, 50, 30), (16, 16, 16), (4, 4, 4))
+    for axis, n in enumerate((40, 50, 30)):
+        edges = sorted({s[axis] for s in starts})
+        assert edges[0] == 0 and edges[-1] + 16 == n
+        assert all(b - a <= 12 for a, b in zip(edges, edges[1:]))  # >= 4 voxels overlap
+    vols = [TrainVolume(f"v{i}", np.arange(n ** 3, dtype=np.float32).reshape((n,) * 3),
+                        np.zeros((n,) * 3, np.int8), np.zeros(0, np.int64))
+            for i, n in enumerate((24, 40))]
+
+    def sampler(drawn=0, rng_seed=5):
+        return ChunkSampler(vols, (8, 8, 8), (16, 16, 16), (4, 4, 4),
+                            np.random.default_rng(rng_seed), seed=3, drawn=drawn)
+
+    first = sampler()
+    n = len(first.chunks)
+    assert n == 8 + 27  # 2^3 chunks of the 24-voxel volume, 3^3 of the 40-voxel one
+    tiles = [first.sample()[0] for _ in range(n)]
+    # every chunk once in the epoch: each tile lies in the chunk its position says
+    order = first._order(0)
+    for tile, c in zip(tiles, order):
+        i, start, size = first.chunks[c]
+        corner = np.unravel_index(int(tile[0, 0, 0]), vols[i].image.shape)
+        assert all(s <= q <= s + z - 8 for q, s, z in zip(corner, start, size))
+    # resuming after k tiles with the saved generator gives the same next tiles
+    a = sampler()
+    for _ in range(5):
+        a.sample()
+    state = a.rng.bit_generator.state
+    b = sampler(drawn=5)
+    b.rng.bit_generator.state = state
+    for _ in range(n):
+        np.testing.assert_array_equal(a.sample()[0], b.sample()[0])
+
+    tomo, soft = _scene(tmp_path, 5, ["background", "membrane", "particle"])
+    model = tmp_path / "chunked"
+    extra = json.dumps({**json.loads(CONFIG), "chunk_size": [16, 24, 24],
+                        "normalisation": "minmax"})
+    assert main(["train", "segmenter", "--tomograms", str(tomo), "--pseudolabels", str(soft),
+                 "--out", str(model), "--max-steps", "2", "--no-progress", "--threads", "1",
+                 "--config", extra]) == 0
+    card = json.loads(model.with_suffix(".json").read_text())
+    assert card["normalise"] == "minmax" and card["training"]["config"]["chunk_size"]

@@ -196,6 +196,60 @@ class PatchSampler:
         return vol.image[box].copy(), vol.label[box].copy()
 
 
+def chunk_grid(shape: tuple[int, ...], chunk: tuple[int, ...], overlap: tuple[int, ...]
+               ) -> list[tuple[int, int, int]]:
+    """Starts ``(z, y, x)`` of overlapping chunks of ``chunk`` voxels covering ``shape``:
+    along each axis the fewest chunks that overlap by at least ``overlap``, spread evenly
+    (the last one flush with the end); an axis shorter than a chunk has one at 0."""
+    axes = []
+    for n, c, o in zip(shape, chunk, overlap):
+        if n <= c:
+            axes.append([0])
+            continue
+        k = int(np.ceil((n - o) / max(1, c - o)))
+        axes.append(np.linspace(0, n - c, k).round().astype(int).tolist())
+    return [(z, y, x) for z in axes[0] for y in axes[1] for x in axes[2]]
+
+
+class ChunkSampler:
+    """Nano-Ötzi's data management: each volume is cut into overlapping chunks, and every
+    epoch visits all chunks of all volumes in a random order, drawing one random tile
+    (``patch_size``) inside each. Big and small volumes are so seen in proportion to their
+    size. The epoch's order depends only on (``seed``, epoch), and the position in it on the
+    number of tiles drawn, so a resumed run continues exactly (``drawn`` is restored from
+    the step count); the tile positions come from ``rng``."""
+
+    def __init__(self, volumes: list[TrainVolume], patch_size: tuple[int, int, int],
+                 chunk_size: tuple[int, int, int], overlap: tuple[int, int, int],
+                 rng: np.random.Generator, seed: int = 0, drawn: int = 0):
+        if not volumes:
+            raise ValueError("no training volumes")
+        self.volumes, self.rng, self.seed, self.drawn = volumes, rng, seed, drawn
+        self.patch = tuple(int(p) for p in patch_size)
+        self.chunks = []
+        for i, vol in enumerate(volumes):
+            size = tuple(max(int(c), p) for c, p in zip(chunk_size, self.patch))
+            self.chunks += [(i, start, tuple(min(c, n - s) for c, n, s in
+                                             zip(size, vol.image.shape, start)))
+                            for start in chunk_grid(vol.image.shape, size, overlap)]
+
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.chunks))
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray]:
+        """One ``(image, label)`` tile pair (copies) from the next chunk of the epoch."""
+        epoch, pos = divmod(self.drawn, len(self.chunks))
+        i, start, size = self.chunks[int(self._order(epoch)[pos])]
+        self.drawn += 1
+        vol = self.volumes[i]
+        corner = [s + int(self.rng.integers(0, max(1, c - p) + 1))
+                  for s, c, p in zip(start, size, self.patch)]
+        corner = [int(np.clip(c, 0, n - p)) for c, n, p in
+                  zip(corner, vol.image.shape, self.patch)]
+        box = tuple(slice(c, c + p) for c, p in zip(corner, self.patch))
+        return vol.image[box].copy(), vol.label[box].copy()
+
+
 class BatchStream:
     """Training batches made ``depth`` ahead by a background thread, so sampling and
     augmentation (numpy/scipy, which release the GIL) overlap the network's step.

@@ -28,7 +28,7 @@ from .checkpoint import (
     state_path,
     update_card,
 )
-from .data import IGNORE, SOFT_TARGETS, BatchStream, PatchSampler, TrainVolume
+from .data import IGNORE, SOFT_TARGETS, BatchStream, ChunkSampler, PatchSampler, TrainVolume
 from .device import PRECISIONS, keep_freed_memory, resolve_device, use_bf16
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,10 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # is an output channel; None: channel 0 is an implicit background.
     "label_values": None,
     "normalisation": "robust",
+    # Overlapping chunks [z, y, x] voxels (data.ChunkSampler): every epoch draws one tile
+    # from each chunk of every volume; None samples tiles anywhere (foreground-biased).
+    "chunk_size": None,
+    "chunk_overlap": [16, 16, 16],
 }
 
 
@@ -317,8 +321,15 @@ class _Trainer:
 
     def start_data(self) -> None:
         """Start making augmented batches ahead of the network (see :class:`BatchStream`)."""
-        sampler = PatchSampler(self.train, tuple(self.cfg["patch_size"]),
-                               self.cfg["foreground_fraction"], self.rng)
+        if self.cfg["chunk_size"]:
+            sampler = ChunkSampler(self.train, tuple(self.cfg["patch_size"]),
+                                   tuple(self.cfg["chunk_size"]),
+                                   tuple(self.cfg["chunk_overlap"]), self.rng,
+                                   seed=self.cfg["seed"],
+                                   drawn=self.step * self.cfg["batch_size"])
+        else:
+            sampler = PatchSampler(self.train, tuple(self.cfg["patch_size"]),
+                                   self.cfg["foreground_fraction"], self.rng)
 
         def make_batch():
             pairs = [self.augment(*sampler.sample()) for _ in range(self.cfg["batch_size"])]
