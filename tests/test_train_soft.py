@@ -147,6 +147,11 @@ def test_bad_pseudolabel_inputs_fail_before_training(tmp_path, capsys):
     assert _train(tomo_b, soft_b, base, "--voxel-size", "10") == 0
     assert _train(tomo_b, soft_b, out, "--from", str(base), "--voxel-size", "20") == 2
     assert "voxel" in capsys.readouterr().err
+    wider = json.dumps({**json.loads(CONFIG), "network": {"base_channels": 6, "depth": 2,
+                                                          "deep_supervision": False}})
+    assert main(["train", "segmenter", "--tomograms", str(tomo_b), "--pseudolabels",
+                 str(soft_b), "--out", str(out), "--from", str(base), "--config", wider]) == 2
+    assert "base_channels" in capsys.readouterr().err
     assert not out.with_suffix(".pt").exists()
 
 

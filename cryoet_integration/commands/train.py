@@ -225,6 +225,16 @@ def _train(args) -> int:
         cfg = resolve_config(config)
     except ValueError as exc:
         raise CryovisError(str(exc)) from None
+    if args.init_from:
+        from ..segmentation.networks import DEFAULTS
+
+        mine = {**DEFAULTS, **cfg["network"]}
+        theirs = {**DEFAULTS, **base["network"]}
+        diff = sorted(k for k in mine if k != "out_channels" and mine[k] != theirs.get(k))
+        if diff:
+            raise CryovisError(f"{args.init_from}: --from model's network differs from this "
+                               f"training's in {', '.join(diff)} (give the same 'network' in "
+                               "--config)")
     patch = tuple(cfg["patch_size"])
     norm = cfg["normalisation"]
     train = [load_pair(t, lab, cfg["voxel_size"], patch, pseudo, cfg["soft_target"], norm)
@@ -246,7 +256,7 @@ def _train(args) -> int:
                                   provenance=provenance, overwrite=args.force,
                                   progress=not args.no_progress and sys.stderr.isatty(),
                                   threads=args.threads, device=device)
-    except (FileExistsError, FileNotFoundError) as exc:
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
         raise CryovisError(str(exc)) from None
     write_json_result(args, summary)
     report = Report("train segmenter")
