@@ -1,0 +1,172 @@
+"""Cutting box^3 subtomograms out of a (memory-mapped) tomogram.
+
+Conventions (shared with ``cryovis extract``, RELION and Dynamo):
+
+* A pick at ``x, y, z`` (voxels, 0-based voxel centres) is cut as a whole-voxel crop centred
+  on the nearest voxel ``round(x, y, z)``; that voxel becomes voxel ``box // 2`` of the
+  subtomogram on each axis (RELION's and Dynamo's box centre, even or odd box). No
+  interpolation: the sub-voxel remainder ``shift = pick - round(pick)`` (voxels, in
+  ``[-0.5, 0.5]``) is returned, so the particle's centre sits at ``box // 2 + shift`` in the
+  subtomogram. A writer turns it into an origin shift (RELION: ``rlnOrigin*Angst = -shift *
+  voxel size``, since RELION's true position is ``coordinate - origin``).
+* Memory: a memory-mapped tomogram (``numpy.memmap``, what ``formats.read_volume`` returns
+  for large files) is read through short-lived maps of thin z-slabs, so the pages of the
+  tomogram a crop touches are released after the slab (a single long-lived map would keep
+  every page it ever touched resident, up to the whole tomogram). One box at a time is
+  copied; the tomogram is never copied.
+* Edges: a pick whose box reaches beyond the tomogram is ``"pad"``-ed (the missing voxels
+  take the mean of the voxels inside) or ``"drop"``-ped. A pick whose centre voxel lies
+  outside the tomogram is always dropped.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+
+Edge = Literal["pad", "drop"]
+EDGES = ("pad", "drop")
+# z-starts of boxes handled per slab map: small enough that a slab's pages (box + this many
+# z-slices of the tomogram) stay a small fraction of a large tomogram.
+SLAB_STEP = 8
+
+
+def box_starts(centres_xyz: np.ndarray, box: int) -> tuple[np.ndarray, np.ndarray]:
+    """Integer crop corners and sub-voxel remainders of picks.
+
+    Args:
+        centres_xyz: (N, 3) pick positions ``x, y, z`` in voxels (0-based voxel centres).
+        box: edge of the cubic box in voxels.
+
+    Returns:
+        ``starts_zyx`` (N, 3) int64, the first voxel ``[z, y, x]`` of each box, and
+        ``shifts_xyz`` (N, 3) float64, ``pick - round(pick)`` in voxels ``x, y, z``.
+    """
+    centres = np.asarray(centres_xyz, dtype=np.float64).reshape(-1, 3)
+    nearest = np.floor(centres + 0.5)  # round half up, the same on every axis and sign
+    starts = (nearest - box // 2).astype(np.int64)[:, ::-1]
+    return starts, centres - nearest
+
+
+def inside_mask(centres_xyz: np.ndarray, shape_zyx: tuple[int, int, int], box: int,
+                edge: Edge = "pad") -> np.ndarray:
+    """Which picks :func:`crop_subtomograms` keeps: (N,) bool.
+
+    A pick is kept when its nearest voxel is inside the tomogram of shape ``shape_zyx``
+    (``[z, y, x]`` voxels) and, with ``edge="drop"``, its whole box is inside.
+    """
+    if edge not in EDGES:
+        raise ValueError(f"edge must be one of {EDGES}, got {edge!r}")
+    starts, _ = box_starts(centres_xyz, box)
+    dims = np.asarray(shape_zyx, dtype=np.int64)
+    centre = starts + box // 2
+    kept = ((centre >= 0) & (centre < dims)).all(axis=1)
+    if edge == "drop":
+        kept &= ((starts >= 0) & (starts + box <= dims)).all(axis=1)
+    return kept
+
+
+def _root_memmap(data: np.ndarray) -> np.memmap | None:
+    """``data`` itself when it is a whole C-ordered file map (np.memmap over its own mmap)."""
+    if isinstance(data, np.memmap) and isinstance(data.base, mmap.mmap) \
+            and data.filename is not None and data.flags.c_contiguous:
+        return data
+    return None
+
+
+def _crop(source: np.ndarray, z_offset: int, start_zyx: np.ndarray, box: int,
+          shape_zyx: tuple[int, int, int]) -> np.ndarray:
+    """The box at ``start_zyx`` (tomogram voxels) from ``source`` (tomogram rows
+    ``z_offset ...``), as float32, padded with the mean of its inside voxels."""
+    lo = np.maximum(start_zyx, 0)
+    hi = np.minimum(start_zyx + box, shape_zyx)
+    part = np.array(source[lo[0] - z_offset:hi[0] - z_offset, lo[1]:hi[1], lo[2]:hi[2]],
+                    dtype=np.float32)
+    if part.shape == (box, box, box):
+        return part
+    out = np.full((box, box, box), part.mean(dtype=np.float64), dtype=np.float32)
+    a = lo - start_zyx
+    out[a[0]:a[0] + part.shape[0], a[1]:a[1] + part.shape[1], a[2]:a[2] + part.shape[2]] = part
+    return out
+
+
+def iter_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
+                      edge: Edge = "pad") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield ``(index, subtomogram, shift_xyz)`` for each kept pick, one box at a time.
+
+    Args:
+        volume: tomogram ``[z, y, x]`` (an in-memory array or a ``numpy.memmap``).
+        centres_xyz: (N, 3) picks ``x, y, z`` in voxels (0-based voxel centres).
+        box: box edge in voxels (>= 1).
+        edge: ``"pad"`` or ``"drop"`` picks whose box crosses the tomogram's border.
+
+    ``index`` is the pick's row in ``centres_xyz``; picks come in order of their box's first
+    z-slice (the order that reads the file once), not in input order. ``subtomogram`` is a
+    new float32 ``[z, y, x]`` array of ``box^3``; ``shift_xyz`` the sub-voxel remainder
+    (voxels, see the module's conventions).
+    """
+    if box < 1:
+        raise ValueError(f"box must be >= 1 voxel, got {box}")
+    shape = tuple(int(n) for n in volume.shape)
+    if len(shape) != 3:
+        raise ValueError(f"expected a 3D volume [z, y, x], got shape {shape}")
+    starts, shifts = box_starts(centres_xyz, box)
+    kept = np.flatnonzero(inside_mask(centres_xyz, shape, box, edge))
+    order = kept[np.argsort(starts[kept, 0], kind="stable")]
+    root = _root_memmap(volume)
+    if root is None:
+        for i in order:
+            yield int(i), _crop(volume, 0, starts[i], box, shape), shifts[i]
+        return
+    plane = shape[1] * shape[2] * root.dtype.itemsize
+    pos = 0
+    while pos < len(order):
+        z_first = max(int(starts[order[pos], 0]), 0)
+        end = pos
+        while end < len(order) and starts[order[end], 0] < z_first + SLAB_STEP:
+            end += 1
+        z_last = min(max(int(starts[order[end - 1], 0]), 0) + box, shape[0])
+        slab = np.memmap(root.filename, dtype=root.dtype, mode="r",
+                         offset=root.offset + z_first * plane,
+                         shape=(z_last - z_first, shape[1], shape[2]))
+        for i in order[pos:end]:
+            yield int(i), _crop(slab, z_first, starts[i], box, shape), shifts[i]
+        del slab  # unmaps: the slab's pages stop counting towards this process
+        pos = end
+
+
+def crop_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
+                      edge: Edge = "pad") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut a box^3 subtomogram around each pick (whole-voxel crops, no interpolation).
+
+    Args:
+        volume: tomogram ``[z, y, x]``, in memory or memory-mapped (read one slab at a time,
+            never copied whole).
+        centres_xyz: (N, 3) picks ``x, y, z`` in voxels of ``volume`` (0-based voxel centres).
+        box: box edge in voxels; the pick's nearest voxel is voxel ``box // 2`` of its box.
+        edge: ``"pad"`` boxes crossing the border (missing voxels = mean of the inside ones)
+            or ``"drop"`` them. Picks whose nearest voxel is outside are always dropped.
+
+    Returns:
+        ``stack`` float32 ``[n_kept, z, y, x]`` (box^3 each), in input order of the kept
+        picks; ``kept`` bool ``(N,)`` over the input picks; ``shifts_xyz`` float64
+        ``(n_kept, 3)``: sub-voxel remainders ``pick - round(pick)`` in voxels (the particle
+        centre is at ``box // 2 + shift`` of its box).
+
+    The stack holds all kept boxes in memory; for many picks iterate with
+    :func:`iter_subtomograms` instead.
+    """
+    shape = tuple(int(n) for n in np.shape(volume))
+    kept = inside_mask(centres_xyz, shape, box, edge) if len(shape) == 3 else None
+    if kept is None:
+        raise ValueError(f"expected a 3D volume [z, y, x], got shape {shape}")
+    row = np.cumsum(kept) - 1  # input index -> row of the stack
+    stack = np.empty((int(kept.sum()), box, box, box), dtype=np.float32)
+    shifts = np.empty((len(stack), 3), dtype=np.float64)
+    for i, sub, shift in iter_subtomograms(volume, centres_xyz, box, edge):
+        stack[row[i]] = sub
+        shifts[row[i]] = shift
+    return stack, kept, shifts
