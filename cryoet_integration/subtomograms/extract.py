@@ -170,3 +170,33 @@ def crop_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
         stack[row[i]] = sub
         shifts[row[i]] = shift
     return stack, kept, shifts
+
+
+def check_finite_by_slabs(volume, slab_bytes: int = 64 << 20) -> None:
+    """``formats.check_finite`` for a tomogram (``formats.Volume``), through short-lived
+    slab maps when it is memory-mapped, so the scan leaves no pages of it resident.
+
+    Raises ``formats.FormatError`` naming the file and the count of NaN/Inf voxels.
+    """
+    import dataclasses
+
+    from formats import FormatError, check_finite
+
+    root = _root_memmap(volume.data)
+    if root is None:
+        check_finite(volume)
+        return
+    nz, ny, nx = root.shape
+    plane = ny * nx * root.dtype.itemsize
+    step = max(1, slab_bytes // max(plane, 1))
+    for z in range(0, nz, step):
+        n = min(step, nz - z)
+        slab = np.memmap(root.filename, dtype=root.dtype, mode="r", offset=root.offset + z * plane,
+                         shape=(n, ny, nx))
+        try:
+            check_finite(dataclasses.replace(volume, data=slab, path=None))
+        except FormatError as exc:
+            raise FormatError(volume.path or "<volume>",
+                              f"z-slices {z}..{z + n - 1}: {exc.problem}") from None
+        finally:
+            del slab
