@@ -211,6 +211,17 @@ def test_cryovis_average_matches_relion(simulated, extracted, relion, capsys, tm
     # a resolution between Nyquist (20 Å) and the particle's size
     assert 2 * vs <= result["resolution_fsc0143_angst"] <= result["resolution_fsc05_angst"]
     assert result["resolution_fsc05_angst"] < 150
+    # the same discrimination as RELION's: transposed rotations or zero angles do not give it
+    for name, matrices in (("transposed", np.swapaxes(orientations(read_particles(star)), 1, 2)),
+                           ("zero", None)):
+        wrong = tmp_path / f"{name}.star"
+        with_angles(star, wrong, matrices)
+        # the copy names the subtomograms relative to its own folder: put it beside them
+        wrong = wrong.replace(folder / f"cryovis_{name}.star")
+        assert main(["average", str(wrong), "--out", str(tmp_path / f"{name}.mrc")]) == 0
+        cc_wrong = particle_cc(np.asarray(read_volume(tmp_path / f"{name}.mrc").data), vs)
+        print(f"cryovis average CC with {name} angles {cc_wrong:.3f}")
+        assert cc_ours >= cc_wrong + 0.1
     for key in ("half1", "half2", "fsc_png"):
         assert Path(result["outputs"][key]).is_file()
     assert Path(result["outputs"]["fsc_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -10,10 +10,10 @@ Conventions (shared with ``cryovis extract``, RELION and Dynamo):
   subtomogram. A writer turns it into an origin shift (RELION: ``rlnOrigin*Angst = -shift *
   voxel size``, since RELION's true position is ``coordinate - origin``).
 * Memory: a memory-mapped tomogram (``numpy.memmap``, what ``formats.read_volume`` returns
-  for large files) is read through short-lived maps of thin z-slabs, so the pages of the
-  tomogram a crop touches are released after the slab (a single long-lived map would keep
-  every page it ever touched resident, up to the whole tomogram). One box at a time is
-  copied; the tomogram is never copied.
+  for large files) is read through a short-lived map of each box's z-slices, so the pages
+  a crop touches are released with its box (one long-lived map would keep every page it
+  ever touched resident, up to the whole tomogram). Boxes are cut in z order, so the file
+  is read front to back. One box at a time is copied; the tomogram never is.
 * Edges: a pick whose box reaches beyond the tomogram is ``"pad"``-ed (the missing voxels
   take the mean of the voxels inside) or ``"drop"``-ped. A pick whose centre voxel lies
   outside the tomogram is always dropped.
@@ -29,9 +29,6 @@ import numpy as np
 
 Edge = Literal["pad", "drop"]
 EDGES = ("pad", "drop")
-# z-starts of boxes handled per slab map: small enough that a slab's pages (box + this many
-# z-slices of the tomogram) stay a small fraction of a large tomogram.
-SLAB_STEP = 8
 
 
 def box_starts(centres_xyz: np.ndarray, box: int) -> tuple[np.ndarray, np.ndarray]:
@@ -122,20 +119,14 @@ def iter_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
             yield int(i), _crop(volume, 0, starts[i], box, shape), shifts[i]
         return
     plane = shape[1] * shape[2] * root.dtype.itemsize
-    pos = 0
-    while pos < len(order):
-        z_first = max(int(starts[order[pos], 0]), 0)
-        end = pos
-        while end < len(order) and starts[order[end], 0] < z_first + SLAB_STEP:
-            end += 1
-        z_last = min(max(int(starts[order[end - 1], 0]), 0) + box, shape[0])
-        slab = np.memmap(root.filename, dtype=root.dtype, mode="r",
-                         offset=root.offset + z_first * plane,
-                         shape=(z_last - z_first, shape[1], shape[2]))
-        for i in order[pos:end]:
-            yield int(i), _crop(slab, z_first, starts[i], box, shape), shifts[i]
-        del slab  # unmaps: the slab's pages stop counting towards this process
-        pos = end
+    for i in order:
+        z0 = min(max(int(starts[i, 0]), 0), shape[0] - 1)
+        z1 = max(min(int(starts[i, 0]) + box, shape[0]), z0 + 1)
+        rows = np.memmap(root.filename, dtype=root.dtype, mode="r",
+                         offset=root.offset + z0 * plane, shape=(z1 - z0, shape[1], shape[2]))
+        sub = _crop(rows, z0, starts[i], box, shape)
+        del rows  # unmaps: the box's pages stop counting towards this process
+        yield int(i), sub, shifts[i]
 
 
 def crop_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
@@ -143,7 +134,7 @@ def crop_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
     """Cut a box^3 subtomogram around each pick (whole-voxel crops, no interpolation).
 
     Args:
-        volume: tomogram ``[z, y, x]``, in memory or memory-mapped (read one slab at a time,
+        volume: tomogram ``[z, y, x]``, in memory or memory-mapped (read one box at a time,
             never copied whole).
         centres_xyz: (N, 3) picks ``x, y, z`` in voxels of ``volume`` (0-based voxel centres).
         box: box edge in voxels; the pick's nearest voxel is voxel ``box // 2`` of its box.
