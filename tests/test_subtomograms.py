@@ -427,3 +427,36 @@ def test_average_bad_input(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "avg.mrc").exists()
+
+
+def test_crop_subtomograms_memmap_equals_memory(tmp_path):
+    """The library call the classifier uses: the same boxes from a memory map as from memory,
+    remainders pick - round(pick), edge picks padded or dropped, outside ones dropped."""
+    from cryoet_integration.subtomograms.extract import crop_subtomograms
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(40, 50, 60)).astype(np.float32)
+    write_volume(tmp_path / "t.mrc", data, voxel_size=5.0)
+    mapped = read_volume(tmp_path / "t.mrc", mmap=True).data
+    assert isinstance(mapped, np.memmap)
+    picks = np.array([[30.3, 25.6, 20.0], [0.2, 3.0, 4.0], [10.5, 10.0, 10.0], [-1.0, 5.0, 5.0]])
+    stack, kept, shifts = crop_subtomograms(mapped, picks, 8)
+    same, _, _ = crop_subtomograms(data, picks, 8)
+    assert np.array_equal(stack, same) and kept.tolist() == [True, True, True, False]
+    assert np.allclose(shifts, picks[:3] - np.floor(picks[:3] + 0.5))
+    # pick 0: nearest voxel (30, 26, 20) is voxel 4 of its box
+    assert np.array_equal(stack[0], data[16:24, 22:30, 26:34])
+    dropped, kept_drop, _ = crop_subtomograms(mapped, picks, 8, edge="drop")
+    assert kept_drop.tolist() == [True, False, True, False] and len(dropped) == 2
+
+
+def test_nan_tomogram_refused(tmp_path, capsys):
+    data = np.zeros((40, 40, 40), np.float32)
+    data[30, 2, 3] = np.nan
+    write_volume(tmp_path / "nan.mrc", data, voxel_size=10.0)
+    picks = tmp_path / "p.csv"
+    picks.write_text("x,y,z\n20,20,20\n")
+    code = main(["extract", str(tmp_path / "nan.mrc"), str(picks), "--box", "16", "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "NaN" in err and not (tmp_path / "out").exists()
