@@ -8,7 +8,9 @@ resolutions go to stderr and ``--json``. The library is ``subtomograms.average``
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,15 +53,12 @@ def _outputs(out: Path) -> dict[str, Path]:
             "half2": Path(f"{stem}_half2.mrc"), "fsc_png": Path(f"{stem}_fsc.png")}
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check the set, average it, write the maps, the FSC plot and the summary."""
-    require_engine("scipy", "matplotlib")
-    from formats import FormatError, Volume, read_volume, write_volume
+def plan(args: argparse.Namespace) -> tuple[Any, int, dict[str, Path]]:
+    """Check PARTICLES and the outputs before any work: (the set, box, outputs)."""
+    from formats import FormatError, read_volume
 
-    from ..subtomograms.average import average_subtomograms, centred_weight, plot_fsc
     from ..subtomograms.tables import read_subtomogram_set
 
-    report = Report("average")
     if args.out.suffix.lower() != ".mrc":
         raise CryovisError(f"{args.out}: the average must be an .mrc file")
     outputs = _outputs(args.out)
@@ -71,52 +70,66 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise CryovisError(f"{missing[0]}: no such file (named by {args.particles}; "
                            f"{len(missing)} missing)")
-    try:
-        first = read_volume(subset.images[0])
-    except FormatError as exc:
-        raise CryovisError(str(exc)) from None
-    box = first.data.shape[0]
-    if first.data.shape != (box,) * 3:
-        raise CryovisError(f"{subset.images[0]}: expected a cubic 3D subtomogram, got shape "
-                           f"{tuple(first.data.shape)}")
     if len(subset.images) < 2:
         raise CryovisError(f"{args.particles}: one particle; half sets need at least two")
+    try:
+        shape = tuple(read_volume(subset.images[0], mmap=True).data.shape)
+    except FormatError as exc:
+        raise CryovisError(str(exc)) from None
+    if len(shape) != 3 or len(set(shape)) != 1:
+        raise CryovisError(f"{subset.images[0]}: expected a cubic 3D subtomogram, got shape "
+                           f"{shape}")
+    return subset, shape[0], outputs
+
+
+def particles(subset: Any, box: int) -> Iterator[tuple]:
+    """``(subtomogram, matrix, shift, weight, half)`` per particle, read one at a time (each
+    distinct weight file once)."""
+    from formats import FormatError, read_volume
+
+    from ..subtomograms.average import centred_weight
+
+    weights: dict[Path, np.ndarray] = {}
+    for i, path in enumerate(subset.images):
+        try:
+            data = np.asarray(read_volume(path).data, dtype=np.float32)
+        except FormatError as exc:
+            raise CryovisError(str(exc)) from None
+        if data.shape != (box,) * 3:
+            raise CryovisError(f"{path}: shape {data.shape}, expected {(box,) * 3} like "
+                               f"{subset.images[0]}")
+        weight = None
+        if subset.ctf_images is not None:
+            name = subset.ctf_images[i]
+            if name not in weights:
+                try:
+                    weights[name] = centred_weight(read_volume(name).data, box)
+                except (FormatError, ValueError) as exc:
+                    raise CryovisError(f"{name}: {exc}") from None
+            weight = weights[name]
+        yield data, subset.matrices[i], subset.shifts_xyz[i], weight, int(subset.subsets[i])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the set, average it, write the maps, the FSC plot and the summary."""
+    require_engine("scipy", "matplotlib")
+    from formats import Volume, write_volume
+
+    from ..subtomograms.average import average_subtomograms, plot_fsc
+
+    report = Report("average")
+    subset, box, outputs = plan(args)
+    n = len(subset.images)
     if not subset.has_angles:
         report.say(f"{args.particles}: no rlnAngleRot/Tilt/Psi: averaging without rotation")
-    weights: dict[Path, np.ndarray] = {}
-
-    def weight_of(i: int) -> np.ndarray | None:
-        if subset.ctf_images is None:
-            return None
-        name = subset.ctf_images[i]
-        if name not in weights:
-            try:
-                weights[name] = centred_weight(read_volume(name).data, box)
-            except (FormatError, ValueError) as exc:
-                raise CryovisError(f"{name}: {exc}") from None
-        return weights[name]
-
-    def items():
-        for i, path in enumerate(subset.images):
-            try:
-                data = np.asarray(read_volume(path).data, dtype=np.float32)
-            except FormatError as exc:
-                raise CryovisError(str(exc)) from None
-            if data.shape != (box,) * 3:
-                raise CryovisError(f"{path}: shape {data.shape}, expected {(box,) * 3} like "
-                                   f"{subset.images[0]}")
-            yield data, subset.matrices[i], subset.shifts_xyz[i], weight_of(i), \
-                int(subset.subsets[i])
-
-    n = len(subset.images)
     report.say(f"{args.particles}: {n} subtomograms of {box}^3 at {subset.pixel_size:g} Å, "
                f"{'missing-wedge weighted' if subset.ctf_images else 'no wedge weights'}")
     with use_threads(args.threads), report.bar("particles", n) as update:
-        result = average_subtomograms(items(), box, subset.pixel_size,
+        result = average_subtomograms(particles(subset, box), box, subset.pixel_size,
                                       progress=lambda done: update(done, n))
     make_folders(outputs.values())
-    for key in ("average", "half1", "half2"):
-        data = {"average": result.average, "half1": result.half1, "half2": result.half2}[key]
+    for key, data in (("average", result.average), ("half1", result.half1),
+                      ("half2", result.half2)):
         write_volume(outputs[key], Volume(data, voxel_size=subset.pixel_size),
                      overwrite=args.force)
     plot_fsc(outputs["fsc_png"], result, box, subset.pixel_size, overwrite=args.force)

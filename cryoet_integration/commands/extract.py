@@ -10,6 +10,7 @@ interrupted run leaves no half-written set.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -21,7 +22,15 @@ import numpy as np
 
 from ..errors import CryovisError, require_engine
 from .geometry import add_geometry_options, geometry_options
-from .options import CREATES_DIRS, add_force, add_json, add_tilt_range, write_json_result
+from .options import (
+    CREATES_DIRS,
+    add_force,
+    add_json,
+    add_threads,
+    add_tilt_range,
+    use_threads,
+    write_json_result,
+)
 from .progress import Report
 
 TABLES = {"relion3": "particles.star", "dynamo": "crop.tbl"}
@@ -68,6 +77,7 @@ def register(subparsers) -> None:
     p.add_argument("--amplitude-contrast", type=float, metavar="F",
                    help="optics rlnAmplitudeContrast (default: the picks' optics, else 0.07)")
     add_geometry_options(p)
+    add_threads(p)
     add_force(p)
     add_json(p, "the summary")
     p.set_defaults(func=run)
@@ -125,55 +135,51 @@ def read_picks(path: Path, volume: Any, args: argparse.Namespace) -> Any:
     return table
 
 
-def _stage(out: Path) -> Path:
-    """A hidden staging folder beside ``out`` (same file system, so moves are renames)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+@dataclasses.dataclass
+class ExtractJob:
+    """A checked extraction: the tomogram, the picks in its voxels and where things go."""
+
+    volume: Any
+    table: Any
+    centres_xyz: np.ndarray
+    kept: np.ndarray
+    outside: np.ndarray
+    n_edge: int
+    tilt: tuple[float, float] | None
+    names: list[str]
+    out: Path
+
+    @property
+    def files(self) -> list[str]:
+        """The files written into DIR, the particle table last."""
+        return self.names + ([WEDGE_FILE] if self.tilt else [])
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check everything, then cut, write and move the subtomogram set into DIR."""
-    require_engine("scipy")
-    from formats import (
-        FormatError,
-        Volume,
-        orientations,
-        positions_voxels,
-        read_volume,
-        write_volume,
-    )
+def plan(args: argparse.Namespace) -> ExtractJob:
+    """Check every input and output before the first box (CryovisError: one line)."""
+    from formats import FormatError, positions_voxels, read_volume
 
-    from ..preprocess import robust_normalize
-    from ..subtomograms.average import wedge_weight
-    from ..subtomograms.extract import check_finite_by_slabs, inside_mask, iter_subtomograms
-    from ..subtomograms.tables import (
-        class_numbers,
-        microscope_values,
-        particle_file_name,
-        write_dynamo_crop_table,
-        write_relion_subtomograms,
-    )
+    from ..subtomograms.extract import check_finite_by_slabs, inside_mask
+    from ..subtomograms.tables import particle_file_name
 
-    report = Report("extract")
-    box, fmt, out = int(args.box), args.format, Path(args.out)
+    box, out = int(args.box), Path(args.out)
     if box < 2:
         raise CryovisError(f"--box {box}: a subtomogram needs at least 2 voxels a side")
-    if fmt == "relion3" and box % 2:
+    if args.format == "relion3" and box % 2:
         raise CryovisError(f"--box {box}: RELION needs an even box size (try {box + 1})")
     try:
         volume = read_volume(args.tomogram, mmap=True, voxel_size=args.voxel_size)
     except FormatError as exc:
         raise CryovisError(str(exc)) from None
-    if volume.data.ndim != 3:
-        raise CryovisError(f"{args.tomogram}: expected a 3D tomogram, got shape "
-                           f"{tuple(volume.data.shape)}")
+    shape = tuple(int(n) for n in volume.data.shape)
+    if len(shape) != 3:
+        raise CryovisError(f"{args.tomogram}: expected a 3D tomogram, got shape {shape}")
     if not volume.voxel_size > 0:
         raise CryovisError(f"{args.tomogram}: the header gives no voxel size (pass "
                            "--voxel-size A)")
-    shape = tuple(int(n) for n in volume.data.shape)
+    size = f"{shape[2]}x{shape[1]}x{shape[0]} voxels"
     if box > min(shape):
-        raise CryovisError(f"--box {box}: larger than the tomogram {args.tomogram} "
-                           f"({shape[2]}x{shape[1]}x{shape[0]} voxels x, y, z)")
+        raise CryovisError(f"--box {box}: larger than the tomogram {args.tomogram} ({size})")
     table = read_picks(args.picks, volume, args)
     centres = positions_voxels(table)
     kept = inside_mask(centres, shape, box, args.edge)
@@ -181,78 +187,118 @@ def run(args: argparse.Namespace) -> int:
     if not kept.any():
         what = "lie outside" if outside.all() else f"have boxes of {box} crossing the border of"
         raise CryovisError(f"{args.picks}: all {len(centres)} picks {what} the tomogram "
-                           f"{args.tomogram} ({shape[2]}x{shape[1]}x{shape[0]} voxels); are "
-                           "they from another tomogram or voxel size?")
+                           f"{args.tomogram} ({size}); are they from another tomogram or "
+                           "voxel size?")
     tilt = tuple(args.tilt_range) if args.tilt_range else tilt_range_from_sidecar(args.tomogram)
-    table_path = out / TABLES[fmt]
-    names = [particle_file_name(i, fmt) for i in range(int(kept.sum()))]
-    outputs = [table_path] + [out / n for n in names] + ([out / WEDGE_FILE] if tilt else [])
-    existing = [p for p in outputs if p.exists()]
-    if existing and not args.force:
-        raise CryovisError(f"{existing[0]}: file exists (use --force to replace it)")
+    job = ExtractJob(volume, table, centres, kept, outside,
+                     int((~outside & ~inside_mask(centres, shape, box, "drop")).sum()), tilt,
+                     [particle_file_name(i, args.format) for i in range(int(kept.sum()))], out)
     if out.exists() and not out.is_dir():
         raise CryovisError(f"{out}: exists and is not a folder")
+    existing = [out / n for n in job.files + [TABLES[args.format]] if (out / n).exists()]
+    if existing and not args.force:
+        raise CryovisError(f"{existing[0]}: file exists (use --force to replace it)")
     check_finite_by_slabs(volume)
+    return job
 
-    matrices = orientations(table)
-    rotated = not np.allclose(matrices, np.eye(3), atol=1e-9)
-    microscope = microscope_values(table, {"rlnVoltage": args.voltage,
-                                           "rlnSphericalAberration": args.cs,
-                                           "rlnAmplitudeContrast": args.amplitude_contrast})
-    n_edge = int((~outside & ~inside_mask(centres, shape, box, "drop")).sum())
+
+def cut(job: ExtractJob, args: argparse.Namespace, stage: Path, report: Report
+        ) -> tuple[np.ndarray, np.ndarray]:
+    """Cut, adjust and write every kept box into ``stage``: (crop centres, remainders)."""
+    from formats import Volume, write_volume
+
+    from ..preprocess import robust_normalize
+    from ..subtomograms.extract import iter_subtomograms
+
+    row = np.cumsum(job.kept) - 1
+    n = len(job.names)
+    crop_centres, shifts = np.empty((n, 3)), np.empty((n, 3))
+    with report.bar("subtomograms", n) as update:
+        for done, (i, sub, shift) in enumerate(iter_subtomograms(
+                job.volume.data, job.centres_xyz, int(args.box), args.edge), start=1):
+            if args.invert:
+                sub = np.negative(sub)
+            if args.normalise:
+                # every 2nd voxel per axis: 1/8 of the box is plenty for a median/MAD
+                sub = robust_normalize(sub, axis_step=2)
+            r = row[i]
+            crop_centres[r], shifts[r] = np.rint(job.centres_xyz[i] - shift), shift
+            write_volume(stage / job.names[r], Volume(sub, voxel_size=job.volume.voxel_size))
+            update(done, n)
+    return crop_centres, shifts
+
+
+def write_tables(job: ExtractJob, args: argparse.Namespace, stage: Path,
+                 crop_centres: np.ndarray, shifts: np.ndarray) -> None:
+    """The wedge weight and the particle table (RELION 3.1 STAR or Dynamo) into ``stage``."""
+    from formats import Volume, orientations, write_volume
+
+    from ..subtomograms.average import wedge_weight
+    from ..subtomograms.tables import (
+        class_numbers,
+        microscope_values,
+        write_dynamo_crop_table,
+        write_relion_subtomograms,
+    )
+
+    keep = np.flatnonzero(job.kept)
+    matrices = orientations(job.table)[keep]
+    classes = class_numbers(job.table["class"].iloc[keep])
+    vs, box = float(job.volume.voxel_size), int(args.box)
+    if job.tilt:
+        write_volume(stage / WEDGE_FILE, Volume(wedge_weight(box, job.tilt), voxel_size=vs))
+    if args.format == "relion3":
+        microscope = microscope_values(job.table, {
+            "rlnVoltage": args.voltage, "rlnSphericalAberration": args.cs,
+            "rlnAmplitudeContrast": args.amplitude_contrast})
+        write_relion_subtomograms(
+            stage / TABLES["relion3"], job.names, crop_centres, shifts, matrices, classes,
+            args.tomogram.name, vs, box, microscope,
+            ctf_images=[WEDGE_FILE] * len(job.names) if job.tilt else None)
+    else:
+        write_dynamo_crop_table(stage / TABLES["dynamo"], np.arange(1, len(keep) + 1),
+                                crop_centres, shifts, matrices, classes, vs)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything, then cut, write and move the subtomogram set into DIR."""
+    require_engine("scipy")
+    from formats import orientations
+
+    report = Report("extract")
+    job = plan(args)
+    shape = job.volume.data.shape
+    rotated = not np.allclose(orientations(job.table), np.eye(3), atol=1e-9)
     report.say(f"{args.tomogram}: {shape[2]}x{shape[1]}x{shape[0]} voxels at "
-               f"{volume.voxel_size:g} Å; {len(centres)} picks, {int(outside.sum())} outside, "
-               f"{n_edge} near the edge ({'padded' if args.edge == 'pad' else 'dropped'})")
+               f"{job.volume.voxel_size:g} Å; {len(job.centres_xyz)} picks, "
+               f"{int(job.outside.sum())} outside, {job.n_edge} near the edge "
+               f"({'padded' if args.edge == 'pad' else 'dropped'})")
     if not rotated:
         report.say(f"{args.picks}: no orientations (all identity): subtomograms are "
                    "averaged without rotation")
-    stage = _stage(out)
+    job.out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{job.out.name}.partial-", dir=job.out.parent))
     try:
-        row = np.cumsum(kept) - 1
-        crop_centres = np.empty((len(names), 3))
-        shifts = np.empty((len(names), 3))
-        with report.bar("subtomograms", len(names)) as update:
-            for done, (i, sub, shift) in enumerate(
-                    iter_subtomograms(volume.data, centres, box, args.edge), start=1):
-                if args.invert:
-                    sub = np.negative(sub)
-                if args.normalise:
-                    # every 2nd voxel per axis: 1/8 of the box is plenty for a median/MAD
-                    sub = robust_normalize(sub, axis_step=2)
-                r = row[i]
-                crop_centres[r], shifts[r] = centres[i] - shift, shift
-                write_volume(stage / names[r], Volume(sub, voxel_size=volume.voxel_size))
-                update(done, len(names))
-        keep = np.flatnonzero(kept)
-        classes = class_numbers(table["class"].iloc[keep])
-        if tilt:
-            write_volume(stage / WEDGE_FILE, Volume(wedge_weight(box, tilt),
-                                                    voxel_size=volume.voxel_size))
-        if fmt == "relion3":
-            write_relion_subtomograms(
-                stage / TABLES[fmt], names, np.rint(crop_centres), shifts, matrices[keep],
-                classes, args.tomogram.name, float(volume.voxel_size), box, microscope,
-                ctf_images=[WEDGE_FILE] * len(names) if tilt else None)
-        else:
-            write_dynamo_crop_table(stage / TABLES[fmt], np.arange(1, len(keep) + 1),
-                                    np.rint(crop_centres), shifts, matrices[keep], classes,
-                                    float(volume.voxel_size))
-        out.mkdir(parents=True, exist_ok=True)
-        for name in names + ([WEDGE_FILE] if tilt else []) + [TABLES[fmt]]:
-            os.replace(stage / name, out / name)
+        with use_threads(args.threads):
+            crop_centres, shifts = cut(job, args, stage, report)
+        write_tables(job, args, stage, crop_centres, shifts)
+        job.out.mkdir(parents=True, exist_ok=True)
+        for name in job.files + [TABLES[args.format]]:
+            os.replace(stage / name, job.out / name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+    n = len(job.names)
     result = {"command": "extract", "tomogram": str(args.tomogram), "picks": str(args.picks),
-              "table": str(table_path), "format": fmt, "box": box,
-              "voxel_size_angst": float(volume.voxel_size), "n_picks": int(len(centres)),
-              "n_extracted": len(names), "n_outside": int(outside.sum()),
-              "n_edge": n_edge, "edge": args.edge,
-              "n_dropped": int(len(centres) - len(names)),
-              "tilt_range_deg": list(tilt) if tilt else None,
+              "table": str(job.out / TABLES[args.format]), "format": args.format,
+              "box": int(args.box), "voxel_size_angst": float(job.volume.voxel_size),
+              "n_picks": len(job.centres_xyz), "n_extracted": n,
+              "n_outside": int(job.outside.sum()), "n_edge": job.n_edge, "edge": args.edge,
+              "n_dropped": len(job.centres_xyz) - n,
+              "tilt_range_deg": list(job.tilt) if job.tilt else None,
               "orientations": bool(rotated), "inverted": bool(args.invert),
               "normalised": bool(args.normalise),
-              "max_subvoxel_shift_voxels": float(np.abs(shifts).max()) if len(shifts) else 0.0}
+              "max_subvoxel_shift_voxels": float(np.abs(shifts).max()) if n else 0.0}
     write_json_result(args, result)
-    report.summary(f"wrote {len(names)} subtomograms and {table_path} "
+    report.summary(f"wrote {n} subtomograms and {result['table']} "
                    f"({result['n_dropped']} picks dropped)")
     return 0
