@@ -26,9 +26,7 @@ from .options import (
     CREATES_DIRS,
     add_force,
     add_json,
-    add_threads,
     add_tilt_range,
-    use_threads,
     write_json_result,
 )
 from .progress import Report
@@ -77,7 +75,6 @@ def register(subparsers) -> None:
     p.add_argument("--amplitude-contrast", type=float, metavar="F",
                    help="optics rlnAmplitudeContrast (default: the picks' optics, else 0.07)")
     add_geometry_options(p)
-    add_threads(p)
     add_force(p)
     add_json(p, "the summary")
     p.set_defaults(func=run)
@@ -279,8 +276,7 @@ def run(args: argparse.Namespace) -> int:
     job.out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{job.out.name}.partial-", dir=job.out.parent))
     try:
-        with use_threads(args.threads):
-            crop_centres, shifts = cut(job, args, stage, report)
+        crop_centres, shifts = cut(job, args, stage, report)
         write_tables(job, args, stage, crop_centres, shifts)
         job.out.mkdir(parents=True, exist_ok=True)
         for name in job.files + [TABLES[args.format]]:
