@@ -172,12 +172,18 @@ def test_extract_star_conventions(simulated, extracted):
     assert sub.shape == (BOX,) * 3 and sub.dtype == np.float32
 
 
-def test_relion_averages_true_orientations(simulated, extracted, relion):
+@pytest.fixture(scope="module")
+def relion_true_map(extracted, relion) -> np.ndarray:
+    """RELION's average of the extracted particles with their true orientations."""
+    return run_relion(relion, extracted["dir"], extracted["star"].name, "relion_true.mrc")
+
+
+def test_relion_averages_true_orientations(simulated, extracted, relion, relion_true_map):
     """RELION 3.1 gives the particle from our files, and only with the true rotations."""
     folder, star = extracted["dir"], extracted["star"]
     vs = simulated["voxel_size"]
     matrices = orientations(read_particles(star))
-    true = particle_cc(run_relion(relion, folder, star.name, "relion_true.mrc"), vs)
+    true = particle_cc(relion_true_map, vs)
     transposed = particle_cc(run_relion(
         relion, folder, with_angles(star, folder / "transposed.star",
                                     np.swapaxes(matrices, 1, 2)), "relion_transposed.mrc"), vs)
@@ -189,7 +195,8 @@ def test_relion_averages_true_orientations(simulated, extracted, relion):
     assert true >= zero + 0.1
 
 
-def test_cryovis_average_matches_relion(simulated, extracted, relion, capsys, tmp_path):
+def test_cryovis_average_matches_relion(simulated, extracted, relion_true_map, capsys,
+                                       tmp_path):
     """``cryovis average`` (wedge-weighted, half maps, FSC) gives the particle too, and the
     same map RELION gives."""
     folder, star = extracted["dir"], extracted["star"]
@@ -199,7 +206,7 @@ def test_cryovis_average_matches_relion(simulated, extracted, relion, capsys, tm
     assert main(["average", str(star), "--out", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     ours = np.asarray(read_volume(out).data, dtype=np.float32)
-    theirs = run_relion(relion, folder, star.name, "relion_compare.mrc")
+    theirs = relion_true_map
     cc_ours, agree = particle_cc(ours, vs), map_cc(ours, theirs)
     print(f"cryovis average CC {cc_ours:.3f}; vs RELION's map {agree:.3f}; "
           f"FSC 0.143 {result['resolution_fsc0143_angst']:.1f} Å, "
@@ -359,6 +366,14 @@ def test_edge_picks_padded_or_dropped(simulated, tmp_path, capsys):
     sub = read_volume(tmp_path / "pad" / "subtomo_000002.mrc").data
     # the padded part takes the mean of the inside voxels
     inside = sub[:, :, BOX // 2 - 2:]
+    assert np.allclose(sub[:, :, 0], inside.mean(), atol=1e-4)
+    # --normalise takes its statistics from the inside voxels: the padding cannot collapse
+    # the MAD and blow a box up
+    extract([str(tomo), str(picks), "--box", str(BOX), "--out", str(tmp_path / "norm"),
+             "--normalise"], capsys)
+    sub = read_volume(tmp_path / "norm" / "subtomo_000002.mrc").data
+    inside = sub[:, :, BOX // 2 - 2:]
+    assert 0.8 < float(inside.std()) < 1.25 and float(np.abs(sub).max()) < 10
     assert np.allclose(sub[:, :, 0], inside.mean(), atol=1e-4)
     dropped = extract([str(tomo), str(picks), "--box", str(BOX), "--out",
                        str(tmp_path / "drop"), "--edge", "drop"], capsys)

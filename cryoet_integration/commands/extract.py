@@ -59,7 +59,8 @@ def register(subparsers) -> None:
                    help="invert the contrast of the subtomograms (dark density -> bright)")
     p.add_argument("--normalise", action="store_true",
                    help="z-score each subtomogram (the project's robust z-score: median, "
-                        "1.4826 x MAD, from every 2nd voxel per axis)")
+                        "1.4826 x MAD of its voxels inside the tomogram, every 2nd per axis; "
+                        "padding becomes their mean)")
     p.add_argument("--edge", choices=("pad", "drop"), default="pad",
                    help="picks whose box crosses the tomogram border: pad (missing voxels = "
                         "mean of the inside ones; default) or drop")
@@ -205,9 +206,10 @@ def cut(job: ExtractJob, args: argparse.Namespace, stage: Path, report: Report
     from formats import Volume, write_volume
 
     from ..preprocess import robust_normalize
-    from ..subtomograms.extract import iter_subtomograms
+    from ..subtomograms.extract import box_starts, inside_slices, iter_subtomograms
 
     row = np.cumsum(job.kept) - 1
+    starts, _ = box_starts(job.centres_xyz, int(args.box))
     n = len(job.names)
     crop_centres, shifts = np.empty((n, 3)), np.empty((n, 3))
     with report.bar("subtomograms", n) as update:
@@ -216,8 +218,12 @@ def cut(job: ExtractJob, args: argparse.Namespace, stage: Path, report: Report
             if args.invert:
                 sub = np.negative(sub)
             if args.normalise:
-                # every 2nd voxel per axis: 1/8 of the box is plenty for a median/MAD
-                sub = robust_normalize(sub, axis_step=2)
+                # statistics of the voxels inside the tomogram only: a padded constant would
+                # collapse the MAD. Every 2nd voxel per axis is plenty for a median/MAD.
+                inner = inside_slices(starts[i], int(args.box), job.volume.data.shape)
+                part = robust_normalize(sub[inner], axis_step=2)
+                sub = np.full_like(sub, part.mean())
+                sub[inner] = part
             r = row[i]
             crop_centres[r], shifts[r] = np.rint(job.centres_xyz[i] - shift), shift
             write_volume(stage / job.names[r], Volume(sub, voxel_size=job.volume.voxel_size))

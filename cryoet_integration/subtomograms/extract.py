@@ -77,19 +77,26 @@ def _root_memmap(data: np.ndarray) -> np.memmap | None:
     return None
 
 
+def inside_slices(start_zyx: np.ndarray, box: int, shape_zyx: tuple[int, ...]
+                  ) -> tuple[slice, slice, slice]:
+    """The part of a box (its own ``[z, y, x]`` indices) that lies inside a volume of shape
+    ``shape_zyx`` when the box starts at voxel ``start_zyx`` of it; the rest is padding."""
+    lo = np.maximum(np.asarray(start_zyx), 0) - start_zyx
+    hi = np.minimum(np.asarray(start_zyx) + box, shape_zyx) - start_zyx
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
 def _crop(source: np.ndarray, start_zyx: np.ndarray, box: int,
           shape_zyx: tuple[int, ...]) -> np.ndarray:
     """The box at ``start_zyx`` (voxels of ``source``, of shape ``shape_zyx``), as float32,
     padded with the mean of its inside voxels."""
-    lo = np.maximum(start_zyx, 0)
-    hi = np.minimum(start_zyx + box, shape_zyx)
-    part = np.array(source[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]],
-                    dtype=np.float32)
+    inner = inside_slices(start_zyx, box, shape_zyx)
+    src = tuple(slice(sl.start + int(o), sl.stop + int(o)) for sl, o in zip(inner, start_zyx))
+    part = np.array(source[src], dtype=np.float32)
     if part.shape == (box, box, box):
         return part
     out = np.full((box, box, box), part.mean(dtype=np.float64), dtype=np.float32)
-    a = lo - start_zyx
-    out[a[0]:a[0] + part.shape[0], a[1]:a[1] + part.shape[1], a[2]:a[2] + part.shape[2]] = part
+    out[inner] = part
     return out
 
 
