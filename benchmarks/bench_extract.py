@@ -27,11 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-RUNNER = ("import resource, sys\n"
+# Peak RSS from /proc/self/status VmHWM, the high-water mark of this process's own memory:
+# getrusage's ru_maxrss survives exec on Linux, so a child would report this parent's peak
+# (which made the 2 GiB tomogram through a writable map).
+RUNNER = ("import sys\n"
           "from cryoet_integration.cli import main\n"
           "code = main(sys.argv[1:])\n"
-          "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-          "print('MAXRSS_KB', rss, file=sys.stderr)\n"
+          "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+          "print('MAXRSS_KB', hwm[0], file=sys.stderr)\n"
           "sys.exit(code)")
 
 
