@@ -103,10 +103,10 @@ def map_cc(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
 
-def run_relion(relion: Path, folder: Path, star: str, out: str) -> np.ndarray:
-    """``relion_reconstruct --i STAR --o OUT --3d_rot`` in ``folder``; the map."""
-    proc = subprocess.run([str(relion), "--i", star, "--o", out, "--3d_rot"], cwd=folder,
-                          capture_output=True, text=True, timeout=600)
+def run_relion(relion: Path, folder: Path, star: str, out: str, *extra: str) -> np.ndarray:
+    """``relion_reconstruct --i STAR --o OUT --3d_rot [EXTRA]`` in ``folder``; the map."""
+    proc = subprocess.run([str(relion), "--i", star, "--o", out, "--3d_rot", *extra],
+                          cwd=folder, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return np.asarray(read_volume(folder / out).data, dtype=np.float32)
 
@@ -193,6 +193,16 @@ def test_relion_averages_true_orientations(simulated, extracted, relion, relion_
     assert true >= 0.8
     assert true >= transposed + 0.1
     assert true >= zero + 0.1
+
+
+def test_relion_weights_by_our_wedge(simulated, extracted, relion, relion_true_map):
+    """RELION reads our rlnCtfImage (the missing-wedge weight) with ``--ctf`` and still
+    gives the particle."""
+    folder, star = extracted["dir"], extracted["star"]
+    weighted = run_relion(relion, folder, star.name, "relion_wedge.mrc", "--ctf")
+    cc = particle_cc(weighted, simulated["voxel_size"])
+    print(f"RELION --ctf (wedge-weighted) CC {cc:.3f}")
+    assert cc >= 0.8 and map_cc(weighted, relion_true_map) >= 0.8
 
 
 def test_cryovis_average_matches_relion(simulated, extracted, relion_true_map, capsys,

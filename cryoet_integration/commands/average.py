@@ -37,7 +37,7 @@ def register(subparsers) -> None:
                     "origin shifts, weighting by the summed missing wedges (rlnCtfImage) "
                     "when given. Writes OUT, OUT's _half1/_half2 maps (rlnRandomSubset, else "
                     "alternate particles) and _fsc.png; reports the FSC 0.143 and 0.5 "
-                    f"resolutions in Å. {CREATES_DIRS}.")
+                    f"resolutions in Å ({CREATES_DIRS}).")
     p.add_argument("particles", type=Path, metavar="PARTICLES",
                    help="RELION 3.1 subtomogram STAR (rlnImageName)")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="average (.mrc)")

@@ -40,14 +40,14 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "extract", help="cut subtomograms around picks (RELION 3.1 STAR or Dynamo folder)",
         description="Cut a box^3 subtomogram around each pick of PICKS (any particle format "
-                    "cryovis reads) from TOMO (memory-mapped, read slab by slab). Crops are "
+                    "cryovis reads) from TOMO (memory-mapped, read box by box). Crops are "
                     "whole voxels centred on the pick's nearest voxel (voxel box//2 of the "
                     "box); the sub-voxel remainder goes into rlnOrigin*Angst (= -remainder x "
                     "voxel size: RELION's position is coordinate - origin) or Dynamo's dx/dy/dz. "
                     f"RELION: DIR/{TABLES['relion3']} + subtomo_NNNNNN.mrc; Dynamo: "
                     f"DIR/{TABLES['dynamo']} + particle_NNNNN.em. With a tilt range "
                     f"(--tilt-range, or TOMO's .json/.tlt sidecar) DIR/{WEDGE_FILE} is the "
-                    f"missing-wedge weight every particle names as rlnCtfImage. {CREATES_DIRS}.")
+                    f"missing-wedge weight every particle names as rlnCtfImage ({CREATES_DIRS}).")
     p.add_argument("tomogram", type=Path, metavar="TOMO", help="tomogram (MRC/EM/TIFF)")
     p.add_argument("picks", type=Path, metavar="PICKS", help="particle file")
     p.add_argument("--box", type=int, required=True, metavar="N", help="box edge in voxels")
