@@ -133,7 +133,7 @@ def write_dynamo_crop_table(path: Path, tags: np.ndarray, centres_xyz: np.ndarra
     cols[:, 23:26] = np.asarray(centres_xyz, dtype=float) + 1.0
     cols[:, 35] = voxel_size
     integer = {0, 1, 2, 19, 21}
-    lines = [" ".join(str(int(v)) if c in integer else f"{v:.6g}" for c, v in enumerate(row))
+    lines = [" ".join(str(int(v)) if c in integer else f"{v:.6f}" for c, v in enumerate(row))
              for row in cols]
     with atomic_path(path, overwrite) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
