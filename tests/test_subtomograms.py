@@ -350,18 +350,28 @@ def test_relion5_pre_rotated_equals_relion4_and_dynamo(simulated, tmp_path, caps
             assert np.array_equal(a, b), (name, image)
 
 
-def test_dynamo_particle_folder(simulated, tmp_path, capsys):
-    """``--format dynamo``: particle_NNNNN.em + crop.tbl whose positions (x + dx) are the
-    true picks; the same voxels as the RELION subtomograms."""
+def test_dynamo_particle_folder(simulated, relion_true_map, tmp_path, capsys):
+    """``--format dynamo`` (odd box allowed): particle_NNNNN.em + crop.tbl whose positions
+    (x + dx) are the true picks, wedge in the tilt-range columns; ``cryovis average`` of the
+    folder gives the particle too."""
     tomo, csv = simulated["tomogram"], simulated["csv"]
-    info = extract([str(tomo), str(csv), "--box", "41", "--out", str(tmp_path / "dyn"),
-                    "--format", "dynamo"], capsys)
+    out = tmp_path / "dyn"
+    info = extract([str(tomo), str(csv), "--box", "41", "--out", str(out), "--format",
+                    "dynamo", "--invert", "--normalise"], capsys)
     assert info["n_extracted"] == len(simulated["table"])
-    back = read_particles(tmp_path / "dyn" / "crop.tbl")
+    back = read_particles(out / "crop.tbl")
     assert np.allclose(positions_voxels(back), positions_voxels(simulated["table"]), atol=1e-4)
     assert np.allclose(orientations(back), orientations(simulated["table"]), atol=1e-4)
-    first = read_volume(tmp_path / "dyn" / "particle_00001.em").data
-    assert first.shape == (41,) * 3
+    cols = np.loadtxt(out / "crop.tbl", ndmin=2)
+    assert (cols[:, 12] == 1).all() and np.allclose(cols[:, 13:15], TILT)
+    assert read_volume(out / "particle_00001.em").data.shape == (41,) * 3
+    assert main(["average", str(out / "crop.tbl"), "--out", str(tmp_path / "dyn.mrc"),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["wedge_weighted"] and result["rotated"]
+    cc = particle_cc(np.asarray(read_volume(tmp_path / "dyn.mrc").data), simulated["voxel_size"])
+    print(f"cryovis average of the Dynamo folder: CC {cc:.3f}")
+    assert cc >= 0.8
 
 
 def test_edge_picks_padded_or_dropped(simulated, tmp_path, capsys):

@@ -1,6 +1,7 @@
 """``cryovis average PARTICLES --out avg.mrc``: subtomogram average, half maps and FSC.
 
-PARTICLES is a RELION 3.1 subtomogram STAR (``cryovis extract``'s or RELION's). Writes
+PARTICLES is a RELION 3.1 subtomogram STAR (``cryovis extract``'s or RELION's) or a Dynamo
+particle folder's table (``cryovis extract --format dynamo``'s). Writes
 ``avg.mrc``, ``avg_half1.mrc``, ``avg_half2.mrc`` and ``avg_fsc.png``; the 0.143 and 0.5
 resolutions go to stderr and ``--json``. The library is ``subtomograms.average``.
 """
@@ -32,14 +33,16 @@ def register(subparsers) -> None:
     """Add the ``average`` subcommand."""
     p = subparsers.add_parser(
         "average", help="average subtomograms under their orientations, with half-map FSC",
-        description="Average the subtomograms a RELION 3.1 subtomogram STAR lists under their "
-                    "orientations (rlnAngleRot/Tilt/Psi; none: unrotated, said so) and "
-                    "origin shifts, weighting by the summed missing wedges (rlnCtfImage) "
-                    "when given. Writes OUT, OUT's _half1/_half2 maps (rlnRandomSubset, else "
-                    "alternate particles) and _fsc.png; reports the FSC 0.143 and 0.5 "
-                    f"resolutions in Å ({CREATES_DIRS}).")
+        description="Average the subtomograms a RELION 3.1 subtomogram STAR (or a Dynamo "
+                    "particle folder's .tbl) lists under their orientations "
+                    "(rlnAngleRot/Tilt/Psi; none: unrotated, said so) and origin shifts, "
+                    "weighting by the summed missing wedges (rlnCtfImage, or Dynamo's tilt "
+                    "range columns) when given. Writes OUT, OUT's _half1/_half2 maps "
+                    "(rlnRandomSubset, else alternate particles) and _fsc.png; reports the "
+                    f"FSC 0.143 and 0.5 resolutions in Å ({CREATES_DIRS}).")
     p.add_argument("particles", type=Path, metavar="PARTICLES",
-                   help="RELION 3.1 subtomogram STAR (rlnImageName)")
+                   help="RELION 3.1 subtomogram STAR (rlnImageName), or a Dynamo particle "
+                        "folder's table (.tbl beside particle_NNNNN.em)")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="average (.mrc)")
     add_threads(p)
     add_force(p)
@@ -57,7 +60,7 @@ def plan(args: argparse.Namespace) -> tuple[Any, int, dict[str, Path]]:
     """Check PARTICLES and the outputs before any work: (the set, box, outputs)."""
     from formats import FormatError, read_volume
 
-    from ..subtomograms.tables import read_subtomogram_set
+    from ..subtomograms.tables import read_dynamo_set, read_subtomogram_set
 
     if args.out.suffix.lower() != ".mrc":
         raise CryovisError(f"{args.out}: the average must be an .mrc file")
@@ -65,7 +68,8 @@ def plan(args: argparse.Namespace) -> tuple[Any, int, dict[str, Path]]:
     check_outputs(outputs.values(), args.force)
     if not args.particles.is_file():
         raise CryovisError(f"{args.particles}: no such file")
-    subset = read_subtomogram_set(args.particles)
+    dynamo = args.particles.suffix.lower() == ".tbl"
+    subset = (read_dynamo_set if dynamo else read_subtomogram_set)(args.particles)
     missing = [p for p in subset.images + (subset.ctf_images or []) if not p.is_file()]
     if missing:
         raise CryovisError(f"{missing[0]}: no such file (named by {args.particles}; "
@@ -87,9 +91,9 @@ def particles(subset: Any, box: int) -> Iterator[tuple]:
     distinct weight file once)."""
     from formats import FormatError, read_volume
 
-    from ..subtomograms.average import centred_weight
+    from ..subtomograms.average import centred_weight, wedge_weight
 
-    weights: dict[Path, np.ndarray] = {}
+    weights: dict[Any, np.ndarray] = {}
     for i, path in enumerate(subset.images):
         try:
             data = np.asarray(read_volume(path).data, dtype=np.float32)
@@ -107,6 +111,11 @@ def particles(subset: Any, box: int) -> Iterator[tuple]:
                 except (FormatError, ValueError) as exc:
                     raise CryovisError(f"{name}: {exc}") from None
             weight = weights[name]
+        elif subset.tilt_ranges is not None:
+            key = tuple(float(t) for t in subset.tilt_ranges[i])
+            if key not in weights:
+                weights[key] = wedge_weight(box, key)
+            weight = weights[key]
         yield data, subset.matrices[i], subset.shifts_xyz[i], weight, int(subset.subsets[i])
 
 
@@ -120,10 +129,11 @@ def run(args: argparse.Namespace) -> int:
     report = Report("average")
     subset, box, outputs = plan(args)
     n = len(subset.images)
+    weighted = subset.ctf_images is not None or subset.tilt_ranges is not None
     if not subset.has_angles:
         report.say(f"{args.particles}: no rlnAngleRot/Tilt/Psi: averaging without rotation")
     report.say(f"{args.particles}: {n} subtomograms of {box}^3 at {subset.pixel_size:g} Å, "
-               f"{'missing-wedge weighted' if subset.ctf_images else 'no wedge weights'}")
+               f"{'missing-wedge weighted' if weighted else 'no wedge weights'}")
     with use_threads(args.threads), report.bar("particles", n) as update:
         result = average_subtomograms(particles(subset, box), box, subset.pixel_size,
                                       progress=lambda done: update(done, n))
@@ -137,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {"command": "average", "particles": str(args.particles), "n_particles": n,
                "half_counts": list(result.counts), "box": box,
                "pixel_size_angst": subset.pixel_size, "rotated": subset.has_angles,
-               "wedge_weighted": subset.ctf_images is not None,
+               "wedge_weighted": weighted,
                "resolution_fsc0143_angst": res["0.143"], "resolution_fsc05_angst": res["0.5"],
                "fsc": [[float(s), float(v)] for s, v in zip(result.shells, result.fsc)],
                "outputs": {k: str(v) for k, v in outputs.items()}}

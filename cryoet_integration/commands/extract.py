@@ -260,7 +260,7 @@ def write_tables(job: ExtractJob, args: argparse.Namespace, stage: Path,
             ctf_images=[WEDGE_FILE] * len(job.names) if job.tilt else None)
     else:
         write_dynamo_crop_table(stage / TABLES["dynamo"], np.arange(1, len(keep) + 1),
-                                crop_centres, shifts, matrices, classes, vs)
+                                crop_centres, shifts, matrices, classes, vs, job.tilt)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -114,11 +114,14 @@ def write_relion_subtomograms(path: Path, image_names: Sequence[str], centres_xy
 
 def write_dynamo_crop_table(path: Path, tags: np.ndarray, centres_xyz: np.ndarray,
                             shifts_xyz: np.ndarray, matrices: np.ndarray, classes: np.ndarray,
-                            voxel_size: float, overwrite: bool = False) -> None:
+                            voxel_size: float, tilt_range: tuple[float, float] | None = None,
+                            overwrite: bool = False) -> None:
     """Write the Dynamo table of a particle folder (36 columns, see the module's doc).
 
     ``tags`` (N,) 1-based particle tags; ``centres_xyz`` (N, 3) integer crop centres and
     ``shifts_xyz`` the remainders, voxels ``x, y, z`` (0-based; written 1-based).
+    ``tilt_range`` (degrees): Dynamo's wedge, ftype 1 (single axis about y) with columns
+    14-15 ymintilt, ymaxtilt.
     """
     from formats import atomic_path, euler
 
@@ -128,11 +131,14 @@ def write_dynamo_crop_table(path: Path, tags: np.ndarray, centres_xyz: np.ndarra
     cols[:, 1:3] = 1  # aligned, averaged
     cols[:, 3:6] = shifts_xyz
     cols[:, 6:9] = euler.matrix_to_dynamo(np.asarray(matrices, dtype=float).reshape(n, 3, 3))
+    if tilt_range is not None:
+        cols[:, 12] = 1
+        cols[:, 13:15] = sorted(tilt_range)
     cols[:, 19] = 1  # tomogram index
     cols[:, 21] = classes
     cols[:, 23:26] = np.asarray(centres_xyz, dtype=float) + 1.0
     cols[:, 35] = voxel_size
-    integer = {0, 1, 2, 19, 21}
+    integer = {0, 1, 2, 12, 19, 21}
     lines = [" ".join(str(int(v)) if c in integer else f"{v:.6f}" for c, v in enumerate(row))
              for row in cols]
     with atomic_path(path, overwrite) as tmp:
@@ -146,6 +152,7 @@ class SubtomogramSet:
     Attributes:
         images: (N,) subtomogram paths (resolved against the STAR's folder).
         ctf_images: (N,) rlnCtfImage paths, or None when the file has none.
+        tilt_ranges: (N, 2) tilt ranges (degrees) of Dynamo's wedge columns, or None.
         shifts_xyz: (N, 3) particle centre minus box centre in each subtomogram, voxels
             (``-rlnOrigin*Angst / pixel``).
         matrices: (N, 3, 3) orientations (reference -> tomogram).
@@ -156,6 +163,7 @@ class SubtomogramSet:
 
     images: list[Path]
     ctf_images: list[Path] | None
+    tilt_ranges: np.ndarray | None
     shifts_xyz: np.ndarray
     matrices: np.ndarray
     has_angles: bool
@@ -215,5 +223,31 @@ def read_subtomogram_set(path: Path) -> SubtomogramSet:
     else:
         subsets = np.arange(n) % 2 + 1
     has_angles = {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"} <= set(particles.columns)
-    return SubtomogramSet(images, ctf, -origin, orientations(table), has_angles, subsets,
+    return SubtomogramSet(images, ctf, None, -origin, orientations(table), has_angles, subsets,
                           pixel)
+
+
+def read_dynamo_set(path: Path) -> SubtomogramSet:
+    """Read a Dynamo particle folder's table (``cryovis extract --format dynamo``'s, or
+    Dynamo's ``crop.tbl``): ``particle_%05d.em`` by tag beside it, dx/dy/dz as the shifts,
+    the wedge from ftype 1 tilt ranges, pixel size from column 36."""
+    from formats import FormatError, orientations, read_particles
+
+    from ..errors import CryovisError
+
+    try:
+        cols = np.loadtxt(path, ndmin=2, comments="#")
+        table = read_particles(path, format="dynamo")
+    except (ValueError, FormatError) as exc:
+        raise CryovisError(f"{path}: not a Dynamo table ({exc})") from None
+    if cols.shape[1] < 26:
+        raise CryovisError(f"{path}: a Dynamo table has at least 26 columns, got {cols.shape[1]}")
+    pixel = float(cols[0, 35]) if cols.shape[1] > 35 else 0.0
+    if not pixel > 0:
+        raise CryovisError(f"{path}: no pixel size (column 36, apix) for the subtomograms")
+    images = [path.parent / f"particle_{int(t):05d}.em" for t in cols[:, 0]]
+    wedge = cols[:, 12] == 1 if cols.shape[1] > 14 else np.zeros(len(cols), bool)
+    tilts = cols[:, 13:15] if wedge.all() else None
+    n = len(cols)
+    return SubtomogramSet(images, None, tilts, cols[:, 3:6].copy(), orientations(table),
+                          bool(np.any(cols[:, 6:9] != 0)), np.arange(n) % 2 + 1, pixel)
