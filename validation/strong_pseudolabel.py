@@ -150,9 +150,11 @@ def score(work: Path, models: dict[str, str], rules: list[str], threads: int) ->
             for name, model in models.items() if seed != PAINTED_SEED else ():
                 stem = work / f"net_{name}_{seed}_{rule}.mrc"
                 labels = work / f"net_{name}_{seed}_{rule}_labels.mrc"
-                _cryovis("segment", tomo, "--model", model, "--out", str(stem),
-                         "--labels-out", str(labels), "--priors", rule, "--precision", "fp32",
-                         "--threads", str(threads), "--force")
+                weights = Path(model).with_suffix(".pt")
+                if not labels.exists() or labels.stat().st_mtime < weights.stat().st_mtime:
+                    _cryovis("segment", tomo, "--model", model, "--out", str(stem),
+                             "--labels-out", str(labels), "--priors", rule, "--precision",
+                             "fp32", "--threads", str(threads), "--force")
                 outputs[f"network ({name})"] = (stem, labels)
             for method, (stem, labels) in outputs.items():
                 membrane = np.asarray(read_volume(stem.with_name(
