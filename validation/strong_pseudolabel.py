@@ -201,6 +201,7 @@ def figure(work: Path, model_name: str, out: Path, seed: int = HELD_OUT_SEEDS[0]
     if not render.exists():
         _cryovis("render", str(work / f"tomo_{seed}.mrc"), "--classes", str(net), "--out",
                  str(render), "--size", "480x360", "--elevation", "35", "--threads", "1",
+                 "--colors", "#e69900,#59b3e6",
                  "--force")
 
     def gray(s):
