@@ -48,11 +48,11 @@ def fit_mesh(fit: InstanceFit, voxel_size: float, near: float | None = None):
         return None
     mesh = trimesh.util.concatenate(parts) if len(parts) > 1 else parts[0]
     if fit.model == "sheet":
-        normal = _sheet_normal(fit)
-        if np.mean(mesh.vertex_normals @ normal) < 0:
-            mesh.invert()
-    elif mesh.volume < 0:  # marching cubes winds by the field's sign: make normals outward
-        mesh.invert()
+        flip = np.mean(mesh.vertex_normals @ _sheet_normal(fit)) < 0
+    else:  # marching cubes winds by the field's sign: make normals outward
+        flip = mesh.volume < 0
+    if flip:  # a new mesh rather than invert(), whose cached normals can stay unflipped
+        mesh = trimesh.Trimesh(mesh.vertices, mesh.faces[:, ::-1], process=False)
     return mesh
 
 

@@ -172,7 +172,8 @@ def fit_instance(coords_xyz: np.ndarray, shape: tuple[int, int, int], thickness:
         shape: the tomogram's shape ``(z, y, x)``.
         thickness: membrane thickness (voxels); sets the thinning cell.
         alpha: exterior anchor factor of the implicit surface (the paper's 1.2).
-        models: the models to try.
+        models: the models to choose from (an ellipsoid is fitted for the implicit
+            surface's anchors in any case).
     """
     pts = thin_points(np.asarray(coords_xyz, dtype=float), max(2.0, 0.8 * thickness))
     held = np.zeros(len(pts), dtype=bool)
@@ -189,8 +190,9 @@ def fit_instance(coords_xyz: np.ndarray, shape: tuple[int, int, int], thickness:
         got = fit_ellipsoid(fit_pts, min_radius=max(1.0, thickness), max_radius=extent)
         if got is not None:
             ellipsoid = got[0]
-            residuals["ellipsoid"] = float(np.sqrt(np.mean(ellipsoid.distance(val_pts) ** 2)))
-            fits["ellipsoid"] = ellipsoid
+            if "ellipsoid" in models:
+                residuals["ellipsoid"] = float(np.sqrt(np.mean(ellipsoid.distance(val_pts) ** 2)))
+                fits["ellipsoid"] = ellipsoid
     if around and "implicit" in models:
         enclosing = None
         centre = pts.mean(0)
@@ -315,12 +317,15 @@ def _sheet_field(sheet: HeightField, pts: np.ndarray, shape: tuple[int, int, int
 
 
 def mid_surface_distance(fit: InstanceFit, coords_xyz: np.ndarray) -> np.ndarray:
-    """First-order distance (voxels) of voxel coordinates ``(n, 3)`` inside the box to the
-    fitted mid-surface: ``|field| / |grad field|`` on the box grid."""
-    grads = np.gradient(fit.field)
+    """Euclidean distance (voxels) of voxel coordinates ``(n, 3)`` inside the box to the
+    fitted mid-surface (its one-voxel zero set, :func:`zero_set`)."""
+    from scipy import ndimage
+
+    thin = zero_set(fit)
+    if not thin.any():
+        return np.zeros(0)
     idx = tuple((np.rint(coords_xyz[:, ::-1]).astype(int) - fit.offset).T)
-    gnorm = np.sqrt(sum(g[idx] ** 2 for g in grads))
-    return np.abs(fit.field[idx]) / np.maximum(gnorm, 1e-6)
+    return ndimage.distance_transform_edt(~thin)[idx]
 
 
 def band_thickness(distances: np.ndarray) -> float:
@@ -334,11 +339,9 @@ def band_thickness(distances: np.ndarray) -> float:
     return float(4 * d.mean() / 0.95)
 
 
-def shell(fit: InstanceFit, thickness: float) -> np.ndarray:
-    """The fitted membrane on the box ``[z, y, x]`` (bool): the zero level set thinned to one
-    voxel (voxels on the inner side of a sign change), dilated to ``thickness`` voxels."""
-    from scipy import ndimage
-
+def zero_set(fit: InstanceFit) -> np.ndarray:
+    """The fitted zero level set on the box ``[z, y, x]`` (bool), thinned to one voxel: the
+    voxels on the inner side of a sign change, within the surface's domain."""
     neg = fit.field <= 0
     # edge padding: the box faces are not sign changes
     padded = np.pad(neg, 1, mode="edge")
@@ -349,7 +352,15 @@ def shell(fit: InstanceFit, thickness: float) -> np.ndarray:
             idx = [slice(1, n[0] + 1), slice(1, n[1] + 1), slice(1, n[2] + 1)]
             idx[axis] = slice(shift, shift + n[axis])
             thin |= neg & ~padded[tuple(idx)]
-    thin &= fit.domain
+    return thin & fit.domain
+
+
+def shell(fit: InstanceFit, thickness: float) -> np.ndarray:
+    """The fitted membrane on the box ``[z, y, x]`` (bool): the zero set thinned to one
+    voxel (:func:`zero_set`) dilated to ``thickness`` voxels."""
+    from scipy import ndimage
+
+    thin = zero_set(fit)
     if not thin.any():
         return thin
     radius = max(0.0, (thickness - 1) / 2)
