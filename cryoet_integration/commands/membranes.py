@@ -197,7 +197,7 @@ def run_fit(args, report: Report, mask, voxel_size: float, origin, source: str,
     summary = {"outputs": files, "info": result.info, "membranes": result.table}
     if picks is not None:
         summary["picks"] = write_oriented_picks(
-            picks, picks_out, result, vs, args.prior_distance, args.force)
+            picks, picks_out, result, vs, mask.shape, args.prior_distance, args.force)
     info = result.info
     report.summary(f"{info['instances']} membrane(s) ({info['closed']} closed, "
                    f"{info['sheets']} sheet(s)) from {info['components']} component(s); "
@@ -205,10 +205,11 @@ def run_fit(args, report: Report, mask, voxel_size: float, origin, source: str,
     return summary
 
 
-def write_oriented_picks(picks, path: Path, result, voxel_size: float,
+def write_oriented_picks(picks, path: Path, result, voxel_size: float, shape_zyx,
                          prior_distance: float | None, force: bool) -> dict:
     """Give picks near a membrane its normal as orientation (and RELION priors); write them
-    to ``path`` in the format its extension names."""
+    to ``path`` in the format its extension names (RELION 5 centred coordinates use the
+    mask's size ``shape_zyx`` and voxel size, Å, as the tomogram's)."""
     import numpy as np
 
     from formats import detect_format, orientations, set_orientations, write_particles
@@ -222,14 +223,18 @@ def write_oriented_picks(picks, path: Path, result, voxel_size: float,
     normals, ids, dist = nearest_normals(xyz, surf_xyz, surf_n, surf_ids, limit)
     near = ids > 0
     oriented = picks.copy()
-    matrices = orientations(oriented)
+    matrices = np.array(orientations(oriented))
     if near.any():
         matrices[near] = normal_matrices(normals[near])
     set_orientations(oriented, matrices)
     oriented["membrane_id"] = ids
     oriented["membrane_distance_voxels"] = np.where(np.isfinite(dist), dist, np.nan)
     fmt = detect_format(path)
-    write_particles(path, oriented, format=fmt, overwrite=force)
+    options = {}
+    if fmt == "relion5":
+        options = {"tomo_size_xyz": "x".join(str(n) for n in shape_zyx[::-1]),
+                   "tilt_series_pixel_size": float(voxel_size or 1.0)}
+    write_particles(path, oriented, format=fmt, overwrite=force, **options)
     if fmt.startswith("relion"):
         _add_relion_priors(path)
     return {"path": str(path), "format": fmt, "n": int(len(picks)),

@@ -25,6 +25,14 @@ from .surfaces import (
 )
 
 MESH_FORMATS = ("obj", "ply", "stl")
+# the table's leading columns (every model's residual, the tilt-range figure and the mesh
+# file follow when present)
+TABLE_COLUMNS = ["id", "model", "closed", "residual_voxels", "observed_voxels",
+                 "fitted_voxels", "centroid_x_voxels", "centroid_y_voxels", "centroid_z_voxels",
+                 "centroid_x_angst", "centroid_y_angst", "centroid_z_angst",
+                 "thickness_voxels", "thickness_angst", "area_angst2", "volume_angst3",
+                 "mean_curvature_per_angst", "max_curvature_per_angst", "watertight",
+                 "uncertainty_mean_voxels", "uncertainty_max_voxels"]
 
 
 class MembraneInputError(ValueError):
@@ -242,7 +250,9 @@ def write_result(result: MembraneResult, out_dir: str | Path, stem: str, *,
         mesh_files[k] = str(target)
     rows = [dict(r, mesh=mesh_files.get(r["id"])) for r in result.table]
     with atomic_path(paths["csv"], overwrite) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
+        frame = pd.DataFrame(rows)
+        extra = [c for c in frame.columns if c not in TABLE_COLUMNS]
+        frame.reindex(columns=TABLE_COLUMNS + extra).to_csv(tmp, index=False)
     write_json(paths["json"], {"membranes": rows, "info": result.info}, overwrite=overwrite)
     xyz, normals, ids = result.surface_points
     table = make_table(xyz, voxel_size, normal_matrices(normals) if len(xyz) else None,
