@@ -103,8 +103,8 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
 
     fitted_soft = np.clip(ndimage.gaussian_filter(fitted.mask.astype(np.float32), 0.8) * 1.5,
                           0, 1)
-    render(np.asarray(sim.tomogram.data), [membrane, fitted_soft], camera=Camera(960, 720, azimuth=30,
-           elevation=25), out=view, overwrite=overwrite)
+    render(np.asarray(sim.tomogram.data), [membrane, fitted_soft],
+           camera=Camera(960, 720, azimuth=30, elevation=25), out=view, overwrite=overwrite)
     done("render", f"{view.name}")
 
     summary = {

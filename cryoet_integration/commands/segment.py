@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import CryovisError, require_engine
 from ..segmentation.device import resolve_device
+from .membranes import add_fit_options, check_existing, check_fit_options, run_fit
 from .options import (
     CREATES_DIRS,
     VOLUME_SUFFIXES,
@@ -28,7 +29,6 @@ from .options import (
     use_threads,
     write_json_result,
 )
-from .membranes import add_fit_options, check_existing, check_fit_options, run_fit
 from .progress import Report
 
 
