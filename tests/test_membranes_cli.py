@@ -129,3 +129,24 @@ def test_bad_input_is_refused_before_any_output(tmp_path, capsys):
     assert main(["membranes", str(flat), "--out", str(out)]) == 2
     assert "separates nothing" in capsys.readouterr().err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_segment_with_surfaces_runs_the_membrane_step(tmp_path, capsys):
+    pytest.importorskip("torch")
+    data = np.random.default_rng(0).normal(size=(24, 40, 36)).astype(np.float32)
+    data[10:13] -= 2.0  # a dark slab, like a membrane sheet in the x-y plane
+    tomo = tmp_path / "tomo.mrc"
+    write_volume(tomo, Volume(data, voxel_size=10.0))
+    surfaces = tmp_path / "surfaces"
+    code = main(["segment", str(tomo), "--out", str(tmp_path / "prob.mrc"), "--surfaces",
+                 str(surfaces), "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["surfaces"]["outputs"]["instances"].endswith("prob_instances.mrc")
+    inst = read_volume(surfaces / "prob_instances.mrc")
+    assert inst.data.shape == data.shape
+    # the outputs are refused the second time, before segmenting again
+    assert main(["segment", str(tomo), "--out", str(tmp_path / "prob2.mrc"), "--surfaces",
+                 str(surfaces)]) == 0
+    assert main(["segment", str(tomo), "--out", str(tmp_path / "prob3.mrc"), "--surfaces",
+                 str(surfaces / "prob2_refined.mrc")]) == 2
