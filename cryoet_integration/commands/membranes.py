@@ -45,6 +45,9 @@ def add_fit_options(parser) -> None:
                         help="merge regions closer than this, voxels (default 2)")
     parser.add_argument("--min-voxels", type=int, default=None,
                         help="smallest instance, voxels (default: a patch 6x6 thicknesses)")
+    parser.add_argument("--keep-observed", action="store_true",
+                        help="keep the input's membrane voxels in the refined mask too (the "
+                        "fit then only fills what the input misses)")
     parser.add_argument("--mesh-format", choices=MESH_FORMATS, default="obj",
                         help="mesh file format (default obj)")
 
@@ -191,7 +194,8 @@ def run_fit(args, report: Report, mask, voxel_size: float, origin, source: str,
     with report.bar("membranes") as update:
         result = fit_membranes(mask, vs or 1.0, thickness=args.thickness, tilt_range_deg=tilt,
                                alpha=args.alpha, min_voxels=args.min_voxels,
-                               merge_distance=args.merge_distance, progress=update)
+                               merge_distance=args.merge_distance,
+                               keep_observed=args.keep_observed, progress=update)
     files = write_result(result, out_dir, stem, voxel_size=vs, origin=origin,
                          mesh_format=args.mesh_format, overwrite=args.force)
     summary = {"outputs": files, "info": result.info, "membranes": result.table}

@@ -98,7 +98,7 @@ class MembraneResult:
 def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | None = None,
                   tilt_range_deg: tuple[float, float] | None = None, alpha: float = 1.2,
                   min_voxels: int | None = None, merge_distance: float = 2.0,
-                  point_spacing_angst: float | None = None,
+                  point_spacing_angst: float | None = None, keep_observed: bool = False,
                   progress: Callable[[int, int], None] | None = None) -> MembraneResult:
     """Instances, fitted surfaces and measurements of a membrane mask.
 
@@ -115,13 +115,18 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
         alpha: exterior anchor factor of the GP implicit surfaces (paper: 1.2).
         min_voxels, merge_distance: see :func:`instances.membrane_instances`.
         point_spacing_angst: spacing of the surface points (default 4 voxels).
+        keep_observed: the refined mask also keeps the input voxels of the instances (the
+            fitted surfaces then only add what the input misses; the thickness is no longer
+            uniform). Spurious regions the instance filters dropped stay dropped.
         progress: called with (done, total) instances.
 
     Returns:
-        A :class:`MembraneResult`; each table row holds ``id``, ``model``, ``closed``,
+        A :class:`MembraneResult` (``info["thickness_voxels"]``: the median over the refined
+        membranes); each table row holds ``id``, ``model``, ``closed``,
         ``residual_voxels`` (held-out RMS distance to the chosen surface) and every model's
         residual, ``observed_voxels``, ``fitted_voxels``, ``centroid_{x,y,z}_voxels`` and
-        ``_angst``, ``thickness_voxels``/``_angst``, ``area_angst2``, ``volume_angst3``,
+        ``_angst``, ``thickness_voxels``/``_angst`` (the refined band's voxels over its mid-surface area),
+        ``area_angst2``, ``volume_angst3``,
         ``mean_curvature_per_angst``, ``max_curvature_per_angst``, ``uncertainty_mean_voxels``,
         ``uncertainty_max_voxels``, and with a tilt range ``wedge_hidden_area_fraction``.
     """
@@ -142,12 +147,11 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
             progress(k - 1, total)
         coords = (np.argwhere(labels[sl] == k) + [s.start for s in sl])[:, ::-1].astype(float)
         fits.append((k, coords, fit_instance(coords, m.shape, t0, alpha=alpha)))
-    if thickness is None and fits:
-        # the input's thickness, measured across the fitted mid-surfaces
-        t = band_thickness(np.concatenate([mid_surface_distance(f, c) for _, c, f in fits]))
-    else:
-        t = t0
-    info["thickness_voxels"] = t
+    # Each band is cut at the input's thickness measured across its own fitted surface, in
+    # that surface's distance (self-consistent: a GP mean's first-order distance is not
+    # Euclidean); with --thickness every band is cut at it.
+    cuts = {k: (band_thickness(mid_surface_distance(f, c)) if thickness is None else t0)
+            for k, c, f in fits}
     refined = np.zeros(m.shape, dtype=bool)
     inst = np.zeros(m.shape, dtype=np.int32)
     unc = np.zeros(m.shape, dtype=np.float32)
@@ -156,7 +160,7 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
     spacing = point_spacing_angst or 4 * vs
     samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for k, coords, fit in fits:
-        band = shell(fit, t)
+        band = shell(fit, cuts[k])
         box = tuple(slice(o, o + n) for o, n in zip(fit.offset, band.shape))
         free = band & (inst[box] == 0)
         inst[box][free] = k
@@ -173,8 +177,8 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
         row.update({"centroid_x_voxels": float(cx), "centroid_y_voxels": float(cy),
                     "centroid_z_voxels": float(cz), "centroid_x_angst": float(cx * vs),
                     "centroid_y_angst": float(cy * vs), "centroid_z_angst": float(cz * vs),
-                    "thickness_voxels": round(t, 3), "thickness_angst": round(t * vs, 2)})
-        mesh = fit_mesh(fit, vs, near=max(3.0, t))
+                    })
+        mesh = fit_mesh(fit, vs, near=max(3.0, t0))
         stats = {"area_angst2": None, "volume_angst3": None, "mean_curvature_per_angst": None,
                  "max_curvature_per_angst": None, "watertight": False}
         if mesh is not None:
@@ -188,20 +192,31 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
                 row["wedge_hidden_area_fraction"] = round(
                     float(mesh.area_faces[hidden].sum() / max(mesh.area, 1e-12)), 4)
         row.update(stats)
+        # the refined band's thickness: its voxels over its mid-surface area (voxels^2)
+        t_k = band.sum() / (stats["area_angst2"] / vs ** 2) if stats["area_angst2"] else t0
+        row.update({"thickness_voxels": round(float(t_k), 3),
+                    "thickness_angst": round(float(t_k) * vs, 2)})
         u = fit.std[band]
         row["uncertainty_mean_voxels"] = float(u.mean()) if u.size else None
         row["uncertainty_max_voxels"] = float(u.max()) if u.size else None
         rows.append(row)
     if progress is not None:
         progress(total, total)
+    if keep_observed:
+        kept = (labels > 0) & ~refined
+        inst[kept] = labels[kept]
+        refined |= labels > 0
     if samples:
         surface = tuple(np.concatenate(parts) for parts in zip(*samples))
     else:
         surface = (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=int))
+    done = [r["thickness_voxels"] for r in rows]
+    info["thickness_voxels"] = float(np.median(done)) if done else t0
     info.update({"voxel_size_angst": vs, "alpha": alpha,
                  "closed": int(sum(r["closed"] and r["model"] != "sheet" for r in rows)),
                  "sheets": int(sum(r["model"] == "sheet" for r in rows)),
                  "input_voxels": int(m.sum()), "refined_voxels": int(refined.sum()),
+                 "keep_observed": bool(keep_observed),
                  "tilt_range_deg": list(tilt_range_deg) if tilt_range_deg else None})
     return MembraneResult(refined.astype(np.uint8), inst, labels, unc, meshes, rows,
                           surface, info)
