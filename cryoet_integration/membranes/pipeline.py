@@ -125,8 +125,8 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
         membranes); each table row holds ``id``, ``model``, ``closed``,
         ``residual_voxels`` (held-out RMS distance to the chosen surface) and every model's
         residual, ``observed_voxels``, ``fitted_voxels``, ``centroid_{x,y,z}_voxels`` and
-        ``_angst``, ``thickness_voxels``/``_angst`` (the refined band's voxels over its mid-surface area),
-        ``area_angst2``, ``volume_angst3``,
+        ``_angst``, ``thickness_voxels``/``_angst`` (the refined band's voxels over its
+        mid-surface area), ``area_angst2``, ``volume_angst3``,
         ``mean_curvature_per_angst``, ``max_curvature_per_angst``, ``uncertainty_mean_voxels``,
         ``uncertainty_max_voxels``, and with a tilt range ``wedge_hidden_area_fraction``.
     """
