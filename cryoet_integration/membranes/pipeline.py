@@ -20,6 +20,7 @@ from .surfaces import (
     InstanceFit,
     band_thickness,
     fit_instance,
+    mesh_distance,
     mid_surface_distance,
     shell,
 )
@@ -106,7 +107,7 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
         mask: binary membrane mask ``[z, y, x]``.
         voxel_size: Å per voxel (1 when unknown: Å figures are then voxels).
         thickness: refined membrane thickness (voxels); default: measured on ``mask``, as
-            four times the mean distance of its voxels to the fitted mid-surfaces
+            four times the mean distance of its voxels to the fitted mid-surfaces' meshes
             (:func:`surfaces.band_thickness`; a first estimate from the mask's area,
             :func:`instances.thickness_voxels`, sets the instance filters).
         tilt_range_deg: the tilt series' range (degrees, about y): each membrane then
@@ -121,12 +122,10 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
         progress: called with (done, total) instances.
 
     Returns:
-        A :class:`MembraneResult` (``info["thickness_voxels"]``: the median over the refined
-        membranes); each table row holds ``id``, ``model``, ``closed``,
+        A :class:`MembraneResult`; each table row holds ``id``, ``model``, ``closed``,
         ``residual_voxels`` (held-out RMS distance to the chosen surface) and every model's
         residual, ``observed_voxels``, ``fitted_voxels``, ``centroid_{x,y,z}_voxels`` and
-        ``_angst``, ``thickness_voxels``/``_angst`` (the refined band's voxels over its
-        mid-surface area), ``area_angst2``, ``volume_angst3``,
+        ``_angst``, ``thickness_voxels``/``_angst``, ``area_angst2``, ``volume_angst3``,
         ``mean_curvature_per_angst``, ``max_curvature_per_angst``, ``uncertainty_mean_voxels``,
         ``uncertainty_max_voxels``, and with a tilt range ``wedge_hidden_area_fraction``.
     """
@@ -147,20 +146,30 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
             progress(k - 1, total)
         coords = (np.argwhere(labels[sl] == k) + [s.start for s in sl])[:, ::-1].astype(float)
         fits.append((k, coords, fit_instance(coords, m.shape, t0, alpha=alpha)))
-    # Each band is cut at the input's thickness measured across its own fitted surface, in
-    # that surface's distance (self-consistent: a GP mean's first-order distance is not
-    # Euclidean); with --thickness every band is cut at it.
-    cuts = {k: (band_thickness(mid_surface_distance(f, c)) if thickness is None else t0)
-            for k, c, f in fits}
+    meshes: dict[int, Any] = {}
+    dists: dict[int, np.ndarray] = {}
+    reach = 2.0 + (t0 if thickness is None else float(thickness))
+    for k, _, fit in fits:
+        mesh = fit_mesh(fit, vs, near=max(3.0, t0))
+        if mesh is not None:
+            meshes[k] = mesh
+        verts = mesh.vertices / vs if mesh is not None else np.zeros((0, 3))
+        dists[k] = mesh_distance(fit, verts, reach)
+    if thickness is None and fits:
+        # the input's thickness across the fitted mid-surfaces: its voxels' distances to
+        # them are uniform on [0, t/2]
+        t = band_thickness(np.concatenate(
+            [mid_surface_distance(dists[k], f, c) for k, c, f in fits]))
+    else:
+        t = t0
     refined = np.zeros(m.shape, dtype=bool)
     inst = np.zeros(m.shape, dtype=np.int32)
     unc = np.zeros(m.shape, dtype=np.float32)
-    meshes: dict[int, Any] = {}
     rows: list[dict] = []
     spacing = point_spacing_angst or 4 * vs
     samples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for k, coords, fit in fits:
-        band = shell(fit, cuts[k])
+        band = shell(dists[k], t)
         box = tuple(slice(o, o + n) for o, n in zip(fit.offset, band.shape))
         free = band & (inst[box] == 0)
         inst[box][free] = k
@@ -178,11 +187,10 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
                     "centroid_z_voxels": float(cz), "centroid_x_angst": float(cx * vs),
                     "centroid_y_angst": float(cy * vs), "centroid_z_angst": float(cz * vs),
                     })
-        mesh = fit_mesh(fit, vs, near=max(3.0, t0))
+        mesh = meshes.get(k)
         stats = {"area_angst2": None, "volume_angst3": None, "mean_curvature_per_angst": None,
                  "max_curvature_per_angst": None, "watertight": False}
         if mesh is not None:
-            meshes[k] = mesh
             stats = mesh_statistics(mesh, fit.closed and fit.model != "sheet")
             pts, normals = sample_surface(mesh, spacing)
             samples.append((pts / vs, normals, np.full(len(pts), k)))
@@ -192,10 +200,7 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
                 row["wedge_hidden_area_fraction"] = round(
                     float(mesh.area_faces[hidden].sum() / max(mesh.area, 1e-12)), 4)
         row.update(stats)
-        # the refined band's thickness: its voxels over its mid-surface area (voxels^2)
-        t_k = band.sum() / (stats["area_angst2"] / vs ** 2) if stats["area_angst2"] else t0
-        row.update({"thickness_voxels": round(float(t_k), 3),
-                    "thickness_angst": round(float(t_k) * vs, 2)})
+        row.update({"thickness_voxels": round(t, 3), "thickness_angst": round(t * vs, 2)})
         u = fit.std[band]
         row["uncertainty_mean_voxels"] = float(u.mean()) if u.size else None
         row["uncertainty_max_voxels"] = float(u.max()) if u.size else None
@@ -210,8 +215,7 @@ def fit_membranes(mask: np.ndarray, voxel_size: float, *, thickness: float | Non
         surface = tuple(np.concatenate(parts) for parts in zip(*samples))
     else:
         surface = (np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=int))
-    done = [r["thickness_voxels"] for r in rows]
-    info["thickness_voxels"] = float(np.median(done)) if done else t0
+    info["thickness_voxels"] = t
     info.update({"voxel_size_angst": vs, "alpha": alpha,
                  "closed": int(sum(r["closed"] and r["model"] != "sheet" for r in rows)),
                  "sheets": int(sum(r["model"] == "sheet" for r in rows)),

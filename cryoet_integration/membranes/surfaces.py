@@ -320,25 +320,30 @@ def _sheet_field(sheet: HeightField, pts: np.ndarray, shape: tuple[int, int, int
                        closed=False, ellipsoid=ellipsoid)
 
 
-def surface_distance(fit: InstanceFit) -> np.ndarray:
-    """First-order distance (voxels) of every box voxel ``[z, y, x]`` to the fitted
-    mid-surface, ``|field| / |grad field|``, inf outside the surface's domain or where the
-    box holds no zero set. Exact for the ellipsoid's field and the sheet's height; for a
-    GP mean it is a monotone, smooth stand-in, and the thickness is measured and the band
-    cut with the same distance, so the refined band holds the input's thickness."""
-    inner, _ = zero_set(fit)
-    if not inner.any():
-        return np.full(fit.field.shape, np.inf, dtype=np.float32)
-    gnorm = np.sqrt(sum(g * g for g in np.gradient(fit.field)))
-    dist = np.abs(fit.field) / np.maximum(gnorm, 1e-6)
-    dist[~fit.domain] = np.inf
-    return dist.astype(np.float32)
+def mesh_distance(fit: InstanceFit, vertices_xyz: np.ndarray, reach: float
+                  ) -> np.ndarray:
+    """Euclidean distance (voxels) of the box voxels ``[z, y, x]`` within ``reach`` voxels of
+    the zero set to the nearest vertex of the surface's mesh (``(n, 3)`` x, y, z voxels,
+    about a voxel apart, so within a fraction of a voxel of the distance to the surface);
+    inf elsewhere."""
+    from scipy import ndimage
+    from scipy.spatial import cKDTree
+
+    inner, outer = zero_set(fit)
+    dist = np.full(fit.field.shape, np.inf, dtype=np.float32)
+    if not inner.any() or len(vertices_xyz) == 0:
+        return dist
+    near = ndimage.distance_transform_edt(~(inner | outer)) <= reach
+    idx = np.nonzero(near)
+    xyz = np.column_stack(idx)[:, ::-1] + np.asarray(fit.offset)[::-1]
+    dist[idx] = cKDTree(vertices_xyz).query(xyz)[0]
+    return dist
 
 
-def mid_surface_distance(fit: InstanceFit, coords_xyz: np.ndarray) -> np.ndarray:
-    """Distance (voxels) of voxel coordinates ``(n, 3)`` inside the box to the fitted
-    mid-surface (:func:`surface_distance`)."""
-    dist = surface_distance(fit)
+def mid_surface_distance(dist: np.ndarray, fit: InstanceFit, coords_xyz: np.ndarray
+                         ) -> np.ndarray:
+    """Distances (voxels) of voxel coordinates ``(n, 3)`` x, y, z inside the box, read from
+    a box distance map ``dist`` (:func:`mesh_distance`); the finite ones."""
     idx = tuple((np.rint(coords_xyz[:, ::-1]).astype(int) - fit.offset).T)
     d = dist[idx]
     return d[np.isfinite(d)]
@@ -375,9 +380,8 @@ def zero_set(fit: InstanceFit) -> tuple[np.ndarray, np.ndarray]:
     return inner & fit.domain, outer & fit.domain
 
 
-def shell(fit: InstanceFit, thickness: float) -> np.ndarray:
+def shell(dist: np.ndarray, thickness: float) -> np.ndarray:
     """The fitted membrane on the box ``[z, y, x]`` (bool): the zero set thinned to one
-    voxel either side (:func:`zero_set`), dilated to a band ``thickness`` voxels across
-    (:func:`surface_distance` <= thickness / 2; the thin layers always belong to it)."""
-    inner, outer = zero_set(fit)
-    return (surface_distance(fit) <= thickness / 2 + 1e-6) | inner | outer
+    voxel either side and dilated to a band ``thickness`` voxels across, i.e. the voxels
+    whose distance ``dist`` (:func:`mesh_distance`) to the surface is at most half of it."""
+    return dist <= thickness / 2 + 1e-6
