@@ -58,7 +58,8 @@ class ThinPlateGP:
         values: ``(n,)`` observed values of ``f``.
         big_r: ``R`` of the kernel, voxels (the largest distance in the evaluated domain).
         noise: observation noise variance as a fraction of the prior variance (the
-            regularisation the paper mentions for an ill-conditioned ``K_11``).
+            regularisation the paper mentions for an ill-conditioned ``K_11``), one value
+            or one per point.
         amplitude: prior standard deviation of ``f`` at a point: the kernel is scaled by
             ``amplitude^2 / R^d``, so the prior matches the values' scale (1 for the +-1
             anchors of an implicit surface; the heights' spread for a height field). The
@@ -68,7 +69,7 @@ class ThinPlateGP:
     points: np.ndarray
     values: np.ndarray
     big_r: float
-    noise: float = 1e-4
+    noise: float | np.ndarray = 1e-4
     amplitude: float = 1.0
 
     def __post_init__(self) -> None:
@@ -80,11 +81,12 @@ class ThinPlateGP:
         self._scale = self.amplitude ** 2 / self.big_r ** self.dim
         self.prior_var = self.amplitude ** 2
         k11 = self._k(_distances(self.points, self.points))
-        jitter = self.noise * self.prior_var
+        jitter = np.broadcast_to(np.asarray(self.noise, dtype=float), (len(k11),)) \
+            * self.prior_var
         for _ in range(6):
             try:
                 self._chol = scipy.linalg.cho_factor(
-                    k11 + jitter * np.eye(len(k11)), lower=True, check_finite=False)
+                    k11 + np.diag(jitter), lower=True, check_finite=False)
                 break
             except np.linalg.LinAlgError:
                 jitter *= 10
@@ -182,7 +184,8 @@ class ImplicitSurface:
 def fit_implicit_surface(points: np.ndarray, *, alpha: float = 1.2,
                          enclosing: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
                          n_rays: int = 24, n_shell: int = 48, big_r: float | None = None,
-                         noise: float = 1e-4, centroid: np.ndarray | None = None
+                         noise: float = 1e-4, anchor_noise: float = 0.05,
+                         centroid: np.ndarray | None = None
                          ) -> ImplicitSurface:
     """Fit a closed implicit surface through surface points (paper sections 4.3.2 and 5.2).
 
@@ -198,7 +201,8 @@ def fit_implicit_surface(points: np.ndarray, *, alpha: float = 1.2,
             anchors go on it scaled by ``2 - alpha``.
         big_r: kernel ``R`` (voxels); default: the diameter of the anchors' bounding box,
             so every distance in the fitted region is below ``R``.
-        noise: see :class:`ThinPlateGP`.
+        noise: noise variance of the surface points (see :class:`ThinPlateGP`).
+        anchor_noise: noise variance of the anchors (their values are guesses).
         centroid: interior anchor (default: the mean of ``points``).
 
     Returns:
@@ -228,4 +232,8 @@ def fit_implicit_surface(points: np.ndarray, *, alpha: float = 1.2,
     if big_r is None:
         big_r = float(np.linalg.norm(every.max(0) - every.min(0))) * 1.05 + 1.0
     values = np.concatenate([np.zeros(len(pts)), -np.ones(len(inner)), np.ones(len(ext))])
-    return ImplicitSurface(ThinPlateGP(every, values, big_r, noise), c, ext)
+    # anchors are prior guesses, not data: looser, so the posterior stays uncertain where
+    # only anchors constrain the surface (the gaps)
+    noises = np.concatenate([np.full(len(pts), noise),
+                             np.full(len(inner) + len(ext), anchor_noise)])
+    return ImplicitSurface(ThinPlateGP(every, values, big_r, noises), c, ext)

@@ -245,8 +245,12 @@ def _closed_field(model: str, fits: dict, pts: np.ndarray, shape: tuple[int, int
         sshape = [len(a) for a in saxes]
         grads = np.gradient(smean.reshape(sshape), *saxes)
         gnorm = np.sqrt(sum(g * g for g in grads))
-        # the std of f over the slope of f: how far the zero level set may move, in voxels
-        pos_std = sstd.reshape(sshape) / np.maximum(gnorm, 1e-3 * np.median(gnorm) + 1e-9)
+        near_zero = np.abs(smean.reshape(sshape)) <= np.percentile(np.abs(smean), 5)
+        # the std of f over the typical slope of f across its zero set: how far the zero
+        # level set may move, in voxels (one slope per membrane: locally the slope of a mean
+        # fitted to a thick band can vanish)
+        slope = max(float(np.median(gnorm[near_zero])), 1e-6)
+        pos_std = sstd.reshape(sshape) / slope
         std = _interpolate(saxes, pos_std, lo, box_shape)
         field = (_ellipsoid_field(ellipsoid, lo, box_shape) if model == "ellipsoid"
                  else _interpolate(axes, mean, lo, box_shape))
