@@ -18,7 +18,7 @@ from .ellipsoid import Ellipsoid, fit_ellipsoid
 from .gp import ImplicitSurface, ThinPlateGP, fit_implicit_surface
 
 MAX_GP_POINTS = 700  # keeps each fit, with its uncertainty, at a few seconds on one core
-MAX_SHEET_POINTS = 2000  # a height field is a 2D process on a 2D grid: it affords more
+MAX_SHEET_POINTS = 1500  # a height field is a 2D process on a 2D grid: it affords more
 COARSE_POINTS = 24000  # coarse grid on which the GP mean is evaluated, then interpolated
 STD_POINTS = 6000  # coarser grid for the posterior standard deviation (the costly part)
 # A closed model needs points around its centroid: the length of the mean unit vector from
@@ -205,11 +205,8 @@ def fit_instance(coords_xyz: np.ndarray, shape: tuple[int, int, int], thickness:
         residuals["implicit"] = float(np.sqrt(np.mean(surf.distance(val_pts) ** 2)))
         fits["implicit"] = surf
     if "sheet" in models and len(fit_pts) >= 3:
-        many = thin_points(np.asarray(coords_xyz, dtype=float), max(2.0, 0.8 * thickness),
-                           MAX_SHEET_POINTS)
-        sheet = fit_height_field(many[np.arange(len(many)) % 5 != 0] if len(many) >= 15
-                                 else many)
-        residuals["sheet"] = float(np.sqrt(np.mean(sheet.distance(many[::5]) ** 2)))
+        sheet = fit_height_field(fit_pts)
+        residuals["sheet"] = float(np.sqrt(np.mean(sheet.distance(val_pts) ** 2)))
         fits["sheet"] = sheet
     if not residuals:
         raise ValueError("no surface model could be fitted to this instance")
@@ -219,7 +216,11 @@ def fit_instance(coords_xyz: np.ndarray, shape: tuple[int, int, int], thickness:
         model = "ellipsoid"
     margin = 2.0 + thickness
     if model == "sheet":
-        return _sheet_field(fits["sheet"], pts, shape, thickness, residuals, ellipsoid, margin)
+        # the chosen sheet is refitted on more points: a 2D process affords them
+        many = thin_points(np.asarray(coords_xyz, dtype=float), max(2.0, 0.8 * thickness),
+                           MAX_SHEET_POINTS)
+        return _sheet_field(fit_height_field(many), many, shape, thickness, residuals,
+                            ellipsoid, margin)
     return _closed_field(model, fits, pts, shape, residuals, ellipsoid, margin, alpha)
 
 
@@ -294,7 +295,7 @@ def _sheet_field(sheet: HeightField, pts: np.ndarray, shape: tuple[int, int, int
     uvw = sheet.local(pts)
     uv = uvw[:, :2]
     uv_lo, uv_hi = uv.min(0) - 1, uv.max(0) + 1
-    step = max(1.0, float(np.sqrt(np.prod(uv_hi - uv_lo) / 4000)))
+    step = max(1.0, float(np.sqrt(np.prod(uv_hi - uv_lo) / 2500)))
     gu = np.arange(uv_lo[0], uv_hi[0] + step, step)
     gv = np.arange(uv_lo[1], uv_hi[1] + step, step)
     uu, vv = np.meshgrid(gu, gv, indexing="ij")
