@@ -43,7 +43,7 @@ class InstanceFit:
         std: ``[z, y, x]`` float32 on the box: posterior standard deviation of the surface
             position, voxels (GP std of ``f`` over ``|grad f|``, or of the height).
         points: the thinned points ``(n, 3)`` x, y, z voxels.
-        closed: the model is closed and its surface lies inside the tomogram.
+        closed: the model is closed and its surface does not reach the tomogram's border.
         ellipsoid: the fitted ellipsoid (voxels), when one was fitted.
     """
 
@@ -260,9 +260,21 @@ def _closed_field(model: str, fits: dict, pts: np.ndarray, shape: tuple[int, int
         # exterior anchors there is no membrane.
         outside = _outside_anchors(surf, lo, box_shape, alpha)
         field = np.where(outside, np.maximum(field, 1e-3), field)
+    closed = not cut or not _touches_border(field, lo, hi, shape)
     return InstanceFit(model, residuals, tuple(int(v) for v in lo), field.astype(np.float32),
                        np.ones(box_shape, dtype=bool), std.astype(np.float32), pts,
-                       closed=not cut, ellipsoid=ellipsoid)
+                       closed=closed, ellipsoid=ellipsoid)
+
+
+def _touches_border(field: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                    shape: tuple[int, int, int]) -> bool:
+    """Whether the surface (``field <= 0`` somewhere on a box face) reaches a face of the
+    box that is the tomogram's border: the tomogram cuts it open."""
+    for axis in range(3):
+        for at_border, index in ((lo[axis] == 0, 0), (hi[axis] == shape[axis] - 1, -1)):
+            if at_border and (np.take(field, index, axis=axis) <= 0).any():
+                return True
+    return False
 
 
 def _outside_anchors(surf: ImplicitSurface, lo: np.ndarray, shape: tuple[int, ...],
@@ -347,22 +359,25 @@ def mesh_distance(fit: InstanceFit, vertices_xyz: np.ndarray, reach: float
 
 def mid_surface_distance(dist: np.ndarray, fit: InstanceFit, coords_xyz: np.ndarray
                          ) -> np.ndarray:
-    """Distances (voxels) of voxel coordinates ``(n, 3)`` x, y, z inside the box, read from
-    a box distance map ``dist`` (:func:`mesh_distance`); the finite ones."""
+    """Signed distances (voxels, negative inside or below) of voxel coordinates ``(n, 3)``
+    x, y, z inside the box, read from a box distance map ``dist`` (:func:`mesh_distance`)
+    and the sign of the fitted field; the finite ones."""
     idx = tuple((np.rint(coords_xyz[:, ::-1]).astype(int) - fit.offset).T)
-    d = dist[idx]
+    d = dist[idx] * np.where(fit.field[idx] <= 0, -1.0, 1.0)
     return d[np.isfinite(d)]
 
 
-def band_thickness(distances: np.ndarray) -> float:
-    """Thickness (voxels) of a uniform band from the distances of its voxels to its
-    mid-surface: they are uniform on ``[0, t / 2]``, so ``t = 4 mean``. Voxels beyond the
-    95th percentile (protrusions, misfit) are left out."""
-    d = np.asarray(distances, dtype=float)
-    if d.size == 0:
+def band_thickness(signed: np.ndarray) -> float:
+    """Thickness (voxels) of a band from its voxels' signed distances to its mid-surface:
+    uniform on ``[-t/2, t/2]`` has variance ``t^2 / 12``. The variance (not the mean
+    distance) keeps a fit offset from the band's middle from thickening it; the 2.5 % tails
+    (protrusions, misfit) are left out, and the cut is corrected for them."""
+    d = np.asarray(signed, dtype=float)
+    if d.size < 2:
         return 0.0
-    d = d[d <= np.percentile(d, 95)]
-    return float(4 * d.mean() / 0.95)
+    lo, hi = np.percentile(d, [2.5, 97.5])
+    d = d[(d >= lo) & (d <= hi)]
+    return float(np.sqrt(12 * d.var()) / 0.95)
 
 
 def zero_set(fit: InstanceFit) -> tuple[np.ndarray, np.ndarray]:
