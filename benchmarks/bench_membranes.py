@@ -7,7 +7,7 @@ fresh process: reading the MRC, instances, fits, meshes, writing every output),
 ``--repeats`` times; the baseline, measured in the same run, is a fresh process doing
 connected components alone on the same file (read + `scipy.ndimage.label`). Prints the
 median times, the RATIO membranes / connected components, and each process's peak
-resident memory (goal: <= 60 s for the step).
+resident memory and CPU time (goal: <= 60 s for the step).
 
     .venv/bin/python benchmarks/bench_membranes.py [--repeats 3]
 """
@@ -65,15 +65,21 @@ def vesicle_mask(shape_zyx=(128, 256, 256), seed: int = 0) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
-def run(code: str, args: list[str]) -> tuple[float, float, str]:
-    """Wall-clock seconds, peak RSS (MiB) and stdout of one fresh process."""
+def run(code: str, args: list[str]) -> tuple[float, float, str, float]:
+    """Wall-clock seconds, peak RSS (MiB), stdout and CPU seconds (user + system) of one
+    fresh process; on a shared machine the CPU time tells what the wall time hides."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed: {res.stderr.strip()[-500:]}")
     kb = [line.split()[1] for line in res.stderr.splitlines() if line.startswith("MAXRSS_KB")]
-    return seconds, float(kb[-1]) / 1024, res.stdout
+    return seconds, float(kb[-1]) / 1024, res.stdout, cpu
 
 
 def main() -> int:
@@ -83,24 +89,28 @@ def main() -> int:
     from formats import Volume, write_volume
 
     times: dict[str, list[float]] = {"membranes": [], "components": []}
+    cpu: dict[str, list[float]] = {"membranes": [], "components": []}
     memory: dict[str, list[float]] = {"membranes": [], "components": []}
     with tempfile.TemporaryDirectory() as tmp:
         mask = Path(tmp) / "bench_mask.mrc"
         write_volume(mask, Volume(vesicle_mask(), voxel_size=10.0))
         summary = None
         for i in range(args.repeats):
-            s, mib, _ = run(BASELINE, [str(mask)])
+            s, mib, _, c = run(BASELINE, [str(mask)])
             times["components"].append(s)
+            cpu["components"].append(c)
             memory["components"].append(mib)
-            s, mib, out = run(RUNNER, ["membranes", str(mask), "--out", str(Path(tmp) / "out"),
+            s, mib, out, c = run(RUNNER, ["membranes", str(mask), "--out", str(Path(tmp) / "out"),
                                        "--force", "--json", "--threads", "1"])
             times["membranes"].append(s)
+            cpu["membranes"].append(c)
             memory["membranes"].append(mib)
             summary = json.loads(out)
-            print(f"run {i + 1}: membranes {s:.1f} s (peak RSS {mib:.0f} MiB), connected "
-                  f"components {times['components'][-1]:.1f} s", flush=True)
+            print(f"run {i + 1}: membranes {s:.1f} s ({c:.1f} CPU s, peak RSS {mib:.0f} MiB), "
+                  f"connected components {times['components'][-1]:.1f} s", flush=True)
     med = {k: float(np.median(v)) for k, v in times.items()}
     result = {"size_xyz": [256, 256, 128], "vesicles": 4, "median_s": med,
+              "median_cpu_s": {k: float(np.median(v)) for k, v in cpu.items()},
               "ratio_membranes_over_components": med["membranes"] / med["components"],
               "peak_rss_mib": {k: max(v) for k, v in memory.items()},
               "instances": summary["info"]["instances"], "closed": summary["info"]["closed"],
@@ -108,7 +118,8 @@ def main() -> int:
     print(json.dumps(result, indent=2))
     print(f"RATIO membranes / connected components: "
           f"{result['ratio_membranes_over_components']:.1f} ({med['membranes']:.1f} s vs "
-          f"{med['components']:.2f} s; goal <= 60 s for the step); peak memory "
+          f"{med['components']:.2f} s; goal <= 60 s for the step; CPU "
+          f"{result['median_cpu_s']['membranes']:.1f} s); peak memory "
           f"{result['peak_rss_mib']['membranes']:.0f} MiB")
     return 0
 
