@@ -30,7 +30,12 @@ COMMAND_MODULES = [
     "evaluate",
     "segment",
     "pick",
+<<<<<<< HEAD
     "membranes",
+=======
+    "extract",
+    "average",
+>>>>>>> main
     "pseudolabel",
     "train",
     "render",
