@@ -30,12 +30,9 @@ COMMAND_MODULES = [
     "evaluate",
     "segment",
     "pick",
-<<<<<<< HEAD
     "membranes",
-=======
     "extract",
     "average",
->>>>>>> main
     "pseudolabel",
     "train",
     "render",
