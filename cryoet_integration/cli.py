@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "pseudolabel",
     "train",
     "render",
+    "batch",
     "demo",
 ]
 

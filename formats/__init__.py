@@ -23,11 +23,14 @@ from .summary import describe
 from .text.star import read_star, write_star
 from .volumes import em as _em
 from .volumes import mrc as _mrc
+from .volumes import omezarr as _omezarr
 from .volumes import tiff as _tiff
+from .volumes.pages import release_pages, slabs
 from .volumes.volume import Volume, check_finite, invert_contrast, read_volume, write_volume
 
-# Extensions ``read_volume`` reads (an .em may instead be a motive list: ``is_motive_list``).
-VOLUME_SUFFIXES = frozenset(_mrc.SUFFIXES | _em.SUFFIXES | _tiff.SUFFIXES)
+# Extensions ``read_volume`` reads (an .em may instead be a motive list: ``is_motive_list``;
+# a .zarr is an OME-Zarr folder).
+VOLUME_SUFFIXES = frozenset(_mrc.SUFFIXES | _em.SUFFIXES | _tiff.SUFFIXES | _omezarr.SUFFIXES)
 
 __all__ = [
     "FORMATS",
@@ -51,7 +54,9 @@ __all__ = [
     "read_star",
     "read_tomograms",
     "read_volume",
+    "release_pages",
     "set_orientations",
+    "slabs",
     "tomo_name_from_path",
     "write_particles",
     "write_star",

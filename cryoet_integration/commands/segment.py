@@ -132,8 +132,9 @@ def _segment(args) -> int:
 
     for k, path in enumerate(targets.values(), start=1):
         prob = seg.class_map(k)
+        # A memory-mapped map (a streamed large tomogram) is written slab by slab as it is.
         save(path, (prob > args.threshold).astype(np.int8) if args.threshold is not None
-             else np.asarray(prob, dtype=np.float32))
+             else prob if prob.dtype == np.float32 else prob.astype(np.float32))
     if labels_out is not None:
         thr = 0.5 if args.threshold is None else args.threshold
         save(labels_out, seg.labels(thr).astype(np.int8 if len(card["classes"]) < 128
