@@ -19,6 +19,8 @@ from .particles.motl import is_motive_list
 from .particles.registry import FORMATS, detect_format, read_particles, write_particles
 from .particles.table import make_table, orientations, positions_voxels, set_orientations
 from .particles.tomograms import normalise_tomo_name, read_tomograms, write_tomograms
+from .projects.copick import is_copick_project
+from .projects.copick import open_project as open_copick_project
 from .summary import describe
 from .text.star import read_star, write_star
 from .volumes import em as _em
@@ -45,9 +47,11 @@ __all__ = [
     "detect_format",
     "euler",
     "invert_contrast",
+    "is_copick_project",
     "is_motive_list",
     "make_table",
     "normalise_tomo_name",
+    "open_copick_project",
     "orientations",
     "positions_voxels",
     "read_particles",

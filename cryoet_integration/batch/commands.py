@@ -36,17 +36,19 @@ class BatchCommand:
     help: str
     scores: tuple[str, ...] = ()
 
-    def output_for(self, out_dir: Path, stem: str) -> Path:
-        """The ``--out`` the single command gets for the tomogram named ``stem``."""
+    def output_for(self, out_dir: Path, stem: str, suffix: str | None = None) -> Path:
+        """The ``--out`` the single command gets for the tomogram named ``stem`` (``suffix``
+        replaces the command's own, e.g. ``.tbl`` for Dynamo picks)."""
         if self.output == "/":
             return out_dir / stem
-        return out_dir / f"{stem}{self.output}"
+        return out_dir / f"{stem}{suffix or self.output}"
 
 
 COMMANDS: dict[str, BatchCommand] = {c.name: c for c in (
-    BatchCommand("segment", ".mrc", "segment every tomogram (cryovis segment)"),
+    BatchCommand("segment", ".mrc", "segment every tomogram (cryovis segment)",
+                 ("delivered",)),
     BatchCommand("pick", ".star", "pick particles in every tomogram (cryovis pick)",
-                 ("n_picks", "per_class")),
+                 ("n_picks", "per_class", "delivered")),
     BatchCommand("render", ".png", "render every tomogram (cryovis render)",
                  ("thresholds",)),
 )}

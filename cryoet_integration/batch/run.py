@@ -58,41 +58,43 @@ def input_stem(path: str) -> str:
     return Path(name).stem
 
 
-def expand_inputs(pattern: str) -> list[str]:
-    """The tomograms ``pattern`` names (a glob, ``**`` recursive; files and ``.zarr``
-    folders), sorted; CryovisError when none."""
+def expand_inputs(pattern: str) -> list[tuple[str, str]]:
+    """``(path, name)`` of the tomograms ``pattern`` names (a glob, ``**`` recursive; files
+    and ``.zarr`` folders), sorted; CryovisError when none."""
     paths = sorted(glob.glob(pattern, recursive=True))
     found = [p for p in paths if Path(p).is_file() or
              (Path(p).is_dir() and p.rstrip("/").lower().endswith(".zarr"))]
     if not found:
         raise CryovisError(f"{pattern}: matches no tomogram (quote the pattern so the shell "
                            "does not expand it)")
-    return [str(Path(p).resolve()) for p in found]
+    return [(str(Path(p).resolve()), input_stem(p)) for p in found]
 
 
-def plan_batch(command: BatchCommand, inputs: list[str], out_dir: Path,
-               options: list[str], force: bool, manifest: Manifest) -> BatchPlan:
+def plan_batch(command: BatchCommand, inputs: list[tuple[str, str]], out_dir: Path,
+               options: list[str], force: bool, manifest: Manifest,
+               suffix: str | None = None) -> BatchPlan:
     """Check the options and the inputs and decide, per tomogram, to skip or run it.
 
-    A tomogram is skipped when the manifest holds it as done with the same parameters and
-    neither the input nor an output changed since. Outputs a previous batch of this
-    manifest wrote are replaced when redone; any other existing output only with ``force``
-    (the single command refuses it otherwise, and that tomogram fails with its message).
+    ``inputs`` are ``(path, name)``; outputs are ``DIR/<name><suffix>`` (``suffix``: the
+    command's own by default). A tomogram is skipped when the manifest holds it as done
+    with the same parameters and neither the input nor an output changed since. Outputs a
+    previous batch of this manifest wrote are replaced when redone; any other existing
+    output only with ``force`` (the single command refuses it otherwise, and that tomogram
+    fails with its message).
     """
     parsed = check_options(command, options)
     params = params_hash({"command": command.name, **{
         k: v for k, v in vars(parsed).items() if k not in _NOT_PARAMETERS}})
     plan = BatchPlan(command, out_dir, options, params)
     stems: dict[str, str] = {}
-    for path in inputs:
-        stem = input_stem(path)
+    for path, stem in inputs:
         if stem in stems:
             raise CryovisError(f"{path}: same name '{stem}' as {stems[stem]} (their outputs "
                                "would collide); batch them into different --out folders")
         stems[stem] = path
         record = manifest.get(command.name, path)
         done = record is not None and record.finished(params)
-        plan.items.append(Item(path, stem, command.output_for(out_dir, stem),
+        plan.items.append(Item(path, stem, command.output_for(out_dir, stem, suffix),
                                "skip" if done and not force else "run",
                                force=force or record is not None, record=record))
     return plan
@@ -118,12 +120,15 @@ def _scores(command: BatchCommand, summary: dict[str, Any] | None) -> dict[str, 
 
 def run_batch(plan: BatchPlan, client: Any, manifest: Manifest,
               progress: Callable[[int, int], None] | None = None,
-              on_result: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+              on_result: Callable[[Outcome], None] | None = None,
+              deliver: Callable[[Item, list[str]], list[str]] | None = None) -> list[Outcome]:
     """Submit every tomogram to be run, one task each, and record the results as they come.
 
     A task whose worker dies is rescheduled by dask (its output is written atomically, so
     the dead attempt leaves no partial file); a task that fails (bad input, a bug) is
-    recorded with the command's one-line error and the others go on.
+    recorded with the command's one-line error and the others go on. ``deliver(item,
+    outputs)`` is called for each finished tomogram (e.g. to store it in a copick project)
+    and returns what it wrote; its CryovisError fails that tomogram.
     """
     from distributed import as_completed
 
@@ -159,12 +164,17 @@ def run_batch(plan: BatchPlan, client: Any, manifest: Manifest,
         except Exception as exc:  # noqa: BLE001 - a task lost (e.g. killed too often)
             result = {"status": "failed", "rc": 1, "outputs": {}, "summary": None,
                       "seconds": None, "error": f"task lost: {type(exc).__name__}: {exc}"}
+        if deliver is not None and result["status"] == "done":
+            try:
+                result["summary"] = {**(result.get("summary") or {}),
+                                     "delivered": deliver(item, list(result["outputs"]))}
+            except CryovisError as exc:
+                result.update(status="failed", rc=2, error=f"{item.stem}: {exc}")
         manifest.finish(plan.command.name, item.input, result)
         outcome = Outcome(item.input, item.stem, result["status"], result.get("seconds"),
                           list(result["outputs"]), result.get("error"),
                           _scores(plan.command, result.get("summary")), int(result["rc"]))
         outcomes[item.input] = outcome
-        del future
         done += 1
         if progress is not None:
             progress(done, total)

@@ -49,8 +49,8 @@ def register(subparsers) -> None:
                            description=f"{command.help}: cryovis {command.name} TOMO --out "
                            f"DIR/<stem>{command.output} OPTIONS for every tomogram GLOB names")
         p.add_argument("inputs", metavar="GLOB",
-                       help="tomograms: a quoted glob of files or .zarr folders ('**' "
-                       "recursive)")
+                       help="tomograms: a quoted glob of files or OME-Zarr .zarr folders "
+                       "('**' recursive), or a copick project's configuration JSON")
         p.add_argument("--out", required=True, metavar="DIR",
                        help="output folder (outputs, logs/, the manifest); created if missing")
         p.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -61,6 +61,22 @@ def register(subparsers) -> None:
         p.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
                        help="CPU threads of each worker's tomogram (default: local CPUs / N; "
                        "on --scheduler: the worker's OMP_NUM_THREADS or dask thread count)")
+        if command.output != "/":
+            p.add_argument("--ext", default=None, metavar="SUFFIX",
+                           help=f"extension of each output (default {command.output}"
+                           f"{'; .csv for a copick project' if command.name == 'pick' else ''})")
+        copick = p.add_argument_group("copick projects (GLOB is the configuration JSON)")
+        copick.add_argument("--copick-user", default="cryovis", metavar="USER",
+                            help="user id of the picks and segmentations written back "
+                            "(default cryovis)")
+        copick.add_argument("--copick-session", default="0", metavar="SESSION",
+                            help="session id of what is written back (default 0)")
+        copick.add_argument("--copick-voxel-spacing", type=float, default=None, metavar="A",
+                            help="the runs' voxel spacing to read (default: each run's "
+                            "finest)")
+        copick.add_argument("--tomo-type", default=None,
+                            help="tomogram type to read, e.g. wbp, denoised (default: the "
+                            "first by name)")
         add_json(p, "the batch summary")
         add_force(p)
         p.set_defaults(func=run, options=[])
@@ -69,6 +85,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     require_engine("torch", "scipy")
     require_engine("distributed", extra="batch")
+    from formats import is_copick_project
+
     from ..batch.cluster import connect, dashboard_link
     from ..batch.commands import COMMANDS
     from ..batch.manifest import Manifest
@@ -80,11 +98,28 @@ def run(args: argparse.Namespace) -> int:
         raise CryovisError("--workers and --threads-per-worker must be >= 1")
     report = Report(f"batch {command.name}")
     out_dir = check_output_folder(args.out)
-    inputs = expand_inputs(args.inputs)
+    project = deliver = None
+    suffix = getattr(args, "ext", None)
+    if suffix is not None and not suffix.startswith("."):
+        suffix = f".{suffix}"
+    if is_copick_project(args.inputs):
+        from ..batch.copick import open_copick
+
+        project = open_copick(args.inputs, args.copick_user, args.copick_session,
+                              args.copick_voxel_spacing, args.tomo_type)
+        inputs = project.inputs()
+        if command.name == "pick":
+            suffix = suffix or ".csv"  # read back into copick without a tomograms.star
+
+        def deliver(item, outputs: list[str]) -> list[str]:
+            return project.write_back(command.name, item.stem, outputs)
+    else:
+        inputs = expand_inputs(args.inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out_dir)
     try:
-        plan = plan_batch(command, inputs, out_dir, list(args.options), args.force, manifest)
+        plan = plan_batch(command, inputs, out_dir, list(args.options), args.force, manifest,
+                          suffix)
         skipped = sum(item.action == "skip" for item in plan.items)
         report.say(f"{len(plan.items)} tomogram(s): {len(plan.items) - skipped} to run, "
                    f"{skipped} finished before (manifest {manifest.path})")
@@ -102,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
             with report.bar("tomograms") as update:
                 outcomes = run_batch(plan, client, manifest, progress=update,
                                      on_result=lambda o: o.status == "failed" and report.say(
-                                         f"{Path(o.input).name}: {o.error}"))
+                                         f"{Path(o.input).name}: {o.error}"),
+                                     deliver=deliver)
         finally:
             if client is not None:
                 client.close()

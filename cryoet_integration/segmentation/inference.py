@@ -302,9 +302,10 @@ def segment_volume(volume: Volume, net, card: dict[str, Any], tile: int = DEFAUL
                                 f"model's {model_vs:g} Å")
         vs = model_vs
     rescale = abs(vs / model_vs - 1) > RESCALE_TOLERANCE
-    # A memory-mapped tomogram at the model's voxel size streams: tiles are read and
-    # normalised one at a time and the probabilities accumulate in a memory map.
-    streamed = isinstance(volume.data, np.memmap) and not rescale
+    # A memory-mapped or lazy (OME-Zarr) tomogram at the model's voxel size streams: tiles
+    # are read and normalised one at a time and the probabilities accumulate in a memory map.
+    streamed = (isinstance(volume.data, np.memmap) or not isinstance(volume.data, np.ndarray)
+                ) and not rescale
     stats = None
     if streamed:
         data = volume.data

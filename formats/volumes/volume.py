@@ -178,6 +178,9 @@ def describe_volume(path: PathLike, voxel_size: float | None = None) -> VolumeSu
         if vol.voxel_size else None,
         "origin_xyz_angst": [float(v) for v in vol.origin],
     }
+    if "levels" in meta:  # OME-Zarr multiscale levels: (x, y, z) voxels at Å per voxel
+        out["levels"] = [f"{lv['path']}: {'x'.join(map(str, lv['shape_zyx'][::-1]))} at "
+                         f"{lv['voxel_size_zyx'][-1]:g} Å" for lv in meta["levels"]]
     for key in ("nstart_xyz", "mapcrs", "ispg", "nversion", "exttyp",
                 "extended_header_bytes", "byte_order", "labels", "axes"):
         if key in meta and meta[key] not in ("", [], None):
