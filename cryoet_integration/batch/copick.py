@@ -67,16 +67,19 @@ class CopickProject:
                 return tomograms[0], float(vs.voxel_size)
         return None
 
-    def write_back(self, command: str, run_name: str, outputs: list[str]) -> list[str]:
-        """Store one finished tomogram's outputs in the project; returns what was written
-        (``picks <object>`` / ``segmentation <name>``)."""
+    def write_back(self, command: str, run_name: str, summary: dict[str, Any]) -> list[str]:
+        """Store one finished tomogram's outputs (the single command's JSON ``summary``) in
+        the project; returns what was written (``picks <object> (n)``, ``segmentation
+        <class>``)."""
         run = self.root.get_run(run_name)
         _, voxel_size = self.tomogram(run)
+        outputs = summary.get("outputs") or {}
         if command == "pick":
             return [w for path in outputs if Path(path).suffix == ".csv"
                     for w in self._picks(run, path)]
         if command == "segment":
-            return [self._segmentation(run, path, voxel_size) for path in outputs]
+            return [self._segmentation(run, name, path, voxel_size)
+                    for name, path in outputs.items()]
         return []
 
     def _picks(self, run: Any, path: str) -> list[str]:
@@ -101,10 +104,9 @@ class CopickProject:
             written.append(f"picks {name} ({len(rows)})")
         return written
 
-    def _segmentation(self, run: Any, path: str, voxel_size: float) -> str:
+    def _segmentation(self, run: Any, name: str, path: str, voxel_size: float) -> str:
         from formats import read_volume
 
-        name = Path(path).stem.removeprefix(run.name).lstrip("_") or "segmentation"
         volume = read_volume(path)
         data = np.asarray(volume.data)
         # Probability maps become masks at 0.5; masks and labels (integers) are kept.

@@ -121,14 +121,16 @@ def _scores(command: BatchCommand, summary: dict[str, Any] | None) -> dict[str, 
 def run_batch(plan: BatchPlan, client: Any, manifest: Manifest,
               progress: Callable[[int, int], None] | None = None,
               on_result: Callable[[Outcome], None] | None = None,
-              deliver: Callable[[Item, list[str]], list[str]] | None = None) -> list[Outcome]:
+              deliver: Callable[[Item, dict[str, Any]], list[str]] | None = None
+              ) -> list[Outcome]:
     """Submit every tomogram to be run, one task each, and record the results as they come.
 
     A task whose worker dies is rescheduled by dask (its output is written atomically, so
     the dead attempt leaves no partial file); a task that fails (bad input, a bug) is
     recorded with the command's one-line error and the others go on. ``deliver(item,
-    outputs)`` is called for each finished tomogram (e.g. to store it in a copick project)
-    and returns what it wrote; its CryovisError fails that tomogram.
+    summary)`` is called with the single command's JSON summary of each finished tomogram
+    (e.g. to store it in a copick project) and returns what it wrote; its CryovisError
+    fails that tomogram.
     """
     from distributed import as_completed
 
@@ -167,7 +169,7 @@ def run_batch(plan: BatchPlan, client: Any, manifest: Manifest,
         if deliver is not None and result["status"] == "done":
             try:
                 result["summary"] = {**(result.get("summary") or {}),
-                                     "delivered": deliver(item, list(result["outputs"]))}
+                                     "delivered": deliver(item, result.get("summary") or {})}
             except CryovisError as exc:
                 result.update(status="failed", rc=2, error=f"{item.stem}: {exc}")
         manifest.finish(plan.command.name, item.input, result)

@@ -111,8 +111,8 @@ def run(args: argparse.Namespace) -> int:
         if command.name == "pick":
             suffix = suffix or ".csv"  # read back into copick without a tomograms.star
 
-        def deliver(item, outputs: list[str]) -> list[str]:
-            return project.write_back(command.name, item.stem, outputs)
+        def deliver(item, summary: dict) -> list[str]:
+            return project.write_back(command.name, item.stem, summary)
     else:
         inputs = expand_inputs(args.inputs)
     out_dir.mkdir(parents=True, exist_ok=True)
