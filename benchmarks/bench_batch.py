@@ -12,7 +12,9 @@ segmenting a tomogram larger than the memory it may use.
     start-up and model loading included), with the same threads: ratio - 1 (goal <= 5 %).
     Also the in-worker task time vs the single command's own time in a warm process.
 (c) peak resident memory (VmHWM) of ``cryovis segment`` on a BIG float32 tomogram (default
-    1024x1024x512 = 2 GiB, written slab by slab here) vs its size (goal <= 25 %).
+    1024x1024x512 = 2 GiB, written slab by slab here) vs its size (goal <= 25 %), and of
+    the streamed write of a map that size. On a slow machine the segmentation is stopped
+    after ``--big-minutes``: its tiling loop is in its steady state after the first tiles.
 Every ratio's baseline is measured in this same run. The machine may be shared: run it
 niced and read the load average printed with the figures.
 """
@@ -163,51 +165,85 @@ def make_big(path: Path, size_xyz: tuple[int, int, int]) -> None:
     os.replace(tmp, path)
 
 
-def bench_big(work: Path, size_xyz: tuple[int, int, int], threads: int) -> dict:
+def bench_big(work: Path, size_xyz: tuple[int, int, int], threads: int, tile: int,
+              minutes: float) -> dict:
+    """Peak RSS of ``cryovis segment --tile TILE`` on the big tomogram, and of writing a
+    probability map of its size from a memory map (the run's last step), vs its size.
+
+    A run longer than ``minutes`` is stopped: the peak over its first tiles stands for the
+    run, since every later tile touches as much memory (the tiling loop's steady state),
+    and the final write is measured on its own.
+    """
     big = work / f"big_{'x'.join(map(str, size_xyz))}.mrc"
     make_big(big, size_xyz)
+    size_mb = big.stat().st_size / 2**20
     out = work / "big_membranes.mrc"
     code = textwrap.dedent(f"""
         import sys, json
         sys.path.insert(0, {str(ROOT)!r})
         from cryoet_integration.cli import main
         rc = main(["segment", {str(big)!r}, "--out", {str(out)!r}, "--force",
-                   "--threads", "{threads}", "--memmap"])
+                   "--threads", "{threads}", "--memmap", "--tile", "{tile}"])
         assert rc == 0
-        hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
-        print("BENCH", json.dumps({{"peak_mb": int(hwm.split()[1]) / 1024}}))
     """)
-    load_before = load()
+    result = {"size_xyz": list(size_xyz), "tomogram_mb": round(size_mb), "tile": tile,
+              "load_before": load()}
     t0 = time.perf_counter()
     log = work / "big_segment.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
                                 stderr=err, text=True)
-        # The child's own high-water mark, sampled while it runs (shown with its progress,
-        # so a long run on a busy machine reports as it goes).
-        peak_seen = 0.0
-        while proc.poll() is None:
-            time.sleep(10)
-            try:
-                status = Path(f"/proc/{proc.pid}/status").read_text()
-            except OSError:
-                break
-            hwm = [ln for ln in status.splitlines() if ln.startswith("VmHWM")]
-            if hwm:
-                peak_seen = max(peak_seen, int(hwm[0].split()[1]) / 1024)
+        peak = 0.0
+        while proc.poll() is None and time.perf_counter() - t0 < 60 * minutes:
+            time.sleep(5)
+            peak = max(peak, _hwm_mb(proc.pid))
             said = log.read_text().strip().splitlines()
-            print(f"  {time.perf_counter() - t0:6.0f} s, peak so far {peak_seen:.0f} MiB, "
+            print(f"  {time.perf_counter() - t0:6.0f} s, peak so far {peak:.0f} MiB, "
                   f"load {load()}: {said[-1] if said else ''}", flush=True)
-        stdout = proc.stdout.read()
-    seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
+        finished = proc.poll() is not None
+        if not finished:
+            proc.kill()
+        proc.wait()
+    if finished and proc.returncode != 0:
         raise RuntimeError(log.read_text()[-3000:])
-    peak = json.loads([ln for ln in stdout.splitlines()
-                       if ln.startswith("BENCH")][-1][6:])["peak_mb"]
-    size_mb = big.stat().st_size / 2**20
-    return {"size_xyz": list(size_xyz), "tomogram_mb": round(size_mb), "peak_rss_mb":
-            round(peak), "peak_vs_size": round(peak / size_mb, 3), "seconds": round(seconds),
-            "load_before": load_before, "load_after": load()}
+    said = [ln for ln in log.read_text().splitlines() if "tiles" in ln]
+    result.update(segment_finished=finished, segment_seconds=round(time.perf_counter() - t0),
+                  segment_progress=said[-1] if said else "", segment_peak_rss_mb=round(peak),
+                  segment_peak_vs_size=round(peak / size_mb, 3))
+    write = _measure(textwrap.dedent(f"""
+        import sys, tempfile
+        sys.path.insert(0, {str(ROOT)!r})
+        import numpy as np
+        from formats import Volume, read_volume, release_pages, slabs, write_volume
+        source = read_volume({str(big)!r})  # memory-mapped: the streamed run's probabilities
+        write_volume({str(work / 'big_copy.mrc')!r}, Volume(source.data, voxel_size=10.0),
+                     overwrite=True)
+    """))
+    result.update(write_peak_rss_mb=round(write), write_peak_vs_size=round(write / size_mb, 3),
+                  load_after=load())
+    (work / "big_copy.mrc").unlink(missing_ok=True)
+    return result
+
+
+def _hwm_mb(pid: int) -> float:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    hwm = [ln for ln in status.splitlines() if ln.startswith("VmHWM")]
+    return int(hwm[0].split()[1]) / 1024 if hwm else 0.0
+
+
+def _measure(code: str) -> float:
+    """Peak RSS (MiB, the child's own VmHWM) of running ``code`` in a fresh interpreter."""
+    code += textwrap.dedent("""
+        hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
+        print("BENCH", int(hwm.split()[1]) / 1024)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return float([ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH")][-1][6:])
 
 
 def main() -> int:
@@ -219,6 +255,11 @@ def main() -> int:
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads of the large segmentation (default: all CPUs)")
+    parser.add_argument("--tile", type=int, default=128,
+                        help="tile edge of the large segmentation (default 128, the command's)")
+    parser.add_argument("--big-minutes", type=float, default=30.0,
+                        help="stop the large segmentation after this long and report the "
+                        "peak over its first tiles (default 30)")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
     from cryoet_integration.commands.options import available_cpus
@@ -230,8 +271,8 @@ def main() -> int:
         tomos = make_tomograms(work, args.n, sizes[0])
         print("batch", json.dumps(bench_batch(work, tomos)), flush=True)
     if not args.skip_big:
-        print("big", json.dumps(bench_big(work, sizes[1], args.threads or available_cpus())),
-              flush=True)
+        print("big", json.dumps(bench_big(work, sizes[1], args.threads or available_cpus(),
+                                          args.tile, args.big_minutes)), flush=True)
     return 0
 
 

@@ -25,7 +25,10 @@ pytest.importorskip("distributed")
 
 from cli_batch import run_batch, run_one  # noqa: E402
 
-from formats import read_volume  # noqa: E402
+from cryoet_integration.batch.commands import COMMANDS  # noqa: E402
+from cryoet_integration.batch.manifest import Manifest, output_record  # noqa: E402
+from cryoet_integration.batch.run import plan_batch  # noqa: E402
+from formats import read_volume, write_volume  # noqa: E402
 
 N_TOMOGRAMS = 4
 
@@ -85,30 +88,52 @@ def test_local_cluster_matches_single_runs_and_reports_a_corrupt_input(tomograms
     _same_as_single(tomograms, out, names)
     assert not (out / "broken.mrc").exists()
 
-    # Re-running skips what is finished and redoes only the failure.
-    again = _batch("segment", str(inputs / "*.mrc"), "--out", str(out), "--workers", "2",
+    # Re-running skips what is finished and redoes the failure and the changed input.
+    changed = read_volume(inputs / "tomo_001.mrc")
+    (inputs / "tomo_001.mrc").unlink()
+    write_volume(inputs / "tomo_001.mrc", changed.with_data(np.asarray(changed.data)))
+    again = _batch("segment", str(inputs / "*.mrc"), "--out", str(out), "--workers", "1",
                    "--threads-per-worker", "1", "--json")
-    assert json.loads(again.stdout)["counts"] == {"skipped": N_TOMOGRAMS, "failed": 1}
-    assert _rows(out)["tomo_000.mrc"] == ("done", 1)
-    # A changed parameter redoes everything; a changed input only that tomogram.
-    (inputs / "broken.mrc").unlink()
-    changed = _batch("segment", str(inputs / "*.mrc"), "--out", str(out), "--workers", "1",
-                     "--json", "--", "--threshold", "0.5")
-    assert json.loads(changed.stdout)["counts"] == {"done": N_TOMOGRAMS}, changed.stderr
-    mask = read_volume(out / "tomo_001.mrc").data
-    assert set(np.unique(mask).tolist()) <= {0, 1}
+    assert json.loads(again.stdout)["counts"] == {"skipped": N_TOMOGRAMS - 1, "done": 1,
+                                                  "failed": 1}, again.stderr
+    rows = _rows(out)
+    assert rows["tomo_000.mrc"] == ("done", 1) and rows["tomo_001.mrc"] == ("done", 2)
+    assert rows["broken.mrc"] == ("failed", 2)
+    _same_as_single(tomograms, out, names)
+
+
+def test_changed_options_redo_every_tomogram(tomograms, tmp_path):
+    command = COMMANDS["segment"]
+    inputs = [(str(t), t.stem) for t in sorted((tomograms / "sim").glob("tomo_???.mrc"))]
+    manifest = Manifest(tmp_path)
+    first = plan_batch(command, inputs, tmp_path, ["--tile", "64"], False, manifest)
+    for item in first.items:
+        manifest.submit("segment", item.input, first.params)
+        item.out.write_bytes(b"result")
+        manifest.finish("segment", item.input, {"status": "done", "outputs": {
+            str(item.out): output_record(item.out)}, "seconds": 1.0, "summary": {}})
+    same = plan_batch(command, inputs, tmp_path, ["--tile=64", "--threads", "3"], False,
+                      manifest)  # same parameters written otherwise; threads do not count
+    assert [i.action for i in same.items] == ["skip"] * len(inputs)
+    other = plan_batch(command, inputs, tmp_path, ["--tile", "64", "--tta"], False, manifest)
+    assert [i.action for i in other.items] == ["run"] * len(inputs)
+    assert all(i.force for i in other.items)  # its own earlier outputs may be replaced
+    Path(first.items[0].out).write_bytes(b"edited by hand")
+    assert plan_batch(command, inputs, tmp_path, ["--tile", "64"], False,
+                      manifest).items[0].action == "run"
+    manifest.close()
 
 
 def test_options_after_dashes_are_the_single_commands(tomograms):
     out = tomograms / "bad-options"
-    proc = _batch("segment", str(tomograms / "sim" / "tomo_???.mrc"), "--out", str(out),
-                  "--", "--tile", "many")
-    assert proc.returncode == 2
-    assert "--tile" in proc.stderr and "invalid int" in proc.stderr
-    assert "Traceback" not in proc.stderr and not list(out.glob("*.mrc"))
-    proc = _batch("segment", str(tomograms / "sim" / "tomo_???.mrc"), "--out", str(out),
-                  "--", "--out", "x.mrc")
-    assert proc.returncode == 2 and "batch sets it" in proc.stderr
+    pattern = str(tomograms / "sim" / "tomo_???.mrc")
+    bad_value, owned = run_batch([
+        ["batch", "segment", pattern, "--out", str(out), "--", "--tile", "many"],
+        ["batch", "segment", pattern, "--out", str(out), "--", "--out", "x.mrc"]])
+    assert bad_value.returncode == 2
+    assert "--tile" in bad_value.stderr and "invalid int" in bad_value.stderr
+    assert "Traceback" not in bad_value.stderr and not list(out.glob("*.mrc"))
+    assert owned.returncode == 2 and "batch sets it" in owned.stderr
 
 
 def _free_port() -> int:
@@ -171,7 +196,7 @@ def test_external_scheduler_survives_a_killed_worker(tomograms):
                 np.asarray(read_volume(tomograms / "single" / f"tta_{n}").data))
         again = _batch("segment", pattern, "--out", str(out), "--scheduler", address,
                        "--json", "--", "--tta")
-        assert json.loads(again.stdout)["counts"] == {"skipped": N_TOMOGRAMS}
+        assert json.loads(again.stdout)["counts"] == {"skipped": N_TOMOGRAMS}, again.stderr
     finally:
         for p in procs:
             if p.poll() is None:

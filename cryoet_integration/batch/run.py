@@ -10,6 +10,7 @@ per-tomogram errors instead of stopping.
 from __future__ import annotations
 
 import glob
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ def expand_inputs(pattern: str) -> list[tuple[str, str]]:
     if not found:
         raise CryovisError(f"{pattern}: matches no tomogram (quote the pattern so the shell "
                            "does not expand it)")
-    return [(str(Path(p).resolve()), input_stem(p)) for p in found]
+    return [(os.path.abspath(p), input_stem(p)) for p in found]
 
 
 def plan_batch(command: BatchCommand, inputs: list[tuple[str, str]], out_dir: Path,
@@ -159,7 +160,7 @@ def run_batch(plan: BatchPlan, client: Any, manifest: Manifest,
     total = len(plan.items)
     if progress is not None:
         progress(done, total)
-    for future in as_completed(list(futures)):
+    for future in as_completed(list(futures)) if futures else ():
         item = futures.pop(future)
         try:
             result = future.result()
