@@ -64,9 +64,13 @@ def _batch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def _rows(out: Path) -> dict[str, tuple[str, int]]:
-    with sqlite3.connect(out / "cryovis_batch.sqlite") as db:
-        return {Path(i).name: (s, r) for i, s, r in
-                db.execute("SELECT input, status, runs FROM tasks")}
+    """``{input name: (status, runs)}`` of the manifest (empty while it is being made)."""
+    try:
+        with sqlite3.connect(out / "cryovis_batch.sqlite") as db:
+            return {Path(i).name: (s, r) for i, s, r in
+                    db.execute("SELECT input, status, runs FROM tasks")}
+    except sqlite3.OperationalError:
+        return {}
 
 
 def test_local_cluster_matches_single_runs_and_reports_a_corrupt_input(tomograms):

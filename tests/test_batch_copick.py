@@ -24,7 +24,8 @@ from copick.models import PickableObject  # noqa: E402
 
 from formats import read_volume  # noqa: E402
 
-PICKER_CLASSES = ["barrel", "globular", "random_shape", "ribosome", "ring", "rod"]
+# The shipped picker's classes as copick names (no underscores allowed there).
+PICKER_CLASSES = ["barrel", "globular", "random-shape", "ribosome", "ring", "rod"]
 
 
 @pytest.fixture(scope="module")

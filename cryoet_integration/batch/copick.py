@@ -85,12 +85,16 @@ class CopickProject:
     def _picks(self, run: Any, path: str) -> list[str]:
         from formats import orientations, positions_voxels, read_particles
 
+        from copick.util.escape import sanitize_name
+
         table = read_particles(path)
         known = {o.name for o in self.root.pickable_objects}
         written = []
-        for name, rows in table.groupby(table["class"].astype(str), sort=True):
+        for cls, rows in table.groupby(table["class"].astype(str), sort=True):
+            # copick names allow no underscores: our random_shape is its random-shape.
+            name = sanitize_name(cls, suppress_warnings=True)
             if name not in known:
-                raise CryovisError(f"{path}: class '{name}' is not a pickable object of "
+                raise CryovisError(f"{path}: class '{cls}' is not a pickable object of "
                                    f"{self.config} ({', '.join(sorted(known))})")
             rows = rows.reset_index(drop=True)
             angst = positions_voxels(rows) * rows["voxel_size"].to_numpy(float)[:, None]

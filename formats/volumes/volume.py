@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import FormatError, PathLike
 from ..facts import VolumeSummary, number
-from .pages import release_pages, slabs
+from .pages import SLAB_VOXELS, release_pages, slabs
 
 
 @dataclasses.dataclass
@@ -122,7 +122,7 @@ def invert_contrast(data: np.ndarray) -> np.ndarray:
     return (lo + hi - arr.astype(np.int64)).astype(arr.dtype)
 
 
-def check_finite(volume: Volume, chunk_voxels: int = 2**24) -> None:
+def check_finite(volume: Volume, chunk_voxels: int = SLAB_VOXELS) -> None:
     """Raise FormatError naming the file and the number of NaN/Inf voxels, if there are any.
 
     Reads a memory-mapped volume slab by slab (about ``chunk_voxels`` voxels at a time), so
