@@ -83,9 +83,9 @@ class CopickProject:
         return []
 
     def _picks(self, run: Any, path: str) -> list[str]:
-        from formats import orientations, positions_voxels, read_particles
-
         from copick.util.escape import sanitize_name
+
+        from formats import orientations, positions_voxels, read_particles
 
         table = read_particles(path)
         known = {o.name for o in self.root.pickable_objects}
