@@ -47,7 +47,10 @@ def register(subparsers) -> None:
     for command in COMMANDS.values():
         p = sub.add_parser(command.name, help=command.help,
                            description=f"{command.help}: cryovis {command.name} TOMO --out "
-                           f"DIR/<stem>{command.output} OPTIONS for every tomogram GLOB names")
+                           f"DIR/<stem>{command.output} OPTIONS for every tomogram GLOB names",
+                           epilog=f"-- OPTIONS: everything after -- goes to cryovis "
+                           f"{command.name} (see cryovis {command.name} --help); {{stem}} and "
+                           "{out} in them are replaced per tomogram")
         p.add_argument("inputs", metavar="GLOB",
                        help="tomograms: a quoted glob of files or OME-Zarr .zarr folders "
                        "('**' recursive), or a copick project's configuration JSON")
