@@ -92,7 +92,7 @@ def test_copick_project_round_trips(project, tmp_path):
 def test_info_and_convert_understand_copick_and_ome_zarr(project, tmp_path):
     cp = copick.from_file(str(project))
     spacing = cp.get_run("TS_1").voxel_spacings[0]
-    zarr_path = Path(spacing.get_tomogram("wbp").zarr().path)
+    zarr_path = Path(spacing.get_tomograms("wbp")[0].zarr().path)
     vs = spacing.voxel_size
     info, zinfo, to_mrc = run_batch([
         ["info", str(project), "--json"], ["info", str(zarr_path), "--json"],
