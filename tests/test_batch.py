@@ -106,6 +106,19 @@ def test_local_cluster_matches_single_runs_and_reports_a_corrupt_input(tomograms
     _same_as_single(tomograms, out, names)
 
 
+def test_render_batch_takes_per_tomogram_class_maps(tomograms):
+    out = tomograms / "views"
+    proc = _batch("render", str(tomograms / "sim" / "tomo_???.mrc"), "--out", str(out),
+                  "--workers", "1", "--json", "--", "--classes",
+                  str(tomograms / "single" / "{stem}.mrc"), "--size", "96x64")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["counts"] == {"done": N_TOMOGRAMS}
+    assert all(len(t["scores"]["thresholds"]) == 1 for t in summary["tomograms"])
+    for i in range(N_TOMOGRAMS):
+        assert (out / f"tomo_{i:03d}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_changed_options_redo_every_tomogram(tomograms, tmp_path):
     command = COMMANDS["segment"]
     inputs = [(str(t), t.stem) for t in sorted((tomograms / "sim").glob("tomo_???.mrc"))]
