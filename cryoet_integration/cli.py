@@ -35,6 +35,7 @@ COMMAND_MODULES = [
     "pseudolabel",
     "train",
     "render",
+    "batch",
     "demo",
 ]
 
