@@ -36,6 +36,7 @@ COMMAND_MODULES = [
     "pseudolabel",
     "train",
     "render",
+    "batch",
     "demo",
 ]
 

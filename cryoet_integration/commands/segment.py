@@ -38,7 +38,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "segment", help="segment a tomogram with a 3D U-Net (default: membranes)",
         description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None)
-    parser.add_argument("tomogram", help="tomogram (MRC, EM or TIFF)")
+    parser.add_argument("tomogram", help="tomogram (MRC, EM, TIFF, or OME-Zarr: the level "
+                        "nearest the model's voxel size)")
     parser.add_argument("--out", required=True,
                         help="output MRC (one-class) or stem for <stem>_<class>.mrc (K-class); "
                         f"{CREATES_DIRS}")
@@ -112,7 +113,8 @@ def _segment(args) -> int:
     if args.surfaces is not None:
         check_fit_options(args)
         check_existing(check_output_folder(args.surfaces), Path(args.out).stem, args.force)
-    volume = read_input_volume(args.tomogram, voxel_size=args.voxel_size, what="tomogram")
+    volume = read_input_volume(args.tomogram, voxel_size=args.voxel_size, what="tomogram",
+                               target_voxel_size=float(card["voxel_size"]))
     bf16 = use_bf16(args.precision, device)
     model_vs, vs = float(card["voxel_size"]), float(volume.voxel_size or 0.0)
     shape = "x".join(str(n) for n in volume.data.shape[::-1])
@@ -141,8 +143,9 @@ def _segment(args) -> int:
 
     for k, path in enumerate(targets.values(), start=1):
         prob = seg.class_map(k)
+        # A memory-mapped map (a streamed large tomogram) is written slab by slab as it is.
         save(path, (prob > args.threshold).astype(np.int8) if args.threshold is not None
-             else np.asarray(prob, dtype=np.float32))
+             else prob if prob.dtype == np.float32 else prob.astype(np.float32))
     if labels_out is not None:
         thr = 0.5 if args.threshold is None else args.threshold
         save(labels_out, seg.labels(thr).astype(np.int8 if len(card["classes"]) < 128
