@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import CryovisError, require_engine
 from ..segmentation.device import resolve_device
+from .membranes import add_fit_options, check_existing, check_fit_options, run_fit
 from .options import (
     CREATES_DIRS,
     VOLUME_SUFFIXES,
@@ -20,6 +21,7 @@ from .options import (
     add_json,
     add_threads,
     check_output,
+    check_output_folder,
     check_outputs,
     json_file,
     make_folders,
@@ -58,6 +60,10 @@ def register(subparsers) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="bfloat16 autocast or float32; auto (the default) = bf16 where "
                         "the CPU/GPU has native bf16 (probabilities differ by < 0.01)")
+    parser.add_argument("--surfaces", default=None, metavar="DIR",
+                        help="then fit the membranes (as `cryovis membranes`, on probability "
+                        "> --threshold or 0.5) into DIR; " + CREATES_DIRS)
+    add_fit_options(parser)
     add_device(parser)
     parser.add_argument("--memmap", action="store_true",
                         help="keep the probability arrays in memory-mapped files beside --out")
@@ -104,6 +110,9 @@ def _segment(args) -> int:
         if path is not None:
             check_output(path, args.force, VOLUME_SUFFIXES, what)
     outputs = check_outputs([*targets.values(), labels_out, json_file(args)], args.force)
+    if args.surfaces is not None:
+        check_fit_options(args)
+        check_existing(check_output_folder(args.surfaces), Path(args.out).stem, args.force)
     volume = read_input_volume(args.tomogram, voxel_size=args.voxel_size, what="tomogram",
                                target_voxel_size=float(card["voxel_size"]))
     bf16 = use_bf16(args.precision, device)
@@ -145,6 +154,12 @@ def _segment(args) -> int:
                "device": device, "labels": args.labels_out, "classes": card["classes"],
                "voxel_size": seg.voxel_size,
                **{k: v for k, v in seg.info.items() if k != "warnings"}}
+    if args.surfaces is not None:
+        k = card["classes"].index("membrane") + 1 if "membrane" in card["classes"] else 1
+        thr = 0.5 if args.threshold is None else args.threshold
+        summary["surfaces"] = run_fit(
+            args, report, np.asarray(seg.class_map(k)) > thr, seg.voxel_size, seg.origin,
+            args.tomogram, Path(args.surfaces), Path(args.out).stem)
     write_json_result(args, summary)
     kind = "masks" if args.threshold is not None else "probabilities"
     written = [str(p) for p in targets.values()] + ([str(labels_out)] if labels_out else [])
