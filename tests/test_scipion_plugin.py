@@ -42,6 +42,7 @@ PLUGIN_STAMP = ".cryovis-plugin-digest"
 PROTOCOL_LABELS = {"ProtCryovisSegment": "cryovis - segment",
                    "ProtCryovisPick": "cryovis - pick particles",
                    "ProtCryovisExport": "cryovis - export coordinates",
+                   "ProtCryovisExtract": "cryovis - extract subtomograms",
                    "ProtCryovisRender": "cryovis - render"}
 INNER_TESTS = 15
 
