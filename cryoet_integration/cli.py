@@ -30,6 +30,8 @@ COMMAND_MODULES = [
     "evaluate",
     "segment",
     "pick",
+    "extract",
+    "average",
     "pseudolabel",
     "train",
     "render",
