@@ -60,7 +60,7 @@ class ProtCryovisExtract(CryovisBase, EMProtocol, ProtTomoBase):
                       expertLevel=LEVEL_ADVANCED, label="Boxes crossing the border",
                       help="pad: the missing voxels get the mean of the box's inside voxels; "
                            "drop: such picks are not extracted (counted in the summary).")
-        form.addParallelSection(threads=2, mpi=0)
+        form.addParallelSection(threads=1, mpi=0)
 
     # ------------------------------------------------------------------ steps
     def _insertAllSteps(self):
@@ -100,8 +100,7 @@ class ProtCryovisExtract(CryovisBase, EMProtocol, ProtTomoBase):
         write_particles(picks, table, format="csv", overwrite=True)
         args = ["extract", os.path.abspath(tomo.getFileName()), picks, "--box", self._box(),
                 "--out", self._folder(key), "--format", "relion3",
-                "--voxel-size", tomo.getSamplingRate(), "--edge", EDGES[self.edge.get()],
-                "--threads", self.numberOfThreads.get()]
+                "--voxel-size", tomo.getSamplingRate(), "--edge", EDGES[self.edge.get()]]
         if self.invert:
             args.append("--invert")
         if self.normalise:
