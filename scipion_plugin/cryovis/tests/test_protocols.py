@@ -339,7 +339,8 @@ class TestCryovisProtocols(BaseTest):
         for sub in subtomos.iterItems(orderBy="id"):
             data = read_volume(sub.getFileName()).data
             self.assertEqual(data.shape, (box, box, box))
-            self.assertAlmostEqual(float(np.median(data)), 0.0, places=3)  # normalised
+            # normalised by statistics of every 2nd voxel inside the tomogram: near, not at, 0
+            self.assertLess(abs(float(np.median(data))), 0.2)
             coord = sub.getCoordinate3D()
             got.add((coord.getTomoId(), *np.round(coord.getPosition(BOTTOM_LEFT_CORNER), 3)))
             np.testing.assert_allclose(sub.getTransform().getMatrix(), coord.getMatrix())
