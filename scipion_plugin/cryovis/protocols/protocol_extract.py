@@ -135,7 +135,8 @@ class ProtCryovisExtract(CryovisBase, EMProtocol, ProtTomoBase):
             subtomo.setFileName(os.path.join(folder, row["rlnImageName"]))
             subtomo.setSamplingRate(record["voxel_size_angst"])
             subtomo.setCoordinate3D(coord.clone())
-            subtomo.setVolName(tomo.getFileName())
+            # tomo filters a set's subtomograms of a tomogram by _volName == its tsId
+            subtomo.setVolName(tomo.getTsId())
             subtomo.setVolId(tomo.getObjId())
             subtomo.setTransform(Transform(np.array(coord.getMatrix())))
             subtomo.setAcquisition(tomo.getAcquisition().clone() if tomo.getAcquisition()

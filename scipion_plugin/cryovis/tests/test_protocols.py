@@ -336,7 +336,7 @@ class TestCryovisProtocols(BaseTest):
         self.assertAlmostEqual(subtomos.getSamplingRate(), VOXEL)
         want = {(m[0], *np.round(m[1:4], 3)) for m in positions(coords)}
         got, files = set(), set()
-        for sub in subtomos.iterItems(orderBy="id"):
+        for sub in subtomos.iterSubtomos():  # relinks each coordinate to its tomogram
             data = read_volume(sub.getFileName()).data
             self.assertEqual(data.shape, (box, box, box))
             # normalised by statistics of every 2nd voxel inside the tomogram: near, not at, 0
@@ -347,6 +347,9 @@ class TestCryovisProtocols(BaseTest):
             files.add(sub.getFileName())
         self.assertEqual(got, want)
         self.assertEqual(len(files), coords.getSize())
+        first = next(iter(self.tomograms))
+        self.assertEqual(len(list(subtomos.iterSubtomos(volume=first))),
+                         len(positions(coords, first.getTsId())))
         for name in NAMES:
             star = prot._getExtraPath(name, "particles.star")
             table = read_particles(star, format="relion31")
