@@ -347,7 +347,7 @@ class TestCryovisProtocols(BaseTest):
             files.add(sub.getFileName())
         self.assertEqual(got, want)
         self.assertEqual(len(files), coords.getSize())
-        first = next(iter(self.tomograms))
+        first = self.tomograms.getFirstItem()
         self.assertEqual(len(list(subtomos.iterSubtomos(volume=first))),
                          len(positions(coords, first.getTsId())))
         for name in NAMES:
