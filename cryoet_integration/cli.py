@@ -30,11 +30,13 @@ COMMAND_MODULES = [
     "evaluate",
     "segment",
     "pick",
+    "membranes",
     "extract",
     "average",
     "pseudolabel",
     "train",
     "render",
+    "batch",
     "demo",
 ]
 
