@@ -96,7 +96,8 @@ def test_two_class_regression_and_transfer_to_three_classes(tmp_path):
                  "--threads", "1"]) == 0
     maps = [np.asarray(read_volume(p).data) for p in find_class_maps(out).paths]
     np.testing.assert_allclose(maps[0] + maps[1], 1.0, atol=1e-6)
-    assert min(m.min() for m in maps) >= 0 and max(m.max() for m in maps) <= 1
+    # within float rounding of the tile blending
+    assert min(m.min() for m in maps) >= -1e-6 and max(m.max() for m in maps) <= 1 + 1e-6
     # the raw output clipped to [0, 1] is the second class's probability
     net, _ = load_model(base)
     from cryoet_integration.preprocess import robust_normalize
