@@ -24,14 +24,10 @@ Profile = tuple[np.ndarray, np.ndarray]
 MAD_TO_SIGMA = 1.4826
 
 
-def robust_normalize(data: np.ndarray, max_samples: int = 2_000_000,
-                     axis_step: int | None = None) -> np.ndarray:
-    """Robust z-score: ``(x - median) / (1.4826 * MAD)`` (falls back to mean/std if MAD = 0).
-
-    The project's one robust z-score. Statistics come from at most ``max_samples`` evenly
-    strided voxels so whole tomograms normalise in one pass, or, with ``axis_step``, from
-    every ``axis_step``-th voxel along each axis (an even spatial grid). Returns float32.
-    """
+def robust_stats(data: np.ndarray, max_samples: int = 2_000_000,
+                 axis_step: int | None = None) -> tuple[float, float]:
+    """``(median, 1.4826 * MAD)`` of ``data`` (mean and std if the MAD is 0), the centre
+    and scale of :func:`robust_normalize`, from the same voxel sample."""
     arr = np.asarray(data)
     if axis_step is not None:
         sample = arr[(slice(None, None, axis_step),) * arr.ndim].reshape(-1)
@@ -43,6 +39,18 @@ def robust_normalize(data: np.ndarray, max_samples: int = 2_000_000,
     scale = MAD_TO_SIGMA * float(np.median(np.abs(sample - centre)))
     if not scale > 0:
         centre, scale = float(sample.mean()), float(sample.std()) or 1.0
+    return centre, scale
+
+
+def robust_normalize(data: np.ndarray, max_samples: int = 2_000_000,
+                     axis_step: int | None = None) -> np.ndarray:
+    """Robust z-score: ``(x - median) / (1.4826 * MAD)`` (falls back to mean/std if MAD = 0).
+
+    The project's one robust z-score. Statistics come from at most ``max_samples`` evenly
+    strided voxels so whole tomograms normalise in one pass, or, with ``axis_step``, from
+    every ``axis_step``-th voxel along each axis (an even spatial grid). Returns float32.
+    """
+    centre, scale = robust_stats(data, max_samples, axis_step)
     return ((np.asarray(data, dtype=np.float32) - np.float32(centre))
             / np.float32(scale)).astype(np.float32, copy=False)
 
