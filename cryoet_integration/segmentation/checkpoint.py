@@ -100,11 +100,13 @@ def update_card(path: str | Path, updates: dict[str, Any], section: str | None =
         tmp.write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
 
 
-def load_model(path: str | Path | None = None, device: str = "cpu"):
+def load_model(path: str | Path | None = None, device: str = "cpu", build=None):
     """Load a model for inference; ``None`` loads the shipped default membrane model.
 
-    Returns ``(net, card)`` with ``net`` in eval mode on ``device``. A weights file that does
-    not match the card's architecture raises CryovisError naming the file.
+    ``build`` makes the network from the card's ``network`` config (default:
+    ``networks.build_network``; the subtomogram classifier passes its own). Returns
+    ``(net, card)`` with ``net`` in eval mode on ``device``. A weights file that does not
+    match the card's architecture raises CryovisError naming the file.
     """
     import torch
 
@@ -120,7 +122,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu"):
     if not weights.exists():
         raise CryovisError(f"{weights}: model weights not found")
     try:
-        net = build_network(card["network"])
+        net = (build or build_network)(card["network"])
     except (ValueError, TypeError) as exc:
         raise CryovisError(f"{weights}: cannot build the network of its card: {exc}") from None
     try:

@@ -5,7 +5,9 @@ head).
 * ``network``: the multi-task network, built from the segmentation engine's blocks;
 * ``targets``: training targets from particle lists (class; mask and density from the
   per-class subtomogram average, or from the simulator's instance map);
-* ``training``: the training loop (losses 1:10:1, checkpoints, ``--resume``);
+* ``data``: reading tomograms, particle lists and instance maps into training boxes;
+* ``training``: the training loop (losses 1:10:1, checkpoints, ``--resume``) and the
+  paper's metrics;
 * ``prediction``: classification, masks, densities and feature vectors of picks;
 * ``recipes``: the recipe of the shipped default model.
 """
