@@ -2,9 +2,10 @@
 
 Boxes: around each pick a whole-voxel crop (``subtomograms.extract.crop_subtomograms``,
 memory-mapped reads) of ``round(box * model voxel size / tomogram voxel size)`` tomogram
-voxels is resampled (linear) to ``box`` voxels at the model voxel size, then scaled by the
-tomogram's robust z-score (median, 1.4826 MAD of the whole tomogram, so contrast between
-particles is kept) with dense matter dark (negative). Boxes are ``[z, y, x]``.
+voxels is resampled (anti-aliased, linear) to ``box`` voxels at the model voxel size, then
+scaled by the robust z-score (median, 1.4826 MAD) of all the tomogram's boxes together, so
+contrast between particles is kept and a box's values do not depend on the tomogram's
+voxel size, with dense matter dark (negative). Boxes are ``[z, y, x]``.
 
 Targets of a particle (DSM-Net, paper 004: the recovered structure is the average of its
 class):
@@ -53,11 +54,17 @@ def native_box(box: int, model_voxel_size: float, voxel_size: float) -> int:
 
 
 def _resample(stack: np.ndarray, box: int, order: int) -> np.ndarray:
+    """Boxes resampled to ``box^3``; images shrunk by more than a few percent are low-passed
+    first (Gaussian, sigma = (1/factor - 1)/2 voxels, as scikit-image's anti-aliasing), so
+    a finely sampled tomogram gives boxes with the noise texture of a coarse one."""
     if stack.shape[1] == box:
         return stack
     factor = box / stack.shape[1]
+    sigma = (1.0 / factor - 1.0) / 2.0 if order > 0 and factor < 1 else 0.0
     out = np.empty((len(stack), box, box, box), dtype=np.float32)
     for i, sub in enumerate(stack):
+        if sigma > 0.05:
+            sub = ndimage.gaussian_filter(sub, sigma, mode="mirror")
         out[i] = ndimage.zoom(sub, factor, order=order, grid_mode=True, mode="grid-mirror")
     return out
 
@@ -71,14 +78,17 @@ def cut_boxes(data: np.ndarray, voxel_size: float, xyz: np.ndarray, box: int,
         data: tomogram ``[z, y, x]`` (in memory or memory-mapped), ``voxel_size`` Å/voxel.
         xyz: (N, 3) picks ``x, y, z`` in voxels of ``data``.
         box: box edge in voxels at ``model_voxel_size`` Å.
-        stats: ``(centre, scale)`` of the z-score (default: ``robust_stats`` of ``data``
-            on a 4-voxel grid).
+        stats: ``(centre, scale)`` of the z-score (default: ``robust_stats`` of the
+            resampled boxes together).
         dark: True when dense matter is dark in ``data`` (as reconstructed); else the boxes
             are inverted.
     """
-    centre, scale = stats if stats is not None else robust_stats(data, axis_step=4)
     stack, kept, _ = crop_subtomograms(data, xyz, native_box(box, model_voxel_size, voxel_size))
     stack = _resample(stack, box, order=1)
+    if stats is not None:
+        centre, scale = stats
+    else:
+        centre, scale = robust_stats(stack) if stack.size else (0.0, 1.0)
     stack = (stack - np.float32(centre)) / np.float32(scale)
     return Boxes(stack if dark else -stack, kept, float(model_voxel_size))
 

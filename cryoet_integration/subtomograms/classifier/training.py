@@ -239,8 +239,8 @@ def train_classifier(train: SubtomogramSet, val: SubtomogramSet | None, out: str
     by_class = [rows for rows in by_class if rows.size]
     val_images = centre_crop(val.images, box) if val is not None else None
     card = {"classes": list(classes), "voxel_size": float(cfg["voxel_size"]),
-            "normalisation": "tomogram robust z-score (median, 1.4826 MAD), boxes resampled "
-                             "to the model voxel size",
+            "normalisation": "robust z-score (median, 1.4826 MAD) of all a tomogram's boxes, "
+                             "after anti-aliased resampling to the model voxel size",
             "contrast": "dense matter dark (negative), as reconstructed",
             "checkpoint": "best validation class-mean accuracy",
             "training": {**(provenance or {}), "config": cfg},
