@@ -182,6 +182,22 @@ def test_bad_input_exits_2_in_one_line(tmp_path, capsys):
     assert code == 2 and out == "" and err.count("\n") == 1 and "nope.mrc" in err
 
 
+def test_convert_json_is_the_shared_option(tmp_path, capsys):
+    src = tmp_path / "picks.csv"
+    src.write_text("x,y,z\n1,2,3\n4,5,6\n")
+    out, record = tmp_path / "picks.tbl", tmp_path / "convert.json"
+    assert "--json [OUT]" in _help(["convert"])
+    code, stdout, _ = _run(["convert", src, out, "--json", record], capsys)
+    assert code == 0 and json.loads(record.read_text())["particles"] == 2
+    assert "2" in stdout and not stdout.lstrip().startswith("{")
+    # an existing JSON file is refused before OUT is written
+    second = tmp_path / "again.tbl"
+    code, _, err = _run(["convert", src, second, "--json", record], capsys)
+    assert code == 2 and "convert.json" in err and not second.exists()
+    code, stdout, _ = _run(["convert", src, tmp_path / "third.tbl", "--json"], capsys)
+    assert code == 0 and json.loads(stdout)["particles"] == 2
+
+
 # --- progress, what is done, summary; JSON only when asked ---------------------------------
 
 def test_segment_says_what_it_does_and_keeps_stdout_for_json(tmp_path, capsys):

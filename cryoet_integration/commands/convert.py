@@ -9,13 +9,20 @@ Only base dependencies are imported (no torch/scipy).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from .geometry import add_geometry_options, geometry_options
+from .options import (
+    add_force,
+    add_json,
+    check_outputs,
+    json_file,
+    json_to_stdout,
+    write_json_result,
+)
 
 VOLUME_FORMATS = {"mrc": ".mrc", "em": ".em", "tiff": ".tif"}
 _VOLUME_SUFFIX_FAMILY = {".mrc": "mrc", ".mrcs": "mrc", ".map": "mrc", ".rec": "mrc",
@@ -72,8 +79,8 @@ def register(subparsers) -> None:
                              "optics)")
     parser.add_argument("--invert", action="store_true",
                         help="volumes: invert the contrast")
-    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_force(parser)
+    add_json(parser, "the summary")
     parser.set_defaults(func=run)
 
 
@@ -93,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
     src: Path = args.input
     if not src.exists():
         raise FormatError(src, "no such file")
+    check_outputs([json_file(args)], args.force)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.to in VOLUME_FORMATS or (args.to is None and _is_volume(src)):
@@ -106,9 +114,8 @@ def run(args: argparse.Namespace) -> int:
     summary["warnings"] = [str(w.message) for w in caught]
     for text in summary["warnings"]:
         print(f"cryovis convert: warning: {text}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(summary))
-    else:
+    write_json_result(args, summary)
+    if not json_to_stdout(args):
         print(summary["message"])
     return 0
 

@@ -67,16 +67,16 @@ def correlate_many(field: np.ndarray, kernels: list[np.ndarray]) -> list[np.ndar
 
     size = max(max(k.shape) for k in kernels)
     shape = [fft.next_fast_len(n + size - 1, real=True) for n in field.shape]
-    with fft.set_workers(2):
-        f_hat = fft.rfftn(field.astype(np.float32), shape)
-        outs = []
-        for k in kernels:
-            pad = (size - k.shape[0]) // 2
-            full = np.pad(k[::-1, ::-1, ::-1], pad).astype(np.float32)  # flip: correlation
-            res = fft.irfftn(f_hat * fft.rfftn(full, shape), shape)
-            c = (size - 1) // 2
-            region = tuple(slice(c, c + n) for n in field.shape)
-            outs.append(np.ascontiguousarray(res[region], dtype=np.float32))
+    # FFT threads come from the caller's ``use_threads`` (``--threads``), not from here
+    f_hat = fft.rfftn(field.astype(np.float32), shape)
+    outs = []
+    for k in kernels:
+        pad = (size - k.shape[0]) // 2
+        full = np.pad(k[::-1, ::-1, ::-1], pad).astype(np.float32)  # flip: correlation
+        res = fft.irfftn(f_hat * fft.rfftn(full, shape), shape)
+        c = (size - 1) // 2
+        region = tuple(slice(c, c + n) for n in field.shape)
+        outs.append(np.ascontiguousarray(res[region], dtype=np.float32))
     return outs
 
 

@@ -35,12 +35,10 @@ def engineRecord(protocol, tag):
         return json.load(fh)
 
 
-def runEngine(protocol, tag, args, jsonToStdout=False):
+def runEngine(protocol, tag, args):
     """Run ``cryovis ARGS`` for item ``tag`` unless it already finished; returns its result.
 
-    The engine writes its result to ``<tag>.json`` (``--json FILE``); ``jsonToStdout`` is for
-    a command whose ``--json`` is a flag printing the result on stdout (``convert``), which
-    is then kept as ``<tag>.json`` after a successful exit. stdout and stderr go to
+    The engine writes its result to ``<tag>.json`` (``--json FILE``). stdout and stderr go to
     ``<tag>.out``/``<tag>.err`` in the extra folder and are copied to the run log afterwards;
     on a non-zero exit raises EngineError with the engine's last stderr line (its one-line
     reason), which Scipion shows as the step's error.
@@ -54,11 +52,11 @@ def runEngine(protocol, tag, args, jsonToStdout=False):
         raise EngineError(Plugin.programProblem())
     record = protocol._getExtraPath(f"{tag}.json")
     out, err = protocol._getExtraPath(f"{tag}.out"), protocol._getExtraPath(f"{tag}.err")
-    jsonArgs = ["--json"] if jsonToStdout else ["--json", os.path.abspath(record)]
     redirect = f" > {shlex.quote(out)} 2> {shlex.quote(err)}"
     failure = None
     try:
-        protocol.runJob(program, quote([*args, *jsonArgs, "--force"]) + redirect,
+        command = quote([*args, "--json", os.path.abspath(record), "--force"])
+        protocol.runJob(program, command + redirect,
                         env=Plugin.getEnviron(), numberOfMpi=1, numberOfThreads=1)
     except Exception as exc:  # noqa: BLE001 - runJob raises a bare Exception on exit != 0
         failure = exc
@@ -72,8 +70,6 @@ def runEngine(protocol, tag, args, jsonToStdout=False):
         lines = [ln.strip() for ln in _read(err).splitlines() if ln.strip()]
         reason = lines[-1] if lines else f"{failure}"
         raise EngineError(f"{tag}: {reason}") from None
-    if jsonToStdout:
-        os.replace(out, record)
     result = engineRecord(protocol, tag)
     if result is None:
         raise EngineError(f"{tag}: cryovis exited 0 but wrote no result to {record}")

@@ -86,7 +86,7 @@ class ProtCryovisExport(CryovisBase, EMProtocol, ProtTomoBase):
                 "--to", self._format()]
         if self._format() in WITH_TOMOGRAMS:
             args += ["--tomograms", self.tomogramsPath()]
-        runEngine(self, "export", args, jsonToStdout=True)
+        runEngine(self, "export", args)
 
     # ------------------------------------------------------------------- info
     def _validate(self):
