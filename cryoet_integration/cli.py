@@ -31,9 +31,13 @@ COMMAND_MODULES = [
     "segment",
     "pick",
     "classify",
+    "membranes",
+    "extract",
+    "average",
     "pseudolabel",
     "train",
     "render",
+    "batch",
     "demo",
 ]
 

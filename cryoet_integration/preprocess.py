@@ -26,20 +26,42 @@ MAD_TO_SIGMA = 1.4826
 
 def robust_stats(data: np.ndarray, max_samples: int = 2_000_000,
                  axis_step: int | None = None) -> tuple[float, float]:
-    """``(median, 1.4826 * MAD)`` of ``data`` (mean and std if the MAD is 0), the centre
-    and scale of :func:`robust_normalize`, from the same voxel sample."""
-    arr = np.asarray(data)
+    """``(median, 1.4826 * MAD)`` of ``data`` (mean and std if the MAD is 0): the statistics
+    of :func:`robust_normalize`, from the same voxels.
+
+    The sample is gathered slab by slab along the first axis, releasing a memory-mapped
+    array's pages after each, so a tomogram larger than memory is sampled in bounded memory.
+    """
+    from formats import release_pages, slabs
+
+    arr = np.asarray(data) if not isinstance(data, np.memmap) else data
     if axis_step is not None:
-        sample = arr[(slice(None, None, axis_step),) * arr.ndim].reshape(-1)
-    else:
+        sample = np.asarray(arr[(slice(None, None, axis_step),) * arr.ndim]).reshape(-1)
+    elif arr.ndim < 2:
         flat = arr.reshape(-1)
         sample = flat[::max(1, flat.size // max_samples)]
+    else:
+        step = max(1, arr.size // max_samples)
+        plane = arr[0].size
+        parts = []
+        for z in slabs(arr.shape):
+            first = (-z.start * plane) % step
+            parts.append(np.array(np.asarray(arr[z]).reshape(-1)[first::step]))
+            release_pages(arr)
+        sample = np.concatenate(parts)
     sample = sample.astype(np.float64)
     centre = float(np.median(sample))
     scale = MAD_TO_SIGMA * float(np.median(np.abs(sample - centre)))
     if not scale > 0:
         centre, scale = float(sample.mean()), float(sample.std()) or 1.0
     return centre, scale
+
+
+def normalize_with(data: np.ndarray, stats: tuple[float, float]) -> np.ndarray:
+    """``(data - centre) / scale`` as float32, for ``stats`` from :func:`robust_stats`."""
+    centre, scale = stats
+    return ((np.asarray(data, dtype=np.float32) - np.float32(centre))
+            / np.float32(scale)).astype(np.float32, copy=False)
 
 
 def robust_normalize(data: np.ndarray, max_samples: int = 2_000_000,
@@ -50,9 +72,7 @@ def robust_normalize(data: np.ndarray, max_samples: int = 2_000_000,
     strided voxels so whole tomograms normalise in one pass, or, with ``axis_step``, from
     every ``axis_step``-th voxel along each axis (an even spatial grid). Returns float32.
     """
-    centre, scale = robust_stats(data, max_samples, axis_step)
-    return ((np.asarray(data, dtype=np.float32) - np.float32(centre))
-            / np.float32(scale)).astype(np.float32, copy=False)
+    return normalize_with(data, robust_stats(data, max_samples, axis_step))
 
 
 def rescaled_shape(shape: tuple[int, ...], from_angst: float, to_angst: float

@@ -19,15 +19,20 @@ from .particles.motl import is_motive_list
 from .particles.registry import FORMATS, detect_format, read_particles, write_particles
 from .particles.table import make_table, orientations, positions_voxels, set_orientations
 from .particles.tomograms import normalise_tomo_name, read_tomograms, write_tomograms
+from .projects.copick import is_copick_project
+from .projects.copick import open_project as open_copick_project
 from .summary import describe
 from .text.star import read_star, write_star
 from .volumes import em as _em
 from .volumes import mrc as _mrc
+from .volumes import omezarr as _omezarr
 from .volumes import tiff as _tiff
+from .volumes.pages import release_pages, slabs
 from .volumes.volume import Volume, check_finite, invert_contrast, read_volume, write_volume
 
-# Extensions ``read_volume`` reads (an .em may instead be a motive list: ``is_motive_list``).
-VOLUME_SUFFIXES = frozenset(_mrc.SUFFIXES | _em.SUFFIXES | _tiff.SUFFIXES)
+# Extensions ``read_volume`` reads (an .em may instead be a motive list: ``is_motive_list``;
+# a .zarr is an OME-Zarr folder).
+VOLUME_SUFFIXES = frozenset(_mrc.SUFFIXES | _em.SUFFIXES | _tiff.SUFFIXES | _omezarr.SUFFIXES)
 
 __all__ = [
     "FORMATS",
@@ -42,16 +47,20 @@ __all__ = [
     "detect_format",
     "euler",
     "invert_contrast",
+    "is_copick_project",
     "is_motive_list",
     "make_table",
     "normalise_tomo_name",
+    "open_copick_project",
     "orientations",
     "positions_voxels",
     "read_particles",
     "read_star",
     "read_tomograms",
     "read_volume",
+    "release_pages",
     "set_orientations",
+    "slabs",
     "tomo_name_from_path",
     "write_particles",
     "write_star",

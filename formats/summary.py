@@ -26,6 +26,7 @@ from .particles.motl import is_motive_list
 from .particles.registry import FORMATS, detect_format, read_particles
 from .particles.table import CORE, MATRIX
 from .particles.tomograms import describe_tomograms
+from .projects.copick import describe_copick_project, is_copick_project
 from .text.star import read_star
 from .tiltseries.mdoc import describe_mdoc
 from .tiltseries.star import describe_tilt_series_star
@@ -54,6 +55,12 @@ def describe(path: PathLike, voxel_size: float | None = None,
     p = Path(path)
     if not p.exists():
         raise FormatError(p, "no such file")
+    if p.is_dir() and p.suffix.lower() == ".zarr":
+        summary = {"path": str(p), "size_bytes": sum(f.stat().st_size for f in p.rglob("*")
+                                                    if f.is_file())}
+        summary.update(describe_volume(p, voxel_size))  # type: ignore[typeddict-item]
+        summary.setdefault("warnings", [])
+        return summary
     if p.is_dir():
         raise FormatError(p, "is a directory, not a file")
     if p.stat().st_size == 0:
@@ -64,7 +71,9 @@ def describe(path: PathLike, voxel_size: float | None = None,
     opts = {k: v for k, v in (("voxel_size", voxel_size), ("tomograms", tomograms))
             if v is not None}
     summary: Summary = {"path": str(p), "size_bytes": p.stat().st_size}
-    if suffix == ".em":
+    if suffix == ".json" and is_copick_project(p):
+        facts = describe_copick_project(p)
+    elif suffix == ".em":
         facts = particles(p, opts) if is_motive_list(p) else describe_volume(p, voxel_size)
     elif suffix in mrc.SUFFIXES or suffix in tiff.SUFFIXES:
         facts = describe_volume(p, voxel_size)

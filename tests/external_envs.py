@@ -38,10 +38,12 @@ API:
 - ``chimerax_command(env)``: the command prefix of a headless ChimeraX session (append
   ``--cmd ...`` or ``--script "FILE ARGS"``). ``CHIMERAX_RUN_PYTEST`` is a ``--script`` that
   runs a pytest suite inside one session (the session on ``builtins._chimerax_test_session``).
+- ``relion_program(name)``: a RELION 3.1 program (``relion_reconstruct``), installing
+  Debian's ``relion`` package with apt-get when it is missing (root or sudo).
 - ``ExternalEnvError``: an env could not be created or could not take a package.
 
 Build them ahead of a test run with ``.venv/bin/python tests/external_envs.py [scipion]
-[chimerax]``. Environment variables: ``CRYOVIS_ENV_CACHE`` (cache root),
+[chimerax] [relion]``. Environment variables: ``CRYOVIS_ENV_CACHE`` (cache root),
 ``CRYOVIS_EXTERNAL_PYTHON`` (the interpreter the envs are made from; default ``python3.11``).
 """
 
@@ -360,8 +362,52 @@ def chimerax_command(env: Path) -> list[str]:
     return [str(env_python(env)), "-m", "chimerax.core", "--nogui", "--offscreen", "--exit"]
 
 
+
+# RELION 3.1 (Debian's `relion` package) for the subtomogram tests: a system package, so the
+# "cache" is the installed package itself; a second run finds it on PATH at once.
+RELION_APT_PACKAGE = "relion"
+RELION_PROGRAMS = ("relion_reconstruct",)
+
+
+def relion_program(name: str = "relion_reconstruct") -> Path:
+    """The path of a RELION 3.1 program, installing Debian's ``relion`` when it is missing.
+
+    Installing needs root (or password-less sudo) and the Debian archive: ``apt-get update``
+    then ``apt-get install -y --no-install-recommends relion``, under a lock so parallel test
+    runs install once. Raises ExternalEnvError (never skips) when it cannot be installed.
+    """
+    found = shutil.which(name)
+    if found is None:
+        with env_lock(cache_root() / "relion-apt"):
+            found = shutil.which(name) or _install_relion(name)
+    return Path(found)
+
+
+def _install_relion(name: str) -> str:
+    if shutil.which("apt-get") is None:
+        raise ExternalEnvError(f"{name}: not on PATH, and without apt-get RELION 3.1 cannot be "
+                               f"installed (install Debian's '{RELION_APT_PACKAGE}' package)")
+    prefix: list[str] = []
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            raise ExternalEnvError(f"{name}: not on PATH; installing '{RELION_APT_PACKAGE}' "
+                                   "with apt-get needs root or sudo")
+        prefix = ["sudo", "-n"]
+    environ = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    hint = "; it needs the Debian archive (apt-get update must reach it)"
+    _run(prefix + ["apt-get", "update"], "apt-get update", env=environ, hint=hint)
+    _run(prefix + ["apt-get", "install", "-y", "--no-install-recommends", RELION_APT_PACKAGE],
+         f"apt-get install {RELION_APT_PACKAGE}", env=environ, hint=hint)
+    found = shutil.which(name)
+    if found is None:
+        raise ExternalEnvError(f"{name}: still not on PATH after installing "
+                               f"'{RELION_APT_PACKAGE}'")
+    return found
+
+
 if __name__ == "__main__":
     # `python tests/external_envs.py [scipion|chimerax ...]`: create (or find) the envs.
     for which in sys.argv[1:] or ["scipion", "chimerax"]:
-        path = {"scipion": scipion_env, "chimerax": chimerax_env}[which]()
+        path = {"scipion": scipion_env, "chimerax": chimerax_env,
+                "relion": relion_program}[which]()
         print(f"{which}: {path}")

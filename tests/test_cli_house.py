@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 COMPUTING = [["simulate"], ["evaluate", "picks"], ["evaluate", "segmentation"], ["segment"],
              ["train", "segmenter"], ["pick"], ["train", "picker"], ["pseudolabel"], ["render"],
              ["classify"], ["train", "classifier"],
-             ["demo"]]
+             ["average"], ["membranes"], ["demo"]]
 
 
 def _run(argv, capsys):

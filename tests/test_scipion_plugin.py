@@ -42,8 +42,9 @@ PLUGIN_STAMP = ".cryovis-plugin-digest"
 PROTOCOL_LABELS = {"ProtCryovisSegment": "cryovis - segment",
                    "ProtCryovisPick": "cryovis - pick particles",
                    "ProtCryovisExport": "cryovis - export coordinates",
+                   "ProtCryovisExtract": "cryovis - extract subtomograms",
                    "ProtCryovisRender": "cryovis - render"}
-INNER_TESTS = 15
+INNER_TESTS = 16
 
 pytestmark = [pytest.mark.scipion, pytest.mark.slow,
               pytest.mark.skipif(os.environ.get("CRYOVIS_SKIP_EXTERNAL") == "1",

@@ -24,10 +24,10 @@ from .options import (
     write_json_result,
 )
 
-VOLUME_FORMATS = {"mrc": ".mrc", "em": ".em", "tiff": ".tif"}
+VOLUME_FORMATS = {"mrc": ".mrc", "em": ".em", "tiff": ".tif", "zarr": ".zarr"}
 _VOLUME_SUFFIX_FAMILY = {".mrc": "mrc", ".mrcs": "mrc", ".map": "mrc", ".rec": "mrc",
                          ".st": "mrc", ".ali": "mrc", ".preali": "mrc", ".ccp4": "mrc",
-                         ".em": "em", ".tif": "tiff", ".tiff": "tiff"}
+                         ".em": "em", ".tif": "tiff", ".tiff": "tiff", ".zarr": "zarr"}
 
 
 def register(subparsers) -> None:
@@ -36,8 +36,8 @@ def register(subparsers) -> None:
         "convert", help="convert particle files between tools, or volumes between formats",
         description="Convert a particle file (RELION 3.0/3.1/4/5, Dynamo, IMOD, EMAN2, "
                     "crYOLO, copick, PyTom, TOM/AV3 motl, STOPGAP, CSV) into another, or a "
-                    "volume (MRC/EM/TIFF) into another volume format. Positions keep their "
-                    "physical place (origin shifts applied); orientations are converted "
+                    "volume (MRC/EM/TIFF/OME-Zarr) into another volume format. Positions "
+                    "keep their physical place (origin shifts applied); orientations are converted "
                     "between Euler conventions exactly.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
@@ -45,14 +45,16 @@ def register(subparsers) -> None:
                "--tomograms tomograms.star --binning 4\n"
                "  cryovis convert picks.tbl particles.star --to relion5 "
                "--tomograms tomograms.star --voxel-size 5.4\n"
-               "  cryovis convert tomo.rec tomo.mrc --invert")
+               "  cryovis convert tomo.rec tomo.mrc --invert\n"
+               "  cryovis convert copick/ExperimentRuns/TS_1/VoxelSpacing10.000/wbp.zarr "
+               "TS_1.mrc")
     parser.add_argument("input", type=Path, metavar="IN", help="particle file or volume")
     parser.add_argument("output", type=Path, metavar="OUT", help="file to write")
     parser.add_argument("--to", metavar="FORMAT",
                         help="output format: relion5, relion4, relion31, relion30, dynamo, "
                              "imod, eman2, eman2box, cryolo, copick, pytom, motl, stopgap, "
-                             "csv; volumes: mrc, em, tiff (default: from OUT's extension "
-                             "when unambiguous)")
+                             "csv; volumes: mrc, em, tiff, zarr (OME-Zarr, 3 levels) (default: "
+                             "from OUT's extension when unambiguous)")
     parser.add_argument("--from", dest="from_format", metavar="FORMAT",
                         help="input particle format (default: detected)")
     parser.add_argument("--voxel-size", type=float, metavar="A",
@@ -127,8 +129,8 @@ def _convert_volume(args: argparse.Namespace) -> dict[str, Any]:
     family = _VOLUME_SUFFIX_FAMILY.get(out.suffix.lower())
     target = args.to or family
     if target not in VOLUME_FORMATS:
-        raise FormatError(out, "cannot tell the volume format: give --to mrc|em|tiff or an "
-                               ".mrc/.em/.tif extension")
+        raise FormatError(out, "cannot tell the volume format: give --to mrc|em|tiff|zarr or "
+                               "an .mrc/.em/.tif/.zarr (OME-Zarr) extension")
     if family != target:
         raise FormatError(out, f"extension '{out.suffix}' does not match --to {target} "
                                f"(use {VOLUME_FORMATS[target]})")

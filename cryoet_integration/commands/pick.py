@@ -40,7 +40,8 @@ def register(subparsers) -> None:
         "pick", help="pick and classify particles (learned picker, template matching with "
         "orientations, or blob baseline)",
         description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None)
-    parser.add_argument("tomogram", help="tomogram (MRC, EM or TIFF)")
+    parser.add_argument("tomogram", help="tomogram (MRC, EM, TIFF, or OME-Zarr: the level "
+                        "nearest the picker's voxel size)")
     parser.add_argument("--out", required=True, help="picks file (.star, .csv, .tbl, ...)")
     parser.add_argument("--format", default=None,
                         help="particle format (relion5, relion4, dynamo, csv, ...; default "
@@ -208,7 +209,8 @@ def run(args) -> int:
         net, card = load_picker(args.model, device=device)
     elif args.model:
         raise CryovisError("--model is for --method unet")
-    volume = read_input_volume(args.tomogram, voxel_size=args.voxel_size, what="tomogram")
+    volume = read_input_volume(args.tomogram, voxel_size=args.voxel_size, what="tomogram",
+                               target_voxel_size=float(card["voxel_size"]) if card else None)
     tomo_name = args.tomo_name or Path(args.tomogram).stem
     plan = plan_export(args.out, args.format, tuple(volume.data.shape),
                        float(volume.voxel_size or 0.0), tomo_name, args.tomograms,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import CryovisError, require_engine
 from ..segmentation.device import resolve_device
+from .membranes import add_fit_options, check_existing, check_fit_options, run_fit
 from .options import (
     CREATES_DIRS,
     VOLUME_SUFFIXES,
@@ -20,6 +21,7 @@ from .options import (
     add_json,
     add_threads,
     check_output,
+    check_output_folder,
     check_outputs,
     json_file,
     make_folders,
@@ -36,7 +38,8 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "segment", help="segment a tomogram with a 3D U-Net (default: membranes)",
         description=__doc__.split("\n\n")[1].replace("``", "") if __doc__ else None)
-    parser.add_argument("tomogram", help="tomogram (MRC, EM or TIFF)")
+    parser.add_argument("tomogram", help="tomogram (MRC, EM, TIFF, or OME-Zarr: the level "
+                        "nearest the model's voxel size)")
     parser.add_argument("--out", required=True,
                         help="output MRC (one-class) or stem for <stem>_<class>.mrc (K-class); "
                         f"{CREATES_DIRS}")
@@ -57,6 +60,10 @@ def register(subparsers) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                         help="bfloat16 autocast or float32; auto (the default) = bf16 where "
                         "the CPU/GPU has native bf16 (probabilities differ by < 0.01)")
+    parser.add_argument("--surfaces", default=None, metavar="DIR",
+                        help="then fit the membranes (as `cryovis membranes`, on probability "
+                        "> --threshold or 0.5) into DIR; " + CREATES_DIRS)
+    add_fit_options(parser)
     add_device(parser)
     parser.add_argument("--memmap", action="store_true",
                         help="keep the probability arrays in memory-mapped files beside --out")
@@ -103,7 +110,11 @@ def _segment(args) -> int:
         if path is not None:
             check_output(path, args.force, VOLUME_SUFFIXES, what)
     outputs = check_outputs([*targets.values(), labels_out, json_file(args)], args.force)
-    volume = read_input_volume(args.tomogram, voxel_size=args.voxel_size, what="tomogram")
+    if args.surfaces is not None:
+        check_fit_options(args)
+        check_existing(check_output_folder(args.surfaces), Path(args.out).stem, args.force)
+    volume = read_input_volume(args.tomogram, voxel_size=args.voxel_size, what="tomogram",
+                               target_voxel_size=float(card["voxel_size"]))
     bf16 = use_bf16(args.precision, device)
     model_vs, vs = float(card["voxel_size"]), float(volume.voxel_size or 0.0)
     shape = "x".join(str(n) for n in volume.data.shape[::-1])
@@ -132,8 +143,9 @@ def _segment(args) -> int:
 
     for k, path in enumerate(targets.values(), start=1):
         prob = seg.class_map(k)
+        # A memory-mapped map (a streamed large tomogram) is written slab by slab as it is.
         save(path, (prob > args.threshold).astype(np.int8) if args.threshold is not None
-             else np.asarray(prob, dtype=np.float32))
+             else prob if prob.dtype == np.float32 else prob.astype(np.float32))
     if labels_out is not None:
         thr = 0.5 if args.threshold is None else args.threshold
         save(labels_out, seg.labels(thr).astype(np.int8 if len(card["classes"]) < 128
@@ -142,6 +154,12 @@ def _segment(args) -> int:
                "device": device, "labels": args.labels_out, "classes": card["classes"],
                "voxel_size": seg.voxel_size,
                **{k: v for k, v in seg.info.items() if k != "warnings"}}
+    if args.surfaces is not None:
+        k = card["classes"].index("membrane") + 1 if "membrane" in card["classes"] else 1
+        thr = 0.5 if args.threshold is None else args.threshold
+        summary["surfaces"] = run_fit(
+            args, report, np.asarray(seg.class_map(k)) > thr, seg.voxel_size, seg.origin,
+            args.tomogram, Path(args.surfaces), Path(args.out).stem)
     write_json_result(args, summary)
     kind = "masks" if args.threshold is not None else "probabilities"
     written = [str(p) for p in targets.values()] + ([str(labels_out)] if labels_out else [])

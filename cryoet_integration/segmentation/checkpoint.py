@@ -23,6 +23,9 @@ from ..errors import CryovisError
 CARD_FORMAT = "cryovis-segmenter"
 CARD_VERSION = 1
 DEFAULT_MODEL = "membrane_default"
+# Loaded inference models kept by a long-lived process (a batch worker), keyed by the files'
+# identity; None (the default) loads afresh on every call.
+_LOADED: dict[tuple, tuple] | None = None
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:
@@ -100,27 +103,50 @@ def update_card(path: str | Path, updates: dict[str, Any], section: str | None =
         tmp.write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
 
 
+def keep_models_loaded() -> None:
+    """From now on this process keeps the models it loads: a later :func:`load_model` of the
+    same unchanged files on the same device returns the same network (for batch workers,
+    which run many tomograms with one model; the networks are only used for inference)."""
+    global _LOADED
+    if _LOADED is None:
+        _LOADED = {}
+
+
+def _file_key(path: Path) -> tuple:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size
+
+
 def load_model(path: str | Path | None = None, device: str = "cpu", build=None):
     """Load a model for inference; ``None`` loads the shipped default membrane model.
 
     ``build`` makes the network from the card's ``network`` config (default:
     ``networks.build_network``; the subtomogram classifier passes its own). Returns
     ``(net, card)`` with ``net`` in eval mode on ``device``. A weights file that does not
-    match the card's architecture raises CryovisError naming the file.
+    match the card's architecture raises CryovisError naming the file. After
+    :func:`keep_models_loaded` the same network is returned for unchanged files.
     """
+    if path is None:
+        path = default_model_path()
+    weights, card_path = model_paths(path)
+    card = read_card(path)
+    if not weights.exists():
+        raise CryovisError(f"{weights}: model weights not found")
+    if _LOADED is None:
+        return _load_network(weights, card, device, build), card
+    key = (_file_key(weights), _file_key(card_path), device)
+    if key not in _LOADED:
+        _LOADED[key] = _load_network(weights, card, device, build)
+    return _LOADED[key], card
+
+
+def _load_network(weights: Path, card: dict[str, Any], device: str, build=None):
     import torch
 
     from .device import keep_freed_memory
     from .networks import build_network
 
     keep_freed_memory()
-
-    if path is None:
-        path = default_model_path()
-    weights, _ = model_paths(path)
-    card = read_card(path)
-    if not weights.exists():
-        raise CryovisError(f"{weights}: model weights not found")
     try:
         net = (build or build_network)(card["network"])
     except (ValueError, TypeError) as exc:
@@ -138,7 +164,7 @@ def load_model(path: str | Path | None = None, device: str = "cpu", build=None):
         first = " ".join(str(exc).split())[:200]
         raise CryovisError(f"{weights}: weights do not match the {card['network'].get('arch')} "
                            f"architecture in its card ({first})") from None
-    return net.to(device).eval(), card
+    return net.to(device).eval()
 
 
 def save_training_state(path: str | Path, state: dict[str, Any]) -> None:

@@ -146,11 +146,26 @@ def _pad_to(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.pad(image, pad, mode=mode)
 
 
+def _window_sums(plan: AxisPlan, n: int, overlap: int) -> np.ndarray:
+    """Sum over the tiles of one axis of their 1D blending ramps, on the axis' ``n`` voxels.
+
+    The tiles are the product of the axis plans and the window is the product of 1D ramps,
+    so the total blending weight of a voxel is the product of these three sums.
+    """
+    ramp = blend_window((plan.tile, 1, 1), overlap)[:, 0, 0]
+    total = np.zeros(n, dtype=np.float64)
+    for start in plan.starts:
+        end = min(start + plan.tile, n)
+        total[start:end] += ramp[:end - start]
+    return total
+
+
 def predict_probabilities(net, image: np.ndarray, tile: int = DEFAULT_TILE,
                           overlap: int = DEFAULT_OVERLAP, tta: bool = False, bf16: bool = False,
                           device: str = "cpu", out: np.ndarray | None = None,
                           progress: Callable[[int, int], None] | None = None,
-                          logit_bias: float = 0.0) -> np.ndarray:
+                          logit_bias: float = 0.0,
+                          stats: tuple[float, float] | None = None) -> np.ndarray:
     """Blend tile predictions over a normalised image ``[z, y, x]`` (at the model's voxel
     size) into probabilities ``(C, z, y, x)`` float32.
 
@@ -160,33 +175,48 @@ def predict_probabilities(net, image: np.ndarray, tile: int = DEFAULT_TILE,
         out: optional preallocated float32 ``(C, z, y, x)`` array (e.g. a memory map) that
             receives the result.
         progress: called as ``progress(done, total)`` after each tile.
+        stats: ``(centre, scale)`` of :func:`preprocess.robust_stats`: ``image`` is then
+            the raw tomogram and each tile is normalised as it is read, so a memory-mapped
+            ``image`` and ``out`` stream through memory a tile at a time.
     """
+    from formats import release_pages, slabs
+
+    from ..preprocess import normalize_with
+
     if image.ndim != 3:
         raise ValueError(f"expected a 3D image [z, y, x], got shape {image.shape}")
     keep_freed_memory()
     shape = tuple(int(n) for n in image.shape)
     plans, starts = tiles(shape, tile, overlap, tuple(net.size_multiple))
     tile_shape = tuple(p.tile for p in plans)
-    padded = _pad_to(image, tuple(p.padded for p in plans))
     window = blend_window(tile_shape, overlap)
+    weight_z, weight_y, weight_x = (_window_sums(p, n, overlap) for p, n in zip(plans, shape))
     channels = int(net.config["out_channels"])
     acc = out if out is not None else np.zeros((channels,) + shape, dtype=np.float32)
     if acc.shape != (channels,) + shape:
         raise ValueError(f"output array has shape {acc.shape}, expected {(channels,) + shape}")
-    acc[...] = 0
-    weight = np.zeros(shape, dtype=np.float32)
+    for z in slabs(shape):  # a fresh memory map is zero already; a reused one is not
+        acc[:, z] = 0
+        release_pages(acc)
     for i, (z, y, x) in enumerate(starts):
-        patch = padded[z:z + tile_shape[0], y:y + tile_shape[1], x:x + tile_shape[2]]
-        probs = forward_tile(net, patch, tta=tta, bf16=bf16, device=device,
-                             logit_bias=logit_bias)
+        patch = np.asarray(image[z:z + tile_shape[0], y:y + tile_shape[1], x:x + tile_shape[2]])
+        if stats is not None:
+            patch = normalize_with(patch, stats)
+        # Padding happens only on axes shorter than a tile (the tile spans the axis).
+        probs = forward_tile(net, _pad_to(patch, tile_shape), tta=tta, bf16=bf16,
+                             device=device, logit_bias=logit_bias)
         # Only the part inside the unpadded volume is accumulated.
         ez, ey, ex = (min(s + t, n) - s for s, t, n in zip((z, y, x), tile_shape, shape))
-        w = window[:ez, :ey, :ex]
-        acc[:, z:z + ez, y:y + ey, x:x + ex] += probs[:, :ez, :ey, :ex] * w
-        weight[z:z + ez, y:y + ey, x:x + ex] += w
+        acc[:, z:z + ez, y:y + ey, x:x + ex] += probs[:, :ez, :ey, :ex] * window[:ez, :ey, :ex]
+        release_pages(image)
+        release_pages(acc)
         if progress is not None:
             progress(i + 1, len(starts))
-    acc /= weight
+    plane = (weight_y[:, None] * weight_x[None, :]).astype(np.float32)
+    for z0 in range(0, shape[0], 8):
+        z1 = min(z0 + 8, shape[0])
+        acc[:, z0:z1] /= weight_z[z0:z1, None, None].astype(np.float32) * plane
+        release_pages(acc)
     return acc
 
 
@@ -257,7 +287,11 @@ def segment_volume(volume: Volume, net, card: dict[str, Any], tile: int = DEFAUL
     size is assumed to be at the model's voxel size (recorded in ``info["warnings"]``).
     ``memmap_dir`` puts the probability arrays in memory-mapped files there.
     """
-    from cryoet_integration.preprocess import rescale_to_voxel_size, robust_normalize
+    from cryoet_integration.preprocess import (
+        rescale_to_voxel_size,
+        robust_normalize,
+        robust_stats,
+    )
 
     check_input(volume)
     model_vs = float(card["voxel_size"])
@@ -267,12 +301,23 @@ def segment_volume(volume: Volume, net, card: dict[str, Any], tile: int = DEFAUL
         info["warnings"].append(f"{volume.path or 'volume'} has no voxel size; assuming the "
                                 f"model's {model_vs:g} Å")
         vs = model_vs
-    data = np.asarray(volume.data, dtype=np.float32)
     rescale = abs(vs / model_vs - 1) > RESCALE_TOLERANCE
-    if rescale:
-        data = rescale_to_voxel_size(data, vs, model_vs)
-    data = robust_normalize(data)
-    info.update(rescaled=rescale, working_shape_zyx=list(data.shape),
+    # A memory-mapped or lazy (OME-Zarr) tomogram at the model's voxel size streams: tiles
+    # are read and normalised one at a time and the probabilities accumulate in a memory map.
+    streamed = (isinstance(volume.data, np.memmap) or not isinstance(volume.data, np.ndarray)
+                ) and not rescale
+    stats = None
+    if streamed:
+        data = volume.data
+        stats = robust_stats(data)
+        if memmap_dir is None:
+            memmap_dir = tempfile.gettempdir()
+    else:
+        data = np.asarray(volume.data, dtype=np.float32)
+        if rescale:
+            data = rescale_to_voxel_size(data, vs, model_vs)
+        data = robust_normalize(data)
+    info.update(rescaled=rescale, streamed=streamed, working_shape_zyx=list(data.shape),
                 overlap_factor=overlap_factor(data.shape, tile, overlap,
                                               tuple(net.size_multiple)))
     channels = int(net.config["out_channels"])
@@ -286,7 +331,7 @@ def segment_volume(volume: Volume, net, card: dict[str, Any], tile: int = DEFAUL
     work = predict_probabilities(net, data, tile=tile, overlap=overlap, tta=tta, bf16=bf16,
                                  device=device, out=alloc((channels,) + data.shape),
                                  logit_bias=float(card.get("logit_bias", 0.0)),
-                                 progress=progress)
+                                 progress=progress, stats=stats)
     del data
     if rescale:
         target = tuple(int(n) for n in volume.data.shape)

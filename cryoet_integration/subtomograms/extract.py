@@ -10,10 +10,12 @@ Conventions (shared with ``cryovis extract``, RELION and Dynamo):
   subtomogram. A writer turns it into an origin shift (RELION: ``rlnOrigin*Angst = -shift *
   voxel size``, since RELION's true position is ``coordinate - origin``).
 * Memory: a memory-mapped tomogram (``numpy.memmap``, what ``formats.read_volume`` returns
-  for large files) is read through short-lived maps of thin z-slabs, so the pages of the
-  tomogram a crop touches are released after the slab (a single long-lived map would keep
-  every page it ever touched resident, up to the whole tomogram). One box at a time is
-  copied; the tomogram is never copied.
+  for large files) is not paged through its map: each box's rows are read from the map's
+  file (``preadv``, one call per z-slice) into a box-sized buffer. Touching the map would
+  keep every page touched resident for as long as the map lives, up to the whole tomogram,
+  and the kernel maps page-cache pages in large folios, so even a short-lived map per box
+  costs a hundred MiB at a time. Boxes are cut in z order, so the file is read front to
+  back. One box at a time is copied; the tomogram never is.
 * Edges: a pick whose box reaches beyond the tomogram is ``"pad"``-ed (the missing voxels
   take the mean of the voxels inside) or ``"drop"``-ped. A pick whose centre voxel lies
   outside the tomogram is always dropped.
@@ -22,6 +24,7 @@ Conventions (shared with ``cryovis extract``, RELION and Dynamo):
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Iterator
 from typing import Literal
 
@@ -29,9 +32,6 @@ import numpy as np
 
 Edge = Literal["pad", "drop"]
 EDGES = ("pad", "drop")
-# z-starts of boxes handled per slab map: small enough that a slab's pages (box + this many
-# z-slices of the tomogram) stay a small fraction of a large tomogram.
-SLAB_STEP = 8
 
 
 def box_starts(centres_xyz: np.ndarray, box: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,19 +77,26 @@ def _root_memmap(data: np.ndarray) -> np.memmap | None:
     return None
 
 
-def _crop(source: np.ndarray, z_offset: int, start_zyx: np.ndarray, box: int,
-          shape_zyx: tuple[int, int, int]) -> np.ndarray:
-    """The box at ``start_zyx`` (tomogram voxels) from ``source`` (tomogram rows
-    ``z_offset ...``), as float32, padded with the mean of its inside voxels."""
-    lo = np.maximum(start_zyx, 0)
-    hi = np.minimum(start_zyx + box, shape_zyx)
-    part = np.array(source[lo[0] - z_offset:hi[0] - z_offset, lo[1]:hi[1], lo[2]:hi[2]],
-                    dtype=np.float32)
+def inside_slices(start_zyx: np.ndarray, box: int, shape_zyx: tuple[int, ...]
+                  ) -> tuple[slice, slice, slice]:
+    """The part of a box (its own ``[z, y, x]`` indices) that lies inside a volume of shape
+    ``shape_zyx`` when the box starts at voxel ``start_zyx`` of it; the rest is padding."""
+    lo = np.maximum(np.asarray(start_zyx), 0) - start_zyx
+    hi = np.minimum(np.asarray(start_zyx) + box, shape_zyx) - start_zyx
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def _crop(source: np.ndarray, start_zyx: np.ndarray, box: int,
+          shape_zyx: tuple[int, ...]) -> np.ndarray:
+    """The box at ``start_zyx`` (voxels of ``source``, of shape ``shape_zyx``), as float32,
+    padded with the mean of its inside voxels."""
+    inner = inside_slices(start_zyx, box, shape_zyx)
+    src = tuple(slice(sl.start + int(o), sl.stop + int(o)) for sl, o in zip(inner, start_zyx))
+    part = np.array(source[src], dtype=np.float32)
     if part.shape == (box, box, box):
         return part
     out = np.full((box, box, box), part.mean(dtype=np.float64), dtype=np.float32)
-    a = lo - start_zyx
-    out[a[0]:a[0] + part.shape[0], a[1]:a[1] + part.shape[1], a[2]:a[2] + part.shape[2]] = part
+    out[inner] = part
     return out
 
 
@@ -119,23 +126,31 @@ def iter_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
     root = _root_memmap(volume)
     if root is None:
         for i in order:
-            yield int(i), _crop(volume, 0, starts[i], box, shape), shifts[i]
+            yield int(i), _crop(volume, starts[i], box, shape), shifts[i]
         return
-    plane = shape[1] * shape[2] * root.dtype.itemsize
-    pos = 0
-    while pos < len(order):
-        z_first = max(int(starts[order[pos], 0]), 0)
-        end = pos
-        while end < len(order) and starts[order[end], 0] < z_first + SLAB_STEP:
-            end += 1
-        z_last = min(max(int(starts[order[end - 1], 0]), 0) + box, shape[0])
-        slab = np.memmap(root.filename, dtype=root.dtype, mode="r",
-                         offset=root.offset + z_first * plane,
-                         shape=(z_last - z_first, shape[1], shape[2]))
-        for i in order[pos:end]:
-            yield int(i), _crop(slab, z_first, starts[i], box, shape), shifts[i]
-        del slab  # unmaps: the slab's pages stop counting towards this process
-        pos = end
+    with open(root.filename, "rb") as fh:
+        for i in order:
+            lo = np.clip(starts[i], 0, np.asarray(shape) - 1)
+            hi = np.maximum(np.minimum(starts[i] + box, shape), lo + 1)
+            rows = _read_rows(fh.fileno(), root, lo[0], hi[0], lo[1], hi[1])
+            # rows holds tomogram z lo[0].., y lo[1].., all x: crop in its own coordinates
+            local = starts[i] - np.array([lo[0], lo[1], 0])
+            yield int(i), _crop(rows, local, box, rows.shape), shifts[i]
+
+
+def _read_rows(fd: int, root: np.memmap, z0: int, z1: int, y0: int, y1: int) -> np.ndarray:
+    """Tomogram rows ``[z0:z1, y0:y1, :]`` of the file behind ``root``, read with one
+    ``preadv`` per z-slice into a new array (the file's pages never enter this process)."""
+    nz, ny, nx = root.shape
+    out = np.empty((z1 - z0, y1 - y0, nx), dtype=root.dtype)
+    row = nx * root.dtype.itemsize
+    for k in range(z1 - z0):
+        offset = root.offset + ((z0 + k) * ny + y0) * row
+        want = (y1 - y0) * row
+        got = os.preadv(fd, [memoryview(out[k]).cast("B")], offset)
+        if got != want:
+            raise OSError(f"{root.filename}: short read ({got} of {want} bytes at {offset})")
+    return out
 
 
 def crop_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
@@ -143,7 +158,7 @@ def crop_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
     """Cut a box^3 subtomogram around each pick (whole-voxel crops, no interpolation).
 
     Args:
-        volume: tomogram ``[z, y, x]``, in memory or memory-mapped (read one slab at a time,
+        volume: tomogram ``[z, y, x]``, in memory or memory-mapped (read one box at a time,
             never copied whole).
         centres_xyz: (N, 3) picks ``x, y, z`` in voxels of ``volume`` (0-based voxel centres).
         box: box edge in voxels; the pick's nearest voxel is voxel ``box // 2`` of its box.
@@ -170,3 +185,31 @@ def crop_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
         stack[row[i]] = sub
         shifts[row[i]] = shift
     return stack, kept, shifts
+
+
+def check_finite_by_slabs(volume, slab_bytes: int = 32 << 20) -> None:
+    """``formats.check_finite`` for a tomogram (``formats.Volume``); a memory-mapped one is
+    read slab by slab (about ``slab_bytes`` at a time) from its file, so the scan leaves no
+    pages of it in this process (see the module's note on memory).
+
+    Raises ``formats.FormatError`` naming the file and the z-slices with NaN/Inf voxels.
+    """
+    import dataclasses
+
+    from formats import FormatError, check_finite
+
+    root = _root_memmap(volume.data)
+    if root is None:
+        check_finite(volume)
+        return
+    nz, ny, nx = root.shape
+    step = max(1, slab_bytes // max(ny * nx * root.dtype.itemsize, 1))
+    with open(root.filename, "rb") as fh:
+        for z in range(0, nz, step):
+            n = min(step, nz - z)
+            slab = _read_rows(fh.fileno(), root, z, z + n, 0, ny)
+            try:
+                check_finite(dataclasses.replace(volume, data=slab, path=None))
+            except FormatError as exc:
+                raise FormatError(volume.path or "<volume>",
+                                  f"z-slices {z}..{z + n - 1}: {exc.problem}") from None

@@ -22,6 +22,7 @@ from mrcfile.dtypes import HEADER_DTYPE
 
 from ..atomic import atomic_path
 from ..errors import FormatError
+from .pages import release_pages, slabs
 from .volume import Volume
 
 SUFFIXES = {".mrc", ".mrcs", ".map", ".rec", ".st", ".ali", ".preali", ".ccp4"}
@@ -272,19 +273,52 @@ def write_mrc(path: Path, volume: Volume, overwrite: bool = False) -> None:
     (the position of the first voxel), NXSTART/NYSTART/NZSTART are 0. Per-axis voxel sizes
     read from an anisotropic file (``metadata['voxel_size_xyz']``) are written back as such.
     """
-    data = np.asarray(volume.data)
+    data = volume.data
     if data.ndim not in (2, 3):
         raise FormatError(path, f"cannot write a {data.ndim}D array as MRC (need 2D or 3D)")
-    if data.dtype not in (np.int8, np.int16, np.uint16, np.float16, np.float32):
-        data = data.astype(np.float32)
+    # A memory-mapped volume (a large result) is copied slab by slab, never loaded whole.
+    streamed = isinstance(data, np.memmap) and data.ndim == 3 and data.dtype in _MODE_OF
+    if not streamed:
+        data = np.asarray(data)
+        if data.dtype not in (np.int8, np.int16, np.uint16, np.float16, np.float32):
+            data = data.astype(np.float32)
     with atomic_path(path, overwrite) as tmp:
-        with mrcfile.new(str(tmp)) as m, warnings.catch_warnings():
+        opened = (mrcfile.new_mmap(str(tmp), data.shape, mrc_mode=_MODE_OF[data.dtype])
+                  if streamed else mrcfile.new(str(tmp)))
+        with opened as m, warnings.catch_warnings():
             # NaN voxels are allowed here (see volume.check_finite); mrcfile warns about them.
             warnings.simplefilter("ignore", RuntimeWarning)
-            m.set_data(np.ascontiguousarray(data))
+            if streamed:
+                _copy_in_slabs(data, m)
+            else:
+                m.set_data(np.ascontiguousarray(data))
             per_axis = volume.metadata.get("voxel_size_xyz")
             if per_axis and len(per_axis) == 3 and per_axis[0] == volume.voxel_size:
                 m.voxel_size = tuple(float(v) for v in per_axis)
             elif volume.voxel_size:
                 m.voxel_size = float(volume.voxel_size)
             m.header.origin = tuple(float(v) for v in volume.origin)
+
+
+_MODE_OF = {np.dtype(np.int8): 0, np.dtype(np.int16): 1, np.dtype(np.float32): 2,
+            np.dtype(np.uint16): 6, np.dtype(np.float16): 12}
+
+
+def _copy_in_slabs(source: np.memmap, m: Any) -> None:
+    """Copy a memory-mapped volume into the mapped new file ``m`` slab by slab, with the
+    header statistics computed on the way, so neither map is resident as a whole."""
+    lo, hi, total, squares = np.inf, -np.inf, 0.0, 0.0
+    for z in slabs(source.shape):
+        block = np.asarray(source[z])
+        m.data[z] = block
+        wide = block.astype(np.float64)
+        lo, hi = min(lo, float(np.nanmin(wide))), max(hi, float(np.nanmax(wide)))
+        total += float(np.nansum(wide))
+        squares += float(np.nansum(wide * wide))
+        release_pages(source)
+        release_pages(m.data)
+    n = source.size
+    mean = total / n if n else 0.0
+    m.header.dmin, m.header.dmax = (lo, hi) if np.isfinite(lo) else (0.0, 0.0)
+    m.header.dmean = mean
+    m.header.rms = float(np.sqrt(max(squares / n - mean * mean, 0.0))) if n else 0.0

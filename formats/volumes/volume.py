@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import FormatError, PathLike
 from ..facts import VolumeSummary, number
+from .pages import SLAB_VOXELS, release_pages, slabs
 
 
 @dataclasses.dataclass
@@ -18,7 +19,8 @@ class Volume:
     """A 3D (or 2D/stack) image with its physical metadata.
 
     Attributes:
-        data: array indexed ``[z, y, x]`` (may be a read-only memory map).
+        data: array indexed ``[z, y, x]`` (may be a read-only memory map, or a lazy
+            ``zarr`` array for OME-Zarr: slice it, or ``np.asarray`` it to load it).
         voxel_size: edge length of one voxel in Å (isotropic); 0.0 when the file does not say.
         origin: position of the first voxel, ``(x, y, z)`` in Å, as stored in the header.
         path: the file this volume was read from, if any.
@@ -45,9 +47,11 @@ class Volume:
 
 
 def _reader_for(path: Path):
-    from . import mrc
+    from . import mrc, omezarr
 
     suffix = path.suffix.lower()
+    if suffix in omezarr.SUFFIXES:
+        return omezarr.read_ome_zarr, omezarr.write_ome_zarr
     if suffix in mrc.SUFFIXES:
         return mrc.read_mrc, mrc.write_mrc
     try:
@@ -59,29 +63,36 @@ def _reader_for(path: Path):
     if tiff is not None and suffix in tiff.SUFFIXES:
         return tiff.read_tiff, tiff.write_tiff
     raise FormatError(path, f"unknown volume format '{path.suffix or '(no extension)'}'"
-                      " (expected .mrc, .mrcs, .map, .rec, .st, .ali, .em, .tif or .tiff)")
+                      " (expected .mrc, .mrcs, .map, .rec, .st, .ali, .em, .tif, .tiff or "
+                      "an OME-Zarr .zarr folder)")
 
 
 def read_volume(path: PathLike, mmap: bool | None = None, voxel_size: float | None = None,
-                invert: bool = False) -> Volume:
+                invert: bool = False, target_voxel_size: float | None = None) -> Volume:
     """Read a volume file, choosing the format from the extension.
 
     Args:
-        path: MRC/MRCS/MAP/REC, EM or TIFF file.
+        path: MRC/MRCS/MAP/REC, EM or TIFF file, or an OME-Zarr ``.zarr`` folder (read
+            lazily).
         mmap: memory-map the data instead of loading it (MRC and EM); ``None`` maps files
             larger than 512 MiB.
         voxel_size: override the header's voxel size (Å), for files whose header is wrong.
         invert: invert the contrast (see ``invert``); this loads the data.
+        target_voxel_size: for multiscale OME-Zarr, read the level whose voxel size is
+            nearest this (Å), e.g. a model's; other formats have one level.
 
     Non-finite voxels (NaN/Inf) are kept; engine commands call ``check_finite``.
     """
     p = Path(path)
     if not p.exists():
         raise FormatError(p, "no such file")
-    if p.is_dir():
+    if p.is_dir() and p.suffix.lower() != ".zarr":
         raise FormatError(p, "is a directory, not a volume file")
     reader, _ = _reader_for(p)
-    vol = reader(p, mmap=mmap)
+    if p.suffix.lower() == ".zarr":
+        vol = reader(p, mmap=mmap, target_voxel_size=target_voxel_size)
+    else:
+        vol = reader(p, mmap=mmap)
     if voxel_size is not None:
         if not (voxel_size > 0 and np.isfinite(voxel_size)):
             raise FormatError(p, f"voxel size override must be a positive number, got {voxel_size}")
@@ -111,7 +122,7 @@ def invert_contrast(data: np.ndarray) -> np.ndarray:
     return (lo + hi - arr.astype(np.int64)).astype(arr.dtype)
 
 
-def check_finite(volume: Volume, chunk_voxels: int = 2**24) -> None:
+def check_finite(volume: Volume, chunk_voxels: int = SLAB_VOXELS) -> None:
     """Raise FormatError naming the file and the number of NaN/Inf voxels, if there are any.
 
     Reads a memory-mapped volume slab by slab (about ``chunk_voxels`` voxels at a time), so
@@ -120,11 +131,10 @@ def check_finite(volume: Volume, chunk_voxels: int = 2**24) -> None:
     data = volume.data
     if not np.issubdtype(data.dtype, np.floating) or data.size == 0:
         return
-    flat = data.reshape(data.shape[0], -1) if data.ndim > 1 else data.reshape(-1, 1)
-    step = max(1, chunk_voxels // max(flat.shape[1], 1))
     bad = 0
-    for start in range(0, flat.shape[0], step):
-        bad += int(np.count_nonzero(~np.isfinite(flat[start:start + step])))
+    for z in slabs(data.shape, chunk_voxels):
+        bad += int(np.count_nonzero(~np.isfinite(np.asarray(data[z]))))
+        release_pages(data)
     if bad:
         raise FormatError(volume.path or "<volume>",
                           f"{bad} of {data.size} voxels are NaN or infinite")
@@ -168,6 +178,9 @@ def describe_volume(path: PathLike, voxel_size: float | None = None) -> VolumeSu
         if vol.voxel_size else None,
         "origin_xyz_angst": [float(v) for v in vol.origin],
     }
+    if "levels" in meta:  # OME-Zarr multiscale levels: (x, y, z) voxels at Å per voxel
+        out["levels"] = [f"{lv['path']}: {'x'.join(map(str, lv['shape_zyx'][::-1]))} at "
+                         f"{lv['voxel_size_zyx'][-1]:g} Å" for lv in meta["levels"]]
     for key in ("nstart_xyz", "mapcrs", "ispg", "nversion", "exttyp",
                 "extended_header_bytes", "byte_order", "labels", "axes"):
         if key in meta and meta[key] not in ("", [], None):
@@ -195,11 +208,10 @@ def _volume_stats(data: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
         return {"stats_source": "header (file too large to scan)",
                 "min": number(stats["min"]), "max": number(stats["max"]),
                 "mean": number(stats["mean"])}
-    flat = data.reshape(data.shape[0], -1) if data.ndim > 1 else data.reshape(-1, 1)
-    step = max(1, 2**24 // max(flat.shape[1], 1))
     lo, hi, total, count, bad = math.inf, -math.inf, 0.0, 0, 0
-    for start in range(0, flat.shape[0], step):
-        slab = np.asarray(flat[start:start + step], dtype=np.float64)
+    for z in slabs(data.shape, 2**24):
+        slab = np.asarray(data[z], dtype=np.float64)
+        release_pages(data)
         finite = np.isfinite(slab)
         bad += int(slab.size - np.count_nonzero(finite))
         good = slab[finite]

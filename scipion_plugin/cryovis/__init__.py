@@ -24,7 +24,7 @@ from .constants import (
 
 __version__ = "0.1.0"
 _logo = "logo.png"
-_references = ["Nguyen2021", "Gubins2021", "Zhou2023", "Lamm2024", "Liu2018"]
+_references = ["Nguyen2021", "Gubins2021", "Zhou2023", "Lamm2024", "Liu2018", "Bharat2016"]
 
 
 class Plugin(pwem.Plugin):

@@ -58,4 +58,15 @@ r"""
   archivePrefix = {arXiv},
   url = {https://arxiv.org/abs/1805.06332}
 }
+
+@article{Bharat2016,
+  title = {Resolving macromolecular structures from electron cryo-tomography data using
+      subtomogram averaging in {RELION}},
+  author = {Bharat, Tanmay A. M. and Scheres, Sjors H. W.},
+  journal = {Nature Protocols},
+  volume = {11},
+  pages = {2054--2065},
+  year = {2016},
+  doi = {10.1038/nprot.2016.124}
+}
 """

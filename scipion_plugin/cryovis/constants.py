@@ -13,6 +13,7 @@ CRYOVIS_ENV_DIR = "venv"               # inside CRYOVIS_HOME
 OUT_MASKS = "tomoMasks"
 OUT_PROBABILITIES = "probabilities"
 OUT_COORDINATES = "coordinates"
+OUT_SUBTOMOGRAMS = "subtomograms"
 
 # Extra attribute of each Coordinate3D: the engine's class name (the score is tomo's own).
 COORD_CLASS_ATTR = "_cryovisClass"

@@ -50,10 +50,12 @@ def bandpass(k: np.ndarray, low_pass: float | None, high_pass: float | None) -> 
     return w
 
 
-def wedge(shape_zyx: tuple[int, int, int], tilt_range_deg: tuple[float, float]) -> np.ndarray:
-    """0/1 weights of the Fourier voxels a single-axis tilt series (about y) measured."""
+def wedge(shape_zyx: tuple[int, int, int], tilt_range_deg: tuple[float, float],
+          half: bool = True) -> np.ndarray:
+    """0/1 weights of the Fourier voxels a single-axis tilt series (about y) measured, on the
+    ``rfftn`` grid (``half``) or the full ``fftn`` grid (zero frequency first)."""
     lo, hi = sorted(float(t) for t in tilt_range_deg)
-    kz, _, kx = np.broadcast_arrays(*frequencies(shape_zyx, half=True))
+    kz, _, kx = np.broadcast_arrays(*frequencies(shape_zyx, half=half))
     with np.errstate(divide="ignore", invalid="ignore"):
         angle = np.degrees(np.arctan(kz / kx))  # in [-90, 90]; kx = 0 gives +-90
     angle = np.where(kx == 0, 90.0, angle)

@@ -1,8 +1,10 @@
 """The cryovis protocols (Scipion collects every protocol class exported here)."""
 
 from .protocol_export import ProtCryovisExport
+from .protocol_extract import ProtCryovisExtract
 from .protocol_pick import ProtCryovisPick
 from .protocol_render import ProtCryovisRender
 from .protocol_segment import ProtCryovisSegment
 
-__all__ = ["ProtCryovisExport", "ProtCryovisPick", "ProtCryovisRender", "ProtCryovisSegment"]
+__all__ = ["ProtCryovisExport", "ProtCryovisExtract", "ProtCryovisPick", "ProtCryovisRender",
+           "ProtCryovisSegment"]

@@ -22,6 +22,13 @@ def tomoKey(tomo):
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
+def tomogramsOfCoordinates(coords):
+    """``{tsId: tomogram}`` (clones) of the tomograms a SetOfCoordinates3D has points on."""
+    wanted = set(coords.getTSIds())
+    return {tomo.getTsId(): tomo.clone() for tomo in coords.getPrecedents()
+            if tomo.getTsId() in wanted}
+
+
 class CryovisBase:
     """Mixin for the protocols (first base): checks and lookups on ``inputTomograms``."""
 

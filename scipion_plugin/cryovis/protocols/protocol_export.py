@@ -12,7 +12,7 @@ from formats import write_particles
 
 from ..constants import EXPORT_FORMATS
 from ..convert import tableFromCoordinates, tomogramsTable
-from .base import CryovisBase, tomoKey
+from .base import CryovisBase, tomogramsOfCoordinates, tomoKey
 from .engine import engineRecord, runEngine
 
 FORMAT_LABELS = list(EXPORT_FORMATS)
@@ -67,10 +67,7 @@ class ProtCryovisExport(CryovisBase, EMProtocol, ProtTomoBase):
                               if os.path.exists(p)]
 
     def _tomogramsOfCoordinates(self):
-        coords = self.inputCoordinates.get()
-        wanted = set(coords.getTSIds())
-        return {tomo.getTsId(): tomo.clone() for tomo in coords.getPrecedents()
-                if tomo.getTsId() in wanted}
+        return tomogramsOfCoordinates(self.inputCoordinates.get())
 
     def writeInputStep(self):
         # The engine reads our plain CSV interchange; tomograms.star gives RELION its geometry.

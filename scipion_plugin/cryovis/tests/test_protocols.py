@@ -21,7 +21,7 @@ from pyworkflow.object import Pointer
 from pyworkflow.protocol.constants import MODE_RESUME
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.constants import BOTTOM_LEFT_CORNER
-from tomo.objects import SetOfCoordinates3D, SetOfTomoMasks
+from tomo.objects import SetOfCoordinates3D, SetOfSubTomograms, SetOfTomoMasks
 from tomo.protocols import ProtImportTomograms
 
 from cryovis import Plugin
@@ -31,10 +31,12 @@ from cryovis.constants import (
     OUT_COORDINATES,
     OUT_MASKS,
     OUT_PROBABILITIES,
+    OUT_SUBTOMOGRAMS,
 )
 from cryovis.convert import engineRotation, scipionMatrix
 from cryovis.protocols import (
     ProtCryovisExport,
+    ProtCryovisExtract,
     ProtCryovisPick,
     ProtCryovisRender,
     ProtCryovisSegment,
@@ -224,7 +226,8 @@ class TestCryovisProtocols(BaseTest):
 
         entries = parseBibTex(bibtex.__doc__)
         self.assertEqual(sorted(entries), sorted(cryovis._references))
-        for cls in (ProtCryovisSegment, ProtCryovisPick, ProtCryovisExport, ProtCryovisRender):
+        for cls in (ProtCryovisSegment, ProtCryovisPick, ProtCryovisExport, ProtCryovisRender,
+                    ProtCryovisExtract):
             cites = self.newProtocol(cls)._citations() if hasattr(cls, "_citations") else []
             self.assertTrue(set(cites) <= set(entries), cls.__name__)
 
@@ -319,6 +322,46 @@ class TestCryovisProtocols(BaseTest):
                          *(np.round(star[f"rlnCoordinate{a}"].astype(float), 3) for a in "XYZ")))
         want = sorted((m[0], *np.round(m[1:4], 3)) for m in positions(coords))
         self.assertEqual(got, want)
+
+    # ------------------------------------------------------------ extract
+    def test_extract_subtomograms(self):
+        coords = getattr(self.pickBlob, OUT_COORDINATES)
+        prot = self.launchProtocol(self.newProtocol(ProtCryovisExtract,
+                                                    inputCoordinates=coords))
+        subtomos = getattr(prot, OUT_SUBTOMOGRAMS)
+        self.assertIsInstance(subtomos, SetOfSubTomograms)
+        box = coords.getBoxSize() + coords.getBoxSize() % 2
+        # boxes crossing the border are padded by default: every coordinate is extracted
+        self.assertSetSize(subtomos, coords.getSize())
+        self.assertAlmostEqual(subtomos.getSamplingRate(), VOXEL)
+        want = {(m[0], *np.round(m[1:4], 3)) for m in positions(coords)}
+        got, files = set(), set()
+        for sub in subtomos.iterSubtomos():  # relinks each coordinate to its tomogram
+            data = read_volume(sub.getFileName()).data
+            self.assertEqual(data.shape, (box, box, box))
+            # normalised by statistics of every 2nd voxel inside the tomogram: near, not at, 0
+            self.assertLess(abs(float(np.median(data))), 0.2)
+            coord = sub.getCoordinate3D()
+            got.add((coord.getTomoId(), *np.round(coord.getPosition(BOTTOM_LEFT_CORNER), 3)))
+            np.testing.assert_allclose(sub.getTransform().getMatrix(), coord.getMatrix())
+            files.add(sub.getFileName())
+        self.assertEqual(got, want)
+        self.assertEqual(len(files), coords.getSize())
+        first = self.tomograms.getFirstItem()
+        self.assertEqual(len(list(subtomos.iterSubtomos(volume=first))),
+                         len(positions(coords, first.getTsId())))
+        for name in NAMES:
+            star = prot._getExtraPath(name, "particles.star")
+            table = read_particles(star, format="relion31")
+            self.assertEqual(len(table), sum(1 for m in positions(coords, name)))
+            optics = starfile.read(star, always_dict=True)["optics"]
+            self.assertEqual(int(optics["rlnImageSize"][0]), box)
+            self.assertEqual(int(optics["rlnImageDimensionality"][0]), 3)
+        summary = "\n".join(prot.summary())
+        self.assertIn(f"{coords.getSize()} subtomograms of {box}^3 voxels", summary)
+        self.assertTrue(prot.methods())
+        odd = self.newProtocol(ProtCryovisExtract, inputCoordinates=coords, boxSize=13)
+        self.assertTrue(any("even box" in e for e in odd.validate()), odd.validate())
 
     # ------------------------------------------------------------- render
     def test_render_with_probabilities_and_viewer(self):

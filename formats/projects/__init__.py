@@ -1,0 +1,1 @@
+"""Project layouts that hold many files: copick projects."""
