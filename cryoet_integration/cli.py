@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "evaluate",
     "segment",
     "pick",
+    "classify",
     "membranes",
     "extract",
     "average",

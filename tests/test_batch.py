@@ -119,6 +119,24 @@ def test_render_batch_takes_per_tomogram_class_maps(tomograms):
         assert (out / f"tomo_{i:03d}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_membranes_batch_equals_the_single_command(tomograms):
+    masks = tomograms / "sim" / "tomo_???_membranes.mrc"
+    out = tomograms / "surfaces"
+    proc = _batch("membranes", str(masks), "--out", str(out), "--workers", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["counts"] == {"done": N_TOMOGRAMS}
+    alone = tomograms / "surfaces_alone"
+    single = run_one(["membranes", str(tomograms / "sim" / "tomo_000_membranes.mrc"),
+                      "--out", str(alone), "--threads", "1"])
+    assert single.returncode == 0, single.stderr
+    mine = sorted((out / "tomo_000_membranes").glob("*instances*.mrc"))
+    theirs = sorted(alone.glob("*instances*.mrc"))
+    assert len(mine) == len(theirs) == 1
+    np.testing.assert_array_equal(np.asarray(read_volume(mine[0]).data),
+                                  np.asarray(read_volume(theirs[0]).data))
+
+
 def test_changed_options_redo_every_tomogram(tomograms, tmp_path):
     command = COMMANDS["segment"]
     inputs = [(str(t), t.stem) for t in sorted((tomograms / "sim").glob("tomo_???.mrc"))]

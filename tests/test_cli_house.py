@@ -21,6 +21,7 @@ from formats import Volume, read_volume, write_volume
 REPO = Path(__file__).resolve().parents[1]
 COMPUTING = [["simulate"], ["evaluate", "picks"], ["evaluate", "segmentation"], ["segment"],
              ["train", "segmenter"], ["pick"], ["train", "picker"], ["pseudolabel"], ["render"],
+             ["classify"], ["train", "classifier"],
              ["average"], ["membranes"], ["demo"]]
 
 

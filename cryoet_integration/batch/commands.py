@@ -51,6 +51,9 @@ COMMANDS: dict[str, BatchCommand] = {c.name: c for c in (
                  ("n_picks", "per_class", "delivered")),
     BatchCommand("render", ".png", "render every tomogram (cryovis render)",
                  ("thresholds",)),
+    # its inputs are segmentations (masks or probability maps), one output folder each
+    BatchCommand("membranes", "/", "fit the membranes of every segmentation (cryovis "
+                 "membranes)", ("info",)),
 )}
 
 

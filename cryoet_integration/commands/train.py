@@ -29,7 +29,7 @@ DEFAULT_CACHE = Path.home() / ".cache" / "cryovis" / "recipes"
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("train", help="train models (segmenter)",
+    parser = subparsers.add_parser("train", help="train models (segmenter, picker, classifier)",
                                    description="Train models.")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
@@ -93,9 +93,11 @@ def register(subparsers) -> None:
     add_json(seg, "the training summary")
     add_force(seg)
     seg.set_defaults(func=run)
+    from .train_classifier import register as register_classifier
     from .train_picker import register as register_picker
 
     register_picker(kinds)
+    register_classifier(kinds)
 
 
 def _pairs(tomos: list[str], labels: list[str], what: str) -> list[tuple[str, str]]:

@@ -29,12 +29,14 @@ EXCLUDED_CLASS_NAMES = ("fiducial", "gold")
 class ParticleList:
     """One tomogram's particles as the picker trains on them: positions ``xyz`` (N, 3) in
     voxels of the tomogram and one class name each; ``skipped`` counts particles dropped
-    because they lie outside the tomogram."""
+    because they lie outside the tomogram; ``rows`` are the kept particles' row positions
+    in the table read."""
 
     xyz: np.ndarray
     classes: list[str]
     skipped: int = 0
     notes: list[str] = field(default_factory=list)
+    rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
 
 
 def particle_classes(table: pd.DataFrame) -> list[str] | None:
@@ -77,7 +79,8 @@ def prepare_particles(table: pd.DataFrame, tomo_shape_zyx: tuple[int, int, int],
     if skipped:
         notes.append(f"{source}: {skipped} of {len(table)} particles lie outside the "
                      f"tomogram ({'x'.join(str(int(s)) for s in size)} voxels) and were skipped")
-    return ParticleList(xyz[inside], [c for c, k in zip(classes, inside) if k], skipped, notes)
+    return ParticleList(xyz[inside], [c for c, k in zip(classes, inside) if k], skipped, notes,
+                        np.flatnonzero(inside))
 
 
 def ball_maps(shape_zyx: tuple[int, int, int], xyz: np.ndarray, class_ids: np.ndarray,

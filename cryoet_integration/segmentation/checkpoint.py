@@ -117,11 +117,13 @@ def _file_key(path: Path) -> tuple:
     return str(path.resolve()), stat.st_mtime_ns, stat.st_size
 
 
-def load_model(path: str | Path | None = None, device: str = "cpu"):
+def load_model(path: str | Path | None = None, device: str = "cpu", build=None):
     """Load a model for inference; ``None`` loads the shipped default membrane model.
 
-    Returns ``(net, card)`` with ``net`` in eval mode on ``device``. A weights file that does
-    not match the card's architecture raises CryovisError naming the file. After
+    ``build`` makes the network from the card's ``network`` config (default:
+    ``networks.build_network``; the subtomogram classifier passes its own). Returns
+    ``(net, card)`` with ``net`` in eval mode on ``device``. A weights file that does not
+    match the card's architecture raises CryovisError naming the file. After
     :func:`keep_models_loaded` the same network is returned for unchanged files.
     """
     if path is None:
@@ -131,14 +133,14 @@ def load_model(path: str | Path | None = None, device: str = "cpu"):
     if not weights.exists():
         raise CryovisError(f"{weights}: model weights not found")
     if _LOADED is None:
-        return _load_network(weights, card, device), card
+        return _load_network(weights, card, device, build), card
     key = (_file_key(weights), _file_key(card_path), device)
     if key not in _LOADED:
-        _LOADED[key] = _load_network(weights, card, device)
+        _LOADED[key] = _load_network(weights, card, device, build)
     return _LOADED[key], card
 
 
-def _load_network(weights: Path, card: dict[str, Any], device: str):
+def _load_network(weights: Path, card: dict[str, Any], device: str, build=None):
     import torch
 
     from .device import keep_freed_memory
@@ -146,7 +148,7 @@ def _load_network(weights: Path, card: dict[str, Any], device: str):
 
     keep_freed_memory()
     try:
-        net = build_network(card["network"])
+        net = (build or build_network)(card["network"])
     except (ValueError, TypeError) as exc:
         raise CryovisError(f"{weights}: cannot build the network of its card: {exc}") from None
     try:
