@@ -75,6 +75,28 @@ def robust_normalize(data: np.ndarray, max_samples: int = 2_000_000,
     return normalize_with(data, robust_stats(data, max_samples, axis_step))
 
 
+def minmax_normalize(data: np.ndarray) -> np.ndarray:
+    """Min-max normalisation of a whole volume to [0, 1] (Nano-Ötzi's per-volume rule);
+    a constant volume becomes 0. Returns float32."""
+    arr = np.asarray(data, dtype=np.float32)
+    lo, hi = float(arr.min()), float(arr.max())
+    return ((arr - np.float32(lo)) / np.float32(hi - lo if hi > lo else 1.0)).astype(
+        np.float32, copy=False)
+
+
+NORMALISATIONS = ("robust", "minmax")
+
+
+def normalize(data: np.ndarray, method: str = "robust") -> np.ndarray:
+    """``robust`` (:func:`robust_normalize`) or ``minmax`` (:func:`minmax_normalize`)."""
+    if method == "robust":
+        return robust_normalize(data)
+    if method == "minmax":
+        return minmax_normalize(data)
+    raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got "
+                     f"{method!r}")
+
+
 def rescaled_shape(shape: tuple[int, ...], from_angst: float, to_angst: float
                    ) -> tuple[int, ...]:
     """Voxel counts after resampling from ``from_angst`` to ``to_angst`` per voxel.

@@ -103,6 +103,20 @@ def add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace existing outputs")
 
 
+PRIOR_RULES = ("auto", "estimate", "strokes")
+
+
+def add_priors(parser: argparse.ArgumentParser) -> None:
+    """``--priors auto|estimate|strokes``: the class-prior rule of the weak classifier and of
+    networks trained on its soft labels (``pseudolabel.priors``; docs/pseudolabel.md)."""
+    parser.add_argument("--priors", choices=PRIOR_RULES, default="auto",
+                        help="class priors: estimate them on this tomogram (EM), or keep the "
+                        "training mix (the strokes', or for a network its training labels'); "
+                        "auto (default) estimates only on the painted tomogram itself and "
+                        "keeps the mix on any other, where EM was measured to erase the rare "
+                        "classes (docs/pseudolabel.md)")
+
+
 def available_cpus() -> int:
     """CPUs this process may use: ``OMP_NUM_THREADS`` if set, else its affinity mask."""
     env = os.environ.get("OMP_NUM_THREADS", "").strip()

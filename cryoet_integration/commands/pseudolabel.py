@@ -14,11 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from ..segmentation.classmaps import class_map_paths, manifest_path, write_manifest
 from .options import (
     CREATES_DIRS,
     VOLUME_SUFFIXES,
     add_force,
     add_json,
+    add_priors,
     add_threads,
     check_output,
     check_outputs,
@@ -30,7 +32,6 @@ from .options import (
     write_json_result,
 )
 from .progress import Report
-from .segment import output_paths
 
 CLASSIFIER_SUFFIX = ".npz"
 
@@ -42,7 +43,9 @@ def register(subparsers) -> None:
     parser.add_argument("tomogram", help="tomogram (MRC, EM or TIFF)")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--labels", metavar="STROKES",
-                        help="stroke label map on the tomogram's grid (0 = unlabelled)")
+                        help="stroke label map on the tomogram's grid (0 = unlabelled), or "
+                        "a coordinate file (CSV/STAR/... with x, y, z in voxels and a class "
+                        "column) whose points are painted as balls of --point-radius")
     source.add_argument("--classifier", metavar="FILE",
                         help="apply a classifier saved with --save-classifier")
     parser.add_argument("--out", required=True,
@@ -54,13 +57,12 @@ def register(subparsers) -> None:
     parser.add_argument("--classes", nargs="+", default=None, metavar="NAME",
                         help="names of the painted classes in increasing label order "
                         "(default class1, class2, ...)")
+    parser.add_argument("--point-radius", type=float, default=2.0, metavar="VOXELS",
+                        help="radius of the ball painted at each point of a coordinate file "
+                        "(default 2 voxels)")
     parser.add_argument("--trees", type=int, default=32,
                         help="random-forest trees (default 32)")
-    parser.add_argument("--priors", choices=("auto", "estimate", "strokes"), default="auto",
-                        help="class priors: estimate them on the tomogram (EM), or keep the "
-                        "strokes' mix; auto (default) estimates on the painted tomogram and "
-                        "keeps the mix for a saved classifier on another tomogram, where EM "
-                        "was measured to erase the rare classes (docs/pseudolabel.md)")
+    add_priors(parser)
     parser.add_argument("--voxel-size", type=float, default=None, metavar="A",
                         help="override the tomogram's voxel size (Å)")
     add_threads(parser)
@@ -81,6 +83,7 @@ def _pseudolabel(args) -> int:
     from formats import Volume, read_volume, write_volume
 
     from ..pseudolabel.forest import load_forest, save_forest
+    from ..pseudolabel.strokes import rasterise_points
     from ..pseudolabel.weak import classify_volume, stroke_classes, train_weak_classifier
 
     if args.trees < 1:
@@ -91,7 +94,12 @@ def _pseudolabel(args) -> int:
     forest = load_forest(args.classifier) if args.classifier else None
     volume = read_input_volume(args.tomogram, voxel_size=args.voxel_size, what="tomogram")
     strokes = None
-    if args.labels:
+    if args.labels and Path(args.labels).suffix.lower() not in VOLUME_SUFFIXES:
+        strokes, names = rasterise_points(args.labels, volume.data.shape,
+                                          float(volume.voxel_size or 0.0), args.point_radius,
+                                          args.classes)
+        stroke_classes(strokes, args.labels)
+    elif args.labels:
         stroke_vol = read_volume(args.labels)
         check_same_grid(volume, args.tomogram, stroke_vol, args.labels)
         strokes = np.asarray(stroke_vol.data)
@@ -103,7 +111,7 @@ def _pseudolabel(args) -> int:
         names = args.classes or [f"class{v}" for v in values]
     else:
         names = forest.names
-    targets = output_paths(args.out, names)
+    targets = class_map_paths(args.out, names)
     labels_out = Path(args.labels_out) if args.labels_out else None
     for path in targets.values():
         check_output(path, args.force, VOLUME_SUFFIXES, "--out")
@@ -112,7 +120,9 @@ def _pseudolabel(args) -> int:
     if args.save_classifier:
         check_output(args.save_classifier, args.force, (CLASSIFIER_SUFFIX,),
                      "--save-classifier")
-    outputs = check_outputs([*targets.values(), labels_out, args.save_classifier,
+    manifest = manifest_path(args.out)
+    check_output(manifest, args.force, (".json",), "--out")
+    outputs = check_outputs([*targets.values(), manifest, labels_out, args.save_classifier,
                              json_file(args)], args.force)
 
     shape = "x".join(str(n) for n in volume.data.shape[::-1])
@@ -145,6 +155,7 @@ def _pseudolabel(args) -> int:
 
     for k, path in enumerate(targets.values()):
         save(path, soft.probabilities[k])
+    write_manifest(args.out, names, soft.labels.tolist(), overwrite=args.force)
     hard = soft.hard_labels()
     if labels_out is not None:
         save(labels_out, hard.astype(np.int8 if soft.labels.max() < 128 else np.int16))

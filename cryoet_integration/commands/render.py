@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import CryovisError, require_engine
+from ..segmentation.classmaps import find_class_maps
 from .options import (
     CREATES_DIRS,
     add_force,
@@ -71,7 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("tomogram", metavar="TOMO", help="tomogram (MRC, EM or TIFF)")
     p.add_argument("--classes", help="comma-separated class maps (same shape and voxel size "
                    "as TOMO), composited in this order: soft maps (probabilities 0..1) or "
-                   "integer label maps (one class per label, e.g. the simulator's _labels.mrc)")
+                   "integer label maps (one class per label, e.g. the simulator's _labels.mrc); "
+                   "a K-class output S.mrc of segment/pseudolabel expands to its S_<class>.mrc "
+                   "(background left out)")
     p.add_argument("--out", help=f"output PNG ({CREATES_DIRS})")
     p.add_argument("--colors", help="one colour per class: names or #rrggbb, comma-separated "
                    "(default: Okabe-Ito colour-blind-safe palette)")
@@ -195,7 +198,7 @@ def _check_request(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
         require_engine("imageio")
         if args.frames < 2:
             raise CryovisError(f"--frames must be at least 2, got {args.frames}")
-    class_paths = [Path(c) for c in args.classes.split(",") if c] if args.classes else []
+    class_paths = expand_class_paths(args.classes.split(",")) if args.classes else []
     if args.mode == "ours" and not class_paths:
         raise CryovisError("--classes is required in mode 'ours' (one map per class)")
     outs = [args.out, args.turntable, json_file(args)]
@@ -209,6 +212,21 @@ def _check_request(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     except ValueError as exc:
         raise CryovisError(f"--colors/--background: {exc}") from None
     return class_paths, check_outputs(outs, args.force)
+
+
+def expand_class_paths(paths: list[str]) -> list[Path]:
+    """``--classes`` entries as files: a K-class output path ``S.mrc`` (as ``cryovis segment``
+    and ``cryovis pseudolabel`` write it, ``S_<class>.mrc`` per class) becomes its class maps
+    in their painted order, leaving out a class named ``background``, which would fill the
+    whole volume; an existing file stays itself."""
+    out: list[Path] = []
+    for text in filter(None, paths):
+        family = find_class_maps(text)
+        if family is None:
+            out.append(Path(text))
+            continue
+        out += [p for n, p in zip(family.names, family.paths) if n.lower() != "background"]
+    return out
 
 
 def _read_inputs(args: argparse.Namespace, class_paths: list[Path]):

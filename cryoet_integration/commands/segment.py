@@ -1,9 +1,11 @@
 """``cryovis segment``: tiled U-Net segmentation of a tomogram (default: membranes).
 
 A one-class model writes one probability map to ``--out``; a K-class model writes
-``<stem>_<class>.mrc`` per class next to ``--out``. ``--labels-out`` adds the argmax labels
-(1..K as in training) and ``--threshold`` turns probability maps into 0/1 masks. Every
-output has the input's voxel size and origin.
+``<stem>_<class>.mrc`` per class next to ``--out`` (summing to 1, with the manifest
+``<stem>_classes.json``). ``--labels-out`` adds the argmax labels (1..K as in training, or
+as the strokes were painted for a model trained on ``cryovis pseudolabel`` output) and
+``--threshold`` turns probability maps into 0/1 masks. Every output has the input's voxel
+size and origin.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .options import (
     add_device,
     add_force,
     add_json,
+    add_priors,
     add_threads,
     check_output,
     check_output_folder,
@@ -69,19 +72,11 @@ def register(subparsers) -> None:
                         help="keep the probability arrays in memory-mapped files beside --out")
     parser.add_argument("--voxel-size", type=float, default=None, metavar="A",
                         help="override the tomogram's voxel size (Å)")
+    add_priors(parser)
     add_threads(parser)
     add_json(parser, "the summary")
     add_force(parser)
     parser.set_defaults(func=run)
-
-
-def output_paths(out: str | Path, classes: list[str]) -> dict[str, Path]:
-    """Where each class map goes: ``out`` for one class, ``<stem>_<class>.mrc`` for K."""
-    out = Path(out)
-    if len(classes) == 1:
-        return {classes[0]: out}
-    suffix = out.suffix or ".mrc"
-    return {c: out.with_name(f"{out.stem}_{c}{suffix}") for c in classes}
 
 
 def run(args) -> int:
@@ -95,7 +90,9 @@ def _segment(args) -> int:
 
     from formats import Volume, write_volume
 
+    from ..pseudolabel.priors import correct_volume
     from ..segmentation.checkpoint import load_model
+    from ..segmentation.classmaps import class_map_paths, manifest_path, write_manifest
     from ..segmentation.inference import RESCALE_TOLERANCE, segment_volume, use_bf16
 
     if args.tile < 16 or args.overlap < 0 or args.overlap >= args.tile:
@@ -104,12 +101,20 @@ def _segment(args) -> int:
     report = Report("segment")
     device = resolve_device(args.device)
     net, card = load_model(args.model, device=device)
-    targets = output_paths(args.out, card["classes"])
+    targets = class_map_paths(args.out, card["classes"])
     labels_out = Path(args.labels_out) if args.labels_out else None
     for what, path in [("--out", p) for p in targets.values()] + [("--labels-out", labels_out)]:
         if path is not None:
             check_output(path, args.force, VOLUME_SUFFIXES, what)
-    outputs = check_outputs([*targets.values(), labels_out, json_file(args)], args.force)
+    manifest = manifest_path(args.out) if len(targets) > 1 else None
+    if manifest is not None:
+        check_output(manifest, args.force, (".json",), "--out")
+    if args.priors == "estimate" and "train_priors" not in card:
+        raise CryovisError(f"--priors estimate: model {args.model or 'default'} records no "
+                           "training class priors (only models trained on K-class "
+                           "pseudo-labels or label maps do)")
+    outputs = check_outputs([*targets.values(), manifest, labels_out, json_file(args)],
+                            args.force)
     if args.surfaces is not None:
         check_fit_options(args)
         check_existing(check_output_folder(args.surfaces), Path(args.out).stem, args.force)
@@ -136,6 +141,13 @@ def _segment(args) -> int:
                              progress=update)
     for w in seg.info["warnings"]:
         report.say(f"warning: {w}")
+    # The weak classifier's rule (pseudolabel.priors): a network is never applied to "the
+    # painted tomogram" as such, so auto keeps its training mix, as a saved forest does.
+    if args.priors == "estimate":
+        priors, iters = correct_volume(seg.probabilities, np.asarray(card["train_priors"]))
+        seg.info.update(priors=priors.round(4).tolist(), prior_iterations=iters)
+        mix = ", ".join(f"{n} {100 * p:.1f} %" for n, p in zip(card["classes"], priors))
+        report.say(f"class priors re-estimated on the tomogram: {mix}")
 
     def save(path: Path, data) -> None:
         write_volume(path, Volume(data, voxel_size=seg.voxel_size, origin=seg.origin),
@@ -146,6 +158,10 @@ def _segment(args) -> int:
         # A memory-mapped map (a streamed large tomogram) is written slab by slab as it is.
         save(path, (prob > args.threshold).astype(np.int8) if args.threshold is not None
              else prob if prob.dtype == np.float32 else prob.astype(np.float32))
+    if manifest is not None:
+        write_manifest(args.out, card["classes"],
+                       card.get("label_values") or list(range(1, len(targets) + 1)),
+                       overwrite=args.force)
     if labels_out is not None:
         thr = 0.5 if args.threshold is None else args.threshold
         save(labels_out, seg.labels(thr).astype(np.int8 if len(card["classes"]) < 128

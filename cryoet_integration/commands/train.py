@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from ..segmentation.checkpoint import read_card
+from ..segmentation.classmaps import ClassMaps
 from ..segmentation.device import resolve_device
 from .options import (
     CREATES_DIRS,
@@ -43,8 +45,14 @@ def register(subparsers) -> None:
     labels = seg.add_mutually_exclusive_group()
     labels.add_argument("--labels", nargs="+", metavar="MRC", help="label maps, one per tomogram")
     labels.add_argument("--pseudolabels", nargs="+", metavar="MRC",
-                        help="soft maps in [0,1] (e.g. another tool's output); voxels between "
-                        "0.3 and 0.7 are ignored")
+                        help="soft labels, one per tomogram: the K maps S_<class>.mrc that "
+                        "'cryovis pseudolabel --out S.mrc' writes (give S.mrc), learnt by "
+                        "regression (2 classes) or cross-entropy (3+); or one soft map in "
+                        "[0,1] whose voxels between 0.3 and 0.7 are ignored")
+    seg.add_argument("--soft-target", choices=("auto", "regression", "ce"), default="auto",
+                     help="K soft maps: MSE regression on the raw output (2 classes; auto's "
+                     "choice for 2, the paper's best) or cross-entropy on the argmax (auto's "
+                     "choice for 3+)")
     seg.add_argument("--val-tomograms", nargs="+", metavar="MRC", default=[],
                      help="validation tomograms (early stopping, best-model selection)")
     seg.add_argument("--val-labels", nargs="+", metavar="MRC", default=[],
@@ -62,7 +70,9 @@ def register(subparsers) -> None:
                      help="stop this session after N minutes (state saved; --resume continues)")
     seg.add_argument("--max-steps", type=int, default=None, help="total optimisation steps")
     seg.add_argument("--from", dest="init_from", default=None, metavar="MODEL",
-                     help="start from this model's weights (fine-tuning)")
+                     help="start from this model's weights (fine-tuning); a model with "
+                     "another number of classes (e.g. 2-class -> K-class) keeps all but its "
+                     "last layer, which starts fresh. Same network and voxel size required")
     seg.add_argument("--resume", action="store_true", help="continue from MODEL.state.pt")
     seg.add_argument("--n-train", type=int, default=None,
                      help="recipe: use only the first N simulated training tomograms")
@@ -96,6 +106,24 @@ def _pairs(tomos: list[str], labels: list[str], what: str) -> list[tuple[str, st
     return list(zip(tomos, labels))
 
 
+def _soft_families(paths: list[str]) -> list[ClassMaps | None]:
+    """The K-class family of each --pseudolabels path (None for a single soft map); all must
+    be of one kind with the same classes in the same order."""
+    from ..segmentation.classmaps import find_class_maps
+
+    families = [find_class_maps(p) for p in paths]
+    first = families[0]
+    for path, fam in zip(paths[1:], families[1:]):
+        if (fam is None) != (first is None) or (
+                fam is not None and (fam.names, fam.values) != (first.names, first.values)):
+            def show(f):
+                return "one soft map" if f is None else ", ".join(
+                    f"{n}={v}" for n, v in zip(f.names, f.values))
+            raise CryovisError(f"{path}: pseudo-label classes ({show(fam)}) differ from "
+                               f"{paths[0]}'s ({show(first)})")
+    return families
+
+
 def run(args) -> int:
     require_engine("torch", "scipy")
     with use_threads(args.threads):
@@ -106,7 +134,7 @@ def _train(args) -> int:
     import logging
 
     from ..segmentation.checkpoint import model_paths
-    from ..segmentation.data import load_pair
+    from ..segmentation.data import channel_labels, load_pair
     from ..segmentation.recipes import get_recipe, prepare_recipe_data
     from ..segmentation.train import resolve_config, train_segmenter
 
@@ -123,6 +151,8 @@ def _train(args) -> int:
     config: dict = {}
     provenance: dict = {"command": "cryovis " + " ".join(sys.argv[1:])}
     pseudo = False
+    soft: ClassMaps | None = None
+    soft_maps: list = []
     if args.recipe:
         if args.tomograms or args.labels or args.pseudolabels:
             raise CryovisError("--recipe simulates its own data; do not pass --tomograms")
@@ -153,6 +183,25 @@ def _train(args) -> int:
             raise CryovisError("give --tomograms with --labels or --pseudolabels, or --recipe")
         pseudo = bool(args.pseudolabels)
         train_pairs = _pairs(args.tomograms, args.labels or args.pseudolabels, "--tomograms")
+        if pseudo:
+            soft_maps = _soft_families(args.pseudolabels)
+            soft = soft_maps[0]
+            if soft is not None:
+                if args.classes:
+                    raise CryovisError("--classes: the class names come from the pseudo-label "
+                                       f"files ({', '.join(soft.names)})")
+                target = args.soft_target
+                if target == "auto":
+                    target = "regression" if len(soft.names) == 2 else "ce"
+                if target == "regression" and len(soft.names) != 2:
+                    raise CryovisError(f"--soft-target regression needs 2 classes; "
+                                       f"{args.pseudolabels[0]} has {len(soft.names)} "
+                                       f"({', '.join(soft.names)})")
+                config.update(classes=soft.names, label_values=soft.values,
+                              soft_target=target,
+                              loss={"regression": 1.0} if target == "regression"
+                              else {"ce": 1.0})
+                train_pairs = list(zip(args.tomograms, soft_maps))
         val_pairs = _pairs(args.val_tomograms, args.val_labels, "--val-tomograms")
         provenance.update(data={"tomograms": args.tomograms,
                                 "labels": args.labels or args.pseudolabels,
@@ -163,6 +212,13 @@ def _train(args) -> int:
         config["classes"] = args.classes
     if args.voxel_size:
         config["voxel_size"] = args.voxel_size
+    if args.init_from:
+        base = read_card(args.init_from)
+        mine = config.get("voxel_size")
+        if mine is not None and abs(float(base["voxel_size"]) / float(mine) - 1) > 0.02:
+            raise CryovisError(f"{args.init_from}: --from model works at {base['voxel_size']} "
+                               f"Å per voxel, this training at {mine} Å")
+        config.setdefault("voxel_size", float(base["voxel_size"]))
     if args.max_steps:
         config["max_steps"] = args.max_steps
     if args.precision:
@@ -171,10 +227,28 @@ def _train(args) -> int:
         cfg = resolve_config(config)
     except ValueError as exc:
         raise CryovisError(str(exc)) from None
+    if args.init_from:
+        from ..segmentation.networks import DEFAULTS
+
+        mine = {**DEFAULTS, **cfg["network"]}
+        theirs = {**DEFAULTS, **base["network"]}
+        diff = sorted(k for k in mine if k != "out_channels" and mine[k] != theirs.get(k))
+        if diff:
+            raise CryovisError(f"{args.init_from}: --from model's network differs from this "
+                               f"training's in {', '.join(diff)} (give the same 'network' in "
+                               "--config)")
     patch = tuple(cfg["patch_size"])
-    train = [load_pair(t, lab, cfg["voxel_size"], patch, pseudo) for t, lab in train_pairs]
-    val = [load_pair(t, lab, cfg["voxel_size"], patch, False) for t, lab in val_pairs]
-    n_max = max(int(v.label.max()) for v in train)
+    norm = cfg["normalisation"]
+    train = [load_pair(t, lab, cfg["voxel_size"], patch, pseudo, cfg["soft_target"], norm)
+             for t, lab in train_pairs]
+    val = [load_pair(t, lab, cfg["voxel_size"], patch, False, normalisation=norm)
+           for t, lab in val_pairs]
+    if cfg["label_values"] is not None:
+        for v in val:
+            v.label = channel_labels(v.label, cfg["label_values"])
+        n_max = 0
+    else:
+        n_max = max(int(v.label.max()) for v in train)
     if n_max > len(cfg["classes"]):
         raise CryovisError(f"labels go up to {n_max} but {len(cfg['classes'])} class name(s) "
                            "were given (--classes)")
@@ -184,7 +258,7 @@ def _train(args) -> int:
                                   provenance=provenance, overwrite=args.force,
                                   progress=not args.no_progress and sys.stderr.isatty(),
                                   threads=args.threads, device=device)
-    except (FileExistsError, FileNotFoundError) as exc:
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
         raise CryovisError(str(exc)) from None
     write_json_result(args, summary)
     report = Report("train segmenter")

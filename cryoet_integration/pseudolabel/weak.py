@@ -20,13 +20,11 @@ from formats import Volume
 from ..errors import CryovisError
 from . import features as feats
 from .forest import Forest, fit_forest
-from .priors import estimate_priors, reweight
+from .priors import correct_volume
 
 # Stroke voxels used per class (random subset): more adds time, not accuracy, once the
 # forest has seen a few thousand voxels of a class.
 MAX_PER_CLASS = 20_000
-# Posteriors sampled (evenly strided) to estimate a tomogram's class priors.
-PRIOR_SAMPLES = 2_000_000
 
 
 @dataclass
@@ -157,11 +155,7 @@ def classify_volume(volume: Volume, forest: Forest, correct_priors: bool = True,
                             "train_priors": forest.train_priors.round(4).tolist()}
     priors = None
     if correct_priors:
-        step = max(1, image.size // PRIOR_SAMPLES)
-        priors, iters = estimate_priors(out[:, ::step].T, forest.train_priors)
-        for start in range(0, image.size, plane * 16):
-            part = out[:, start:start + plane * 16]
-            part[:] = reweight(part.T, forest.train_priors, priors).T
+        priors, iters = correct_volume(out, forest.train_priors)
         info.update(priors=priors.round(4).tolist(), prior_iterations=iters)
     return SoftLabels(out.reshape((forest.n_classes,) + image.shape), forest.labels.copy(),
                       list(forest.names), priors, info)

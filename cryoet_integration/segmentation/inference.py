@@ -108,17 +108,34 @@ def tiles(shape: tuple[int, int, int], tile: int, overlap: int,
     return plans, list(itertools.product(*[p.starts for p in plans]))
 
 
-def _activation(logits):
+# How a network's output becomes probabilities: "sigmoid" (one class), "softmax" (one
+# channel per class) or "regression" (one raw channel trained by MSE on 2-class soft labels:
+# clipped to [0, 1] it is the second class's probability, and 1 minus it the first's, so the
+# two maps sum to 1). "auto" picks sigmoid or softmax from the channel count.
+OUTPUTS = ("auto", "sigmoid", "softmax", "regression")
+
+
+def _activation(logits, output: str = "auto"):
     import torch
 
+    if output == "regression":
+        p = logits.clamp(0.0, 1.0)
+        return torch.cat([1.0 - p, p], dim=1)
     return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 
 
+def output_channels(net, output: str = "auto") -> int:
+    """Probability channels :func:`predict_probabilities` gives for ``net``."""
+    return 2 if output == "regression" else int(net.config["out_channels"])
+
+
 def forward_tile(net, patch: np.ndarray, tta: bool = False, bf16: bool = False,
-                 device: str = "cpu", logit_bias: float = 0.0) -> np.ndarray:
-    """Probabilities ``(C, z, y, x)`` of one tile (sigmoid for one output channel, softmax
-    otherwise); with ``tta`` the mean over the 8 flips of the three axes. ``logit_bias`` is
-    subtracted from one-channel logits (the calibration stored in a model card)."""
+                 device: str = "cpu", logit_bias: float = 0.0,
+                 output: str = "auto") -> np.ndarray:
+    """Probabilities ``(C, z, y, x)`` of one tile (by ``output``, see ``OUTPUTS``: sigmoid
+    for one output channel, softmax otherwise, or 2 channels from a regression output); with
+    ``tta`` the mean over the 8 flips of the three axes. ``logit_bias`` is subtracted from
+    one-channel sigmoid logits (the calibration stored in a model card)."""
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None, None].to(device)
@@ -130,7 +147,8 @@ def forward_tile(net, patch: np.ndarray, tta: bool = False, bf16: bool = False,
         for dims in flips:
             xi = torch.flip(x, dims) if dims else x
             logits = net(xi).float()
-            p = _activation(logits - logit_bias if logits.shape[1] == 1 else logits)
+            sig = logits.shape[1] == 1 and output != "regression"
+            p = _activation(logits - logit_bias if sig else logits, output)
             p = torch.flip(p, dims) if dims else p
             total = p if total is None else total + p
     return (total / len(flips))[0].float().cpu().numpy()
@@ -165,7 +183,8 @@ def predict_probabilities(net, image: np.ndarray, tile: int = DEFAULT_TILE,
                           device: str = "cpu", out: np.ndarray | None = None,
                           progress: Callable[[int, int], None] | None = None,
                           logit_bias: float = 0.0,
-                          stats: tuple[float, float] | None = None) -> np.ndarray:
+                          stats: tuple[float, float] | None = None,
+                          output: str = "auto") -> np.ndarray:
     """Blend tile predictions over a normalised image ``[z, y, x]`` (at the model's voxel
     size) into probabilities ``(C, z, y, x)`` float32.
 
@@ -178,6 +197,7 @@ def predict_probabilities(net, image: np.ndarray, tile: int = DEFAULT_TILE,
         stats: ``(centre, scale)`` of :func:`preprocess.robust_stats`: ``image`` is then
             the raw tomogram and each tile is normalised as it is read, so a memory-mapped
             ``image`` and ``out`` stream through memory a tile at a time.
+        output: how outputs become probabilities (``OUTPUTS``; a model card's ``output``).
     """
     from formats import release_pages, slabs
 
@@ -191,7 +211,7 @@ def predict_probabilities(net, image: np.ndarray, tile: int = DEFAULT_TILE,
     tile_shape = tuple(p.tile for p in plans)
     window = blend_window(tile_shape, overlap)
     weight_z, weight_y, weight_x = (_window_sums(p, n, overlap) for p, n in zip(plans, shape))
-    channels = int(net.config["out_channels"])
+    channels = output_channels(net, output)
     acc = out if out is not None else np.zeros((channels,) + shape, dtype=np.float32)
     if acc.shape != (channels,) + shape:
         raise ValueError(f"output array has shape {acc.shape}, expected {(channels,) + shape}")
@@ -204,7 +224,7 @@ def predict_probabilities(net, image: np.ndarray, tile: int = DEFAULT_TILE,
             patch = normalize_with(patch, stats)
         # Padding happens only on axes shorter than a tile (the tile spans the axis).
         probs = forward_tile(net, _pad_to(patch, tile_shape), tta=tta, bf16=bf16,
-                             device=device, logit_bias=logit_bias)
+                             device=device, logit_bias=logit_bias, output=output)
         # Only the part inside the unpadded volume is accumulated.
         ez, ey, ex = (min(s + t, n) - s for s, t, n in zip((z, y, x), tile_shape, shape))
         acc[:, z:z + ez, y:y + ey, x:x + ex] += probs[:, :ez, :ey, :ex] * window[:ez, :ey, :ex]
@@ -224,8 +244,10 @@ def predict_probabilities(net, image: np.ndarray, tile: int = DEFAULT_TILE,
 class Segmentation:
     """Result of :func:`segment_volume` on the input's grid.
 
-    ``probabilities``: float32 ``(C, z, y, x)``; one channel for a one-class model, else
-    channel 0 is background and channel k is class ``classes[k - 1]``.
+    ``probabilities``: float32 ``(C, z, y, x)``; one channel for a one-class model; for a
+    model with ``label_values`` (trained on K painted classes) channel k - 1 is class
+    ``classes[k - 1]``, painted as ``label_values[k - 1]``; otherwise channel 0 is an
+    implicit background and channel k is class ``classes[k - 1]``.
     """
 
     probabilities: np.ndarray
@@ -233,19 +255,24 @@ class Segmentation:
     voxel_size: float
     origin: tuple[float, float, float]
     info: dict[str, Any] = field(default_factory=dict)
+    label_values: list[int] | None = None
 
     def class_map(self, k: int) -> np.ndarray:
         """Probability map ``[z, y, x]`` of class ``k`` (1-based, as in training)."""
         if len(self.classes) == 1:
             return self.probabilities[0]
-        return self.probabilities[k]
+        return self.probabilities[k - 1 if self.label_values else k]
 
     def labels(self, threshold: float = 0.5) -> np.ndarray:
-        """uint8/int16 labels: 0 background, 1..K the most probable class (one-class models:
-        probability above ``threshold``)."""
+        """uint8/int16 labels: the most probable class as its stroke value (models with
+        ``label_values``), else 0 background and 1..K (one-class models: probability above
+        ``threshold``)."""
         if len(self.classes) == 1:
             return (self.probabilities[0] > threshold).astype(np.uint8)
         lab = np.argmax(self.probabilities, axis=0)
+        if self.label_values:
+            values = np.asarray(self.label_values)
+            return values[lab].astype(np.uint8 if values.max() < 255 else np.int16)
         return lab.astype(np.uint8 if len(self.classes) < 255 else np.int16)
 
 
@@ -288,8 +315,8 @@ def segment_volume(volume: Volume, net, card: dict[str, Any], tile: int = DEFAUL
     ``memmap_dir`` puts the probability arrays in memory-mapped files there.
     """
     from cryoet_integration.preprocess import (
+        normalize,
         rescale_to_voxel_size,
-        robust_normalize,
         robust_stats,
     )
 
@@ -304,8 +331,10 @@ def segment_volume(volume: Volume, net, card: dict[str, Any], tile: int = DEFAUL
     rescale = abs(vs / model_vs - 1) > RESCALE_TOLERANCE
     # A memory-mapped or lazy (OME-Zarr) tomogram at the model's voxel size streams: tiles
     # are read and normalised one at a time and the probabilities accumulate in a memory map.
+    # Streaming normalises with robust statistics; a min-max model reads the volume whole.
+    norm = card.get("normalise", "robust")
     streamed = (isinstance(volume.data, np.memmap) or not isinstance(volume.data, np.ndarray)
-                ) and not rescale
+                ) and not rescale and norm == "robust"
     stats = None
     if streamed:
         data = volume.data
@@ -316,11 +345,12 @@ def segment_volume(volume: Volume, net, card: dict[str, Any], tile: int = DEFAUL
         data = np.asarray(volume.data, dtype=np.float32)
         if rescale:
             data = rescale_to_voxel_size(data, vs, model_vs)
-        data = robust_normalize(data)
+        data = normalize(data, norm)
     info.update(rescaled=rescale, streamed=streamed, working_shape_zyx=list(data.shape),
                 overlap_factor=overlap_factor(data.shape, tile, overlap,
                                               tuple(net.size_multiple)))
-    channels = int(net.config["out_channels"])
+    output = card.get("output", "auto")
+    channels = output_channels(net, output)
 
     def alloc(shape):
         if memmap_dir is None:
@@ -331,7 +361,7 @@ def segment_volume(volume: Volume, net, card: dict[str, Any], tile: int = DEFAUL
     work = predict_probabilities(net, data, tile=tile, overlap=overlap, tta=tta, bf16=bf16,
                                  device=device, out=alloc((channels,) + data.shape),
                                  logit_bias=float(card.get("logit_bias", 0.0)),
-                                 progress=progress, stats=stats)
+                                 progress=progress, stats=stats, output=output)
     del data
     if rescale:
         target = tuple(int(n) for n in volume.data.shape)
@@ -342,4 +372,4 @@ def segment_volume(volume: Volume, net, card: dict[str, Any], tile: int = DEFAUL
     else:
         probs = work
     return Segmentation(probs, list(card["classes"]), float(volume.voxel_size or 0.0),
-                        tuple(volume.origin), info)
+                        tuple(volume.origin), info, card.get("label_values"))

@@ -1,4 +1,5 @@
-"""Segmentation losses with an ignore label: BCE/CE, Dice, Tversky, MSE, adaptive wing, and
+"""Segmentation losses with an ignore label: BCE/CE, Dice, Tversky, MSE (on probabilities or,
+for regression, on the raw output), adaptive wing, and
 the differentiable Surface-Dice of MemBrain v2; plus deep-supervision weighting.
 
 Conventions. ``logits`` are ``(B, C, D, H, W)``; ``target`` is ``(B, D, H, W)`` (or
@@ -100,6 +101,13 @@ def mse(p: Prepared, **_: Any) -> torch.Tensor:
     return _masked_mean((p.prob - p.onehot) ** 2, p.mask)
 
 
+def regression(p: Prepared, **_: Any) -> torch.Tensor:
+    """Mean squared error between the raw network output (no activation) and soft targets
+    in [0, 1]: Nano-Ötzi's best loss for 2-class soft labels (section 4.4). Inference maps
+    the output to a probability by clipping it to [0, 1]."""
+    return _masked_mean((p.logits - p.onehot) ** 2, p.mask)
+
+
 def adaptive_wing(p: Prepared, awing_omega: float = 14.0, awing_theta: float = 0.5,
                   awing_epsilon: float = 1.0, awing_alpha: float = 2.1,
                   **_: Any) -> torch.Tensor:
@@ -186,6 +194,7 @@ LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "dice": dice,
     "tversky": tversky,
     "mse": mse,
+    "regression": regression,
     "adaptive_wing": adaptive_wing,
     "surface_dice": surface_dice,
 }

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..preprocess import NORMALISATIONS
 from .checkpoint import (
     load_model,
     load_training_state,
@@ -27,7 +28,7 @@ from .checkpoint import (
     state_path,
     update_card,
 )
-from .data import IGNORE, BatchStream, PatchSampler, TrainVolume
+from .data import IGNORE, SOFT_TARGETS, BatchStream, ChunkSampler, PatchSampler, TrainVolume
 from .device import PRECISIONS, keep_freed_memory, resolve_device, use_bf16
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,17 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "augment": {},
     "val_crop": [96, 160, 160],
     "seed": 0,
+    # K soft maps as targets (data.SOFT_TARGETS): "regression" (2 classes, one raw output
+    # channel) or "ce" (argmax, one channel per painted class); None: integer label maps.
+    "soft_target": None,
+    # Stroke values of the classes (1..K as painted) when every class, background included,
+    # is an output channel; None: channel 0 is an implicit background.
+    "label_values": None,
+    "normalisation": "robust",
+    # Overlapping chunks [z, y, x] voxels (data.ChunkSampler): every epoch draws one tile
+    # from each chunk of every volume; None samples tiles anywhere (foreground-biased).
+    "chunk_size": None,
+    "chunk_overlap": [16, 16, 16],
 }
 
 
@@ -73,10 +85,48 @@ def resolve_config(config: dict[str, Any] | None) -> dict[str, Any]:
     if cfg["precision"] not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got "
                          f"{cfg['precision']!r}")
+    if cfg["normalisation"] not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got "
+                         f"{cfg['normalisation']!r}")
     k = len(cfg["classes"])
-    cfg["network"] = {**cfg["network"], "out_channels": 1 if k == 1 else k + 1,
-                      "in_channels": 1}
+    if cfg["soft_target"] not in (None, *SOFT_TARGETS):
+        raise ValueError(f"soft_target must be one of {', '.join(SOFT_TARGETS)}, got "
+                         f"{cfg['soft_target']!r}")
+    if cfg["soft_target"] == "regression" and k != 2:
+        raise ValueError(f"regression on soft labels needs 2 classes, got {k}")
+    if cfg["label_values"] is not None and len(cfg["label_values"]) != k:
+        raise ValueError(f"{len(cfg['label_values'])} label values for {k} classes")
+    if cfg["soft_target"] == "regression":
+        channels = 1
+    elif cfg["label_values"] is not None:
+        channels = k
+    else:
+        channels = 1 if k == 1 else k + 1
+    cfg["network"] = {**cfg["network"], "out_channels": channels, "in_channels": 1}
     return cfg
+
+
+def output_kind(cfg: dict[str, Any]) -> str:
+    """How the network's output becomes probabilities (``inference.OUTPUTS``): ``regression``
+    (raw output clipped to [0, 1]), ``sigmoid`` (one class) or ``softmax``."""
+    if cfg["soft_target"] == "regression":
+        return "regression"
+    return "sigmoid" if cfg["network"]["out_channels"] == 1 else "softmax"
+
+
+def class_fractions(volumes: list[TrainVolume], cfg: dict[str, Any]) -> list[float]:
+    """Class priors of the training targets (ignore excluded), one per class: the mean soft
+    label for regression, the fraction of each argmax index for cross-entropy. The network's
+    posteriors carry this mix; ``pseudolabel.priors`` moves them to another tomogram's."""
+    k = len(cfg["classes"])
+    if cfg["soft_target"] == "regression":
+        vals = np.concatenate([v.label[v.label != IGNORE].ravel() for v in volumes])
+        m = float(vals.mean()) if vals.size else 0.5
+        return [round(1 - m, 6), round(m, 6)]
+    counts = np.zeros(k)
+    for v in volumes:
+        counts += np.bincount(v.label[v.label != IGNORE].astype(np.int64), minlength=k)[:k]
+    return (counts / max(counts.sum(), 1)).round(6).tolist()
 
 
 def _validation_crop(vol: TrainVolume, crop: list[int], multiple: tuple[int, ...]
@@ -102,19 +152,21 @@ def _validation_crop(vol: TrainVolume, crop: list[int], multiple: tuple[int, ...
     return vol.image[box], vol.label[box]
 
 
-def validation_dice(net, crops: list[tuple[np.ndarray, np.ndarray]], n_classes: int,
-                    bf16: bool, device: str = "cpu") -> float:
+def validation_dice(net, crops: list[tuple[np.ndarray, np.ndarray]], bf16: bool,
+                    device: str = "cpu", output: str = "auto") -> float:
     """Mean Dice over classes and crops (ignore voxels excluded); predictions by tiled
-    inference so the score is what ``cryovis segment`` would get."""
+    inference so the score is what ``cryovis segment`` would get. Labels are channel
+    indices: with one probability channel, 1 = the class; with C channels, channels 1..C-1
+    are scored (channel 0 is background)."""
     from .inference import predict_probabilities
 
     scores = []
     net.eval()
     for image, label in crops:
-        probs = predict_probabilities(net, image, bf16=bf16, device=device)
-        pred = (probs[0] > 0.5).astype(np.int8) if n_classes == 1 else np.argmax(probs, 0)
+        probs = predict_probabilities(net, image, bf16=bf16, device=device, output=output)
+        pred = (probs[0] > 0.5).astype(np.int8) if len(probs) == 1 else np.argmax(probs, 0)
         valid = label != IGNORE
-        for k in range(1, n_classes + 1):
+        for k in range(1, max(2, len(probs))):
             t, p = (label == k) & valid, (pred == k) & valid
             denom = int(t.sum()) + int(p.sum())
             if denom:
@@ -220,16 +272,35 @@ class _Trainer:
         self.step, self.best, self.bad_validations, self.cpu_seconds = 0, -1.0, 0, 0.0
         self.crops = [_validation_crop(v, cfg["val_crop"], self.net.size_multiple) for v in val]
         self.n_classes = len(cfg["classes"])
+        self.train_priors = class_fractions(train, cfg) if cfg["label_values"] else None
         self.batches: BatchStream | None = None
         self._cpu_mark = time.process_time()
 
     def init_from(self, path: str | Path) -> None:
-        """Start from another model's weights (fine-tuning); same architecture required."""
+        """Start from another model's weights (fine-tuning). The same architecture and voxel
+        size are required; a model with another number of output channels (a 2-class model
+        for a K-class one) gives everything but its last layer, the 1x1x1 output heads,
+        which start fresh (Nano-Ötzi's transfer, section 4.4)."""
         base, base_card = load_model(path)
-        if base_card["network"] != self.net.config:
+        if abs(float(base_card["voxel_size"]) / float(self.cfg["voxel_size"]) - 1) > 0.02:
+            raise ValueError(f"{path}: works at {base_card['voxel_size']} Å per voxel, this "
+                             f"model at {self.cfg['voxel_size']} Å")
+        mine = {k: v for k, v in self.net.config.items() if k != "out_channels"}
+        theirs = {k: v for k, v in base_card["network"].items() if k != "out_channels"}
+        if mine != theirs:
             raise ValueError(f"{path}: its network {base_card['network']} differs from "
                              f"the one being trained {self.net.config}")
-        self.net.load_state_dict(base.state_dict())
+        state = base.state_dict()
+        replace = base_card["network"]["out_channels"] != self.net.config["out_channels"]
+        if replace:
+            state = {k: v for k, v in state.items() if not k.startswith("heads.")}
+            state.update({k: v for k, v in self.net.state_dict().items()
+                          if k.startswith("heads.")})
+        self.net.load_state_dict(state)
+        self.provenance["transferred_from"] = {
+            "model": str(path), "classes": base_card["classes"],
+            "output": base_card.get("output", "sigmoid"),
+            "output_heads": "replaced" if replace else "kept"}
 
     def restore(self) -> None:
         """Continue exactly from ``MODEL.state.pt``: weights, optimiser, step, generators."""
@@ -250,13 +321,21 @@ class _Trainer:
 
     def start_data(self) -> None:
         """Start making augmented batches ahead of the network (see :class:`BatchStream`)."""
-        sampler = PatchSampler(self.train, tuple(self.cfg["patch_size"]),
-                               self.cfg["foreground_fraction"], self.rng)
+        if self.cfg["chunk_size"]:
+            sampler = ChunkSampler(self.train, tuple(self.cfg["patch_size"]),
+                                   tuple(self.cfg["chunk_size"]),
+                                   tuple(self.cfg["chunk_overlap"]), self.rng,
+                                   seed=self.cfg["seed"],
+                                   drawn=self.step * self.cfg["batch_size"])
+        else:
+            sampler = PatchSampler(self.train, tuple(self.cfg["patch_size"]),
+                                   self.cfg["foreground_fraction"], self.rng)
 
         def make_batch():
             pairs = [self.augment(*sampler.sample()) for _ in range(self.cfg["batch_size"])]
             images, labels = zip(*pairs)
-            return np.stack(images)[:, None], np.stack(labels).astype(np.int64)
+            dtype = np.float32 if self.cfg["soft_target"] == "regression" else np.int64
+            return np.stack(images)[:, None], np.stack(labels).astype(dtype)
 
         self.batches = BatchStream(make_batch, lambda: (_rng_json(self.rng),
                                                         _rng_json(self.augment.rng)),
@@ -288,7 +367,8 @@ class _Trainer:
     def validate(self) -> bool:
         """Score the validation crops; saves the model when it is the best so far. Returns
         whether training should stop early (``patience`` validations without progress)."""
-        score = validation_dice(self.net, self.crops, self.n_classes, self.bf16, self.device)
+        score = validation_dice(self.net, self.crops, self.bf16, self.device,
+                                output_kind(self.cfg))
         self.history["val_step"].append(self.step)
         self.history["val_dice"].append(score)
         log.info("step %d: validation Dice %.4f (best %.4f)", self.step, score, self.best)
@@ -306,8 +386,15 @@ class _Trainer:
 
     def card(self, kind: str) -> dict[str, Any]:
         cfg = self.cfg
+        strokes = {} if cfg["label_values"] is None else {
+            "label_values": cfg["label_values"], "train_priors": self.train_priors}
         return {"classes": cfg["classes"], "voxel_size": cfg["voxel_size"],
-                "normalisation": "robust z-score (median, 1.4826 MAD) at the model voxel size",
+                "output": output_kind(cfg), "loss": cfg["loss"], **strokes,
+                "normalise": cfg["normalisation"],
+                "normalisation": ("robust z-score (median, 1.4826 MAD)"
+                                  if cfg["normalisation"] == "robust"
+                                  else "per-volume min-max to [0, 1]")
+                + " at the model voxel size",
                 "contrast": "dense matter dark (negative), as reconstructed",
                 "checkpoint": kind, "step": self.step, "training": {
                     **self.provenance, "config": cfg, "steps": self.step,
