@@ -1,8 +1,7 @@
 """ChimeraX-Cryovis: the cryovis engine's commands in UCSF ChimeraX.
 
-``cryovis render|segment|pick|open|save|threshold|config|jobs|cancel``. One module per
-command family; this module only tells ChimeraX which function registers which command.
-``cryovis membranes`` is not here yet (it waits for the engine's membranes command).
+``cryovis render|segment|membranes|pick|open|save|threshold|config|jobs|cancel``. One module
+per command family; this module only tells ChimeraX which function registers which command.
 """
 
 from chimerax.core.toolshed import BundleAPI
@@ -13,6 +12,7 @@ __version__ = "0.1.0"
 COMMANDS = {
     "cryovis render": ("render_cmd", "render_desc", "cryovis_render"),
     "cryovis segment": ("segment_cmd", "segment_desc", "cryovis_segment"),
+    "cryovis membranes": ("membranes_cmd", "membranes_desc", "cryovis_membranes"),
     "cryovis pick": ("pick_cmd", "pick_desc", "cryovis_pick"),
     "cryovis open": ("particles_cmd", "open_desc", "cryovis_open"),
     "cryovis save": ("particles_cmd", "save_desc", "cryovis_save"),

@@ -16,8 +16,8 @@ def test_commands_and_help_pages(session):
     from chimerax.core import toolshed
     from chimerax.core.commands import cli
 
-    for name in ("render", "segment", "pick", "open", "save", "threshold", "config", "jobs",
-                 "cancel"):
+    for name in ("render", "segment", "membranes", "pick", "open", "save", "threshold",
+                 "config", "jobs", "cancel"):
         url = cli.command_url(f"cryovis {name}")
         assert url and url.startswith("help:"), (name, url)
         rel = urlparse(url).path
@@ -72,6 +72,30 @@ def test_segment_adds_class_volumes(run, session, opened, engine_program, log):
         m = v.full_matrix()
         assert 0.0 <= m.min() and m.max() <= 1.0 and m.max() > 0.5
     assert tomo.cryovis_classes == new
+
+
+def test_membranes_opens_instances_and_surfaces(run, session, opened, engine_program, log):
+    from chimerax.core.models import Surface
+    from chimerax.map import Volume
+
+    run(f"cryovis config engine {engine_program}")
+    membrane = opened["classes"][0]
+    before = set(session.models.list())
+    run(f"cryovis membranes #{membrane.id_string} threads 2 wait true")
+    fitted = membrane.cryovis_membranes
+    label_map, surfaces, table = fitted["instances"], fitted["surfaces"], fitted["table"]
+    assert isinstance(label_map, Volume) and label_map not in before
+    assert tuple(label_map.data.size) == tuple(membrane.data.size)
+    assert np.allclose(label_map.data.origin, membrane.data.origin)
+    assert len(table) == int(label_map.full_matrix().max()) >= 1, log.text()[-2000:]
+    assert 1 <= len(surfaces) <= len(table)
+    assert all(isinstance(s, Surface) and s not in before for s in surfaces)
+    assert f"{len(table)} membrane(s)" in log.text()
+    # each surface sits on its membrane: the engine's meshes moved by the grid's origin
+    for surface, row in zip(surfaces, (r for r in table if r.get("mesh"))):
+        xyz = surface.scene_position * surface.vertices
+        centre = np.array([row[f"centroid_{a}_angst"] for a in "xyz"]) + membrane.data.origin
+        assert np.linalg.norm(xyz.mean(axis=0) - centre) < 0.25 * np.ptp(xyz, axis=0).max()
 
 
 def test_cancel_stops_the_engine(run, session, opened, engine_program, log):
