@@ -19,34 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-# Peak RSS from /proc/self/status VmHWM, the high-water mark of this process's own memory:
-# getrusage's ru_maxrss survives exec on Linux, so a child would report this parent's peak
-# (which made the 2 GiB tomogram through a writable map).
-RUNNER = ("import sys\n"
-          "from cryoet_integration.cli import main\n"
-          "code = main(sys.argv[1:])\n"
-          "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
-          "print('MAXRSS_KB', hwm[0], file=sys.stderr)\n"
-          "sys.exit(code)")
-
-
-def run(args: list[str]) -> tuple[float, float]:
-    """Wall-clock seconds and peak RSS (MiB) of one `cryovis` process."""
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise RuntimeError(f"cryovis {' '.join(args)} failed: {res.stderr.strip()[-500:]}")
-    kb = [line.split()[1] for line in res.stderr.splitlines() if line.startswith("MAXRSS_KB")]
-    return seconds, float(kb[-1]) / 1024
+from measure import run_cryovis
 
 
 def make_tomogram(path: Path, size_xyz: tuple[int, int, int], voxel_size: float) -> None:
@@ -91,12 +70,14 @@ def main() -> int:
         tomo_mib = tomo.stat().st_size / 2**20
         print(f"made {tomo} ({tomo_mib:.0f} MiB) and {args.n} picks in "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-        base_s, base_mib = run(["convert", str(tomo), str(folder / "copy.mrc")])
+        base = run_cryovis(["convert", str(tomo), str(folder / "copy.mrc")])
+        base_s, base_mib = base.seconds, base.peak_mib
         (folder / "copy.mrc").unlink()
         print(f"baseline convert: {base_s:.1f} s, peak RSS {base_mib:.0f} MiB", flush=True)
-        ext_s, ext_mib = run(["extract", str(tomo), str(picks), "--box", str(args.box),
-                              "--out", str(folder / "subtomos"), "--normalise",
-                              "--tilt-range", "-60", "60"])
+        ext = run_cryovis(["extract", str(tomo), str(picks), "--box", str(args.box),
+                           "--out", str(folder / "subtomos"), "--normalise",
+                           "--tilt-range", "-60", "60"])
+        ext_s, ext_mib = ext.seconds, ext.peak_mib
         written = len(list((folder / "subtomos").glob("subtomo_*.mrc")))
         print(f"extract: {ext_s:.1f} s, peak RSS {ext_mib:.0f} MiB, {written} subtomograms",
               flush=True)

@@ -16,28 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from measure import run_cryovis, run_python
 
-RUNNER = ("import resource, sys\n"
-          "from cryoet_integration.cli import main\n"
-          "code = main(sys.argv[1:])\n"
-          "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-          "file=sys.stderr)\n"
-          "sys.exit(code)")
-BASELINE = ("import resource, sys\n"
+BASELINE = ("import sys\n"
             "import numpy as np\n"
             "from scipy import ndimage\n"
             "from formats import read_volume\n"
             "mask = np.asarray(read_volume(sys.argv[1]).data) != 0\n"
-            "labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))\n"
-            "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-            "file=sys.stderr)\n")
+            "labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))\n")
 
 
 def vesicle_mask(shape_zyx=(128, 256, 256), seed: int = 0) -> np.ndarray:
@@ -65,23 +56,6 @@ def vesicle_mask(shape_zyx=(128, 256, 256), seed: int = 0) -> np.ndarray:
     return mask.astype(np.uint8)
 
 
-def run(code: str, args: list[str]) -> tuple[float, float, str, float]:
-    """Wall-clock seconds, peak RSS (MiB), stdout and CPU seconds (user + system) of one
-    fresh process; on a shared machine the CPU time tells what the wall time hides."""
-    import resource
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed: {res.stderr.strip()[-500:]}")
-    kb = [line.split()[1] for line in res.stderr.splitlines() if line.startswith("MAXRSS_KB")]
-    return seconds, float(kb[-1]) / 1024, res.stdout, cpu
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -96,12 +70,14 @@ def main() -> int:
         write_volume(mask, Volume(vesicle_mask(), voxel_size=10.0))
         summary = None
         for i in range(args.repeats):
-            s, mib, _, c = run(BASELINE, [str(mask)])
+            m = run_python(BASELINE, [str(mask)])
+            s, mib, c = m.seconds, m.peak_mib, m.cpu_seconds
             times["components"].append(s)
             cpu["components"].append(c)
             memory["components"].append(mib)
-            s, mib, out, c = run(RUNNER, ["membranes", str(mask), "--out", str(Path(tmp) / "out"),
-                                       "--force", "--json", "--threads", "1"])
+            m = run_cryovis(["membranes", str(mask), "--out", str(Path(tmp) / "out"),
+                             "--force", "--json", "--threads", "1"])
+            s, mib, out, c = m.seconds, m.peak_mib, m.stdout, m.cpu_seconds
             times["membranes"].append(s)
             cpu["membranes"].append(c)
             memory["membranes"].append(mib)

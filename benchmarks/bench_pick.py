@@ -15,31 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-RUNNER = ("import resource, sys\n"
-          "from cryoet_integration.cli import main\n"
-          "code = main(sys.argv[1:])\n"
-          "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-          "print('MAXRSS_KB', rss, file=sys.stderr)\n"
-          "sys.exit(code)")
-
-
-def run(args: list[str]) -> tuple[float, float]:
-    """Wall-clock seconds and peak RSS (MiB) of one `cryovis` process."""
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-c", RUNNER, *args], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise RuntimeError(f"cryovis {' '.join(args)} failed: {res.stderr.strip()[-500:]}")
-    kb = [line.split()[1] for line in res.stderr.splitlines() if line.startswith("MAXRSS_KB")]
-    return seconds, float(kb[-1]) / 1024
+from measure import run_cryovis
 
 
 def bench_tomogram(cache: Path) -> Path:
@@ -64,7 +45,8 @@ def main() -> int:
             for name, cmd in (("segment", ["segment", str(tomo), "--out", f"{tmp}/s{i}.mrc"]),
                               ("pick", ["pick", str(tomo), "--out", f"{tmp}/p{i}.csv",
                                         *pick_extra])):
-                s, mib = run(cmd)
+                m = run_cryovis(cmd)
+                s, mib = m.seconds, m.peak_mib
                 times[name].append(s)
                 memory[name].append(mib)
                 print(f"{name} run {i + 1}: {s:.1f} s, peak RSS {mib:.0f} MiB", flush=True)
