@@ -59,8 +59,8 @@ def test_both_pyproject_forms_agree():
     meta = tomllib.loads((BUNDLE / "pyproject.toml").read_text())
     assert meta["chimerax"] == meta["tool"]["chimerax"]
     assert set(meta["chimerax"]["command"]) == {
-        f"cryovis {c}" for c in ("render", "segment", "pick", "open", "save", "threshold",
-                                 "config", "jobs", "cancel")}
+        f"cryovis {c}" for c in ("render", "segment", "membranes", "pick", "open", "save",
+                                 "threshold", "config", "jobs", "cancel")}
     assert not any("torch" in d for d in meta["project"]["dependencies"])
 
 

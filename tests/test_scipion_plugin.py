@@ -43,8 +43,9 @@ PROTOCOL_LABELS = {"ProtCryovisSegment": "cryovis - segment",
                    "ProtCryovisPick": "cryovis - pick particles",
                    "ProtCryovisExport": "cryovis - export coordinates",
                    "ProtCryovisExtract": "cryovis - extract subtomograms",
+                   "ProtCryovisMembranes": "cryovis - membrane surfaces",
                    "ProtCryovisRender": "cryovis - render"}
-INNER_TESTS = 16
+INNER_TESTS = 17
 
 pytestmark = [pytest.mark.scipion, pytest.mark.slow,
               pytest.mark.skipif(os.environ.get("CRYOVIS_SKIP_EXTERNAL") == "1",

@@ -14,6 +14,8 @@ OUT_MASKS = "tomoMasks"
 OUT_PROBABILITIES = "probabilities"
 OUT_COORDINATES = "coordinates"
 OUT_SUBTOMOGRAMS = "subtomograms"
+OUT_INSTANCES = "membraneInstances"
+OUT_REFINED = "refinedMembranes"
 
 # Extra attribute of each Coordinate3D: the engine's class name (the score is tomo's own).
 COORD_CLASS_ATTR = "_cryovisClass"

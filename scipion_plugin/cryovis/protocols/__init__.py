@@ -2,9 +2,10 @@
 
 from .protocol_export import ProtCryovisExport
 from .protocol_extract import ProtCryovisExtract
+from .protocol_membranes import ProtCryovisMembranes
 from .protocol_pick import ProtCryovisPick
 from .protocol_render import ProtCryovisRender
 from .protocol_segment import ProtCryovisSegment
 
-__all__ = ["ProtCryovisExport", "ProtCryovisExtract", "ProtCryovisPick", "ProtCryovisRender",
-           "ProtCryovisSegment"]
+__all__ = ["ProtCryovisExport", "ProtCryovisExtract", "ProtCryovisMembranes", "ProtCryovisPick",
+           "ProtCryovisRender", "ProtCryovisSegment"]

@@ -29,14 +29,17 @@ from cryovis.constants import (
     COORD_CLASS_ATTR,
     CRYOVIS_PROGRAM,
     OUT_COORDINATES,
+    OUT_INSTANCES,
     OUT_MASKS,
     OUT_PROBABILITIES,
+    OUT_REFINED,
     OUT_SUBTOMOGRAMS,
 )
 from cryovis.convert import engineRotation, scipionMatrix
 from cryovis.protocols import (
     ProtCryovisExport,
     ProtCryovisExtract,
+    ProtCryovisMembranes,
     ProtCryovisPick,
     ProtCryovisRender,
     ProtCryovisSegment,
@@ -150,6 +153,28 @@ class TestCryovisProtocols(BaseTest):
         self.assertTrue(self.segment.citations())
         self.assertTrue(self.segment.methods())
 
+    # ---------------------------------------------------------- membranes
+    def test_membranes_of_the_segmentation(self):
+        probs = getattr(self.segment, OUT_PROBABILITIES)
+        prot = self.launchProtocol(self.newProtocol(ProtCryovisMembranes, inputMasks=probs))
+        instances, refined = getattr(prot, OUT_INSTANCES), getattr(prot, OUT_REFINED)
+        for out in (instances, refined):
+            self.assertIsInstance(out, SetOfTomoMasks)
+            self.assertSetSize(out, len(NAMES))
+            self.assertEqual(sorted(m.getTsId() for m in out), NAMES)
+        found = 0
+        for inst, prob in zip(instances, probs):
+            labels = np.asarray(read_volume(inst.getFileName()).data)
+            self.assertEqual(labels.shape, np.asarray(read_volume(prob.getFileName()).data).shape)
+            record = engineRecord(prot, f"membranes_{inst.getTsId()}")
+            self.assertEqual(int(labels.max()), record["info"]["instances"])
+            found += record["info"]["instances"]
+            self.assertTrue(os.path.isfile(record["outputs"]["csv"]))
+        self.assertGreater(found, 0)  # the simulator puts vesicles in every tomogram
+        summary = "\n".join(prot.summary())
+        self.assertIn("membrane(s)", summary)
+        self.assertTrue(prot.methods())
+
     # --------------------------------------------------------------- pick
     @staticmethod
     def enginePicks(prot, name):
@@ -227,7 +252,7 @@ class TestCryovisProtocols(BaseTest):
         entries = parseBibTex(bibtex.__doc__)
         self.assertEqual(sorted(entries), sorted(cryovis._references))
         for cls in (ProtCryovisSegment, ProtCryovisPick, ProtCryovisExport, ProtCryovisRender,
-                    ProtCryovisExtract):
+                    ProtCryovisExtract, ProtCryovisMembranes):
             cites = self.newProtocol(cls)._citations() if hasattr(cls, "_citations") else []
             self.assertTrue(set(cites) <= set(entries), cls.__name__)
 
