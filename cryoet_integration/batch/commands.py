@@ -83,7 +83,7 @@ def command_argv(command: BatchCommand, tomogram: str, out: Path, options: list[
 def check_options(command: BatchCommand, options: list[str]) -> argparse.Namespace:
     """Parse the options after ``--`` with the single command's parser, before any work.
 
-    Returns the parsed options (with a placeholder tomogram and output) so that the batch
+    Returns the parsed options (parsed with a stand-in tomogram and output) so that the batch
     can record the parameters; a usage error is a one-line CryovisError.
     """
     for option in options:
