@@ -39,15 +39,23 @@ DEMO_ANGULAR_STEP = 40.0
 # most confident first).
 DEMO_MAX_ORIENTED = 20
 TURNTABLE_FRAMES = 16
+# A call the classifier makes with at least this probability counts as confident: the
+# class to orient is the one with the most such calls (the shipped classifier is weak, and
+# a class it names often but unsure of is mostly background; classifier.md).
+CONFIDENT_PROBABILITY = 0.5
 # The baselines' defaults of docs/baselines.md
 BLOB_DIAMETER_ANGST = 120.0
 MEMBRANE_THICKNESS_ANGST = 45.0
 
 
-def choose_template_class(called: pd.Series, templates: Any) -> str | None:
-    """The class the classifier called most often among the classes in ``templates``
-    (names the simulator has a template for); None when it called none of them."""
-    counts = called[called.isin(list(templates))].value_counts()
+def choose_template_class(classified: pd.DataFrame, templates: Any,
+                          min_probability: float = CONFIDENT_PROBABILITY) -> str | None:
+    """The class to orient: among the classes in ``templates`` (names the simulator has a
+    template for), the one with the most confident calls (``class_probability`` >=
+    ``min_probability``), else the one called most often; None when none was called."""
+    called = classified[classified["class"].isin(list(templates))]
+    confident = called[called["class_probability"] >= min_probability]
+    counts = (confident if len(confident) else called)["class"].value_counts()
     return str(counts.index[0]) if len(counts) else None
 
 
@@ -82,6 +90,7 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
     from .segmentation.inference import segment_volume
     from .segmentation.threshold_baseline import membrane_map
     from .simulate import SimulationConfig, simulate_tomogram, write_simulation
+    from .simulate.io import write_tomograms_star
     from .simulate.shapes import CLASS_SYMMETRY, CLASSES, class_template
     from .subtomograms.average import (
         average_subtomograms,
@@ -118,6 +127,13 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
     name = "demo_tomo"
     paths = write_simulation(sim, out, name=name, overwrite=overwrite)
     vs = float(sim.tomogram.voxel_size)
+    # the RELION 5 project's tomogram table: what reads the centred picks back
+    tomograms_star = out / "tomograms.star"
+    write_tomograms_star(tomograms_star, [{
+        "name": name, "voxel_size": vs, "size_xyz": list(size_xyz),
+        "voltage_kv": config.voltage_kv, "cs_mm": config.cs_angst / 1e7,
+        "amplitude_contrast": config.amplitude_contrast}], overwrite=overwrite)
+    paths["tomograms_star"] = str(tomograms_star)
     instances = Volume(sim.instances, voxel_size=vs)
     truth = sim.particles
     done("simulate", f"{size_xyz[0]}x{size_xyz[1]}x{size_xyz[2]} voxels at {vs:.2f} Å, "
@@ -170,7 +186,7 @@ def run_demo(out_dir: str | Path, seed: int = DEMO_SEED,
     orientation: dict[str, Any] = {}
     averaging: dict[str, Any] = {}
     oriented_files: dict[str, str] = {}
-    target = choose_template_class(classified["class"], CLASSES)
+    target = choose_template_class(classified, CLASSES)
     if target is None:
         orientation["skipped"] = "the classifier called no class the simulator has a " \
                                  "template for"

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from cryoet_integration.commands.demo import print_summary
-from cryoet_integration.demo import run_demo
+from cryoet_integration.demo import choose_template_class, run_demo
 from cryoet_integration.errors import CryovisError
 from formats import read_particles, read_volume
 
@@ -51,7 +52,8 @@ def test_demo_orients_exports_and_averages_one_class(demo):
     assert ori["n_matched"] + ori["n_other_class"] + ori["n_background"] <= ori["n_picks"]
     if ori["n_matched"]:
         assert 0 <= ori["median_deg"] <= 180
-    relion = read_particles(summary["files"]["oriented_relion5"])
+    relion = read_particles(summary["files"]["oriented_relion5"],
+                            tomograms=summary["files"]["tomograms_star"])
     dynamo = read_particles(summary["files"]["oriented_dynamo"],
                             voxel_size=summary["voxel_size_angst"])
     assert len(relion) == len(dynamo) == ori["n_picks"]
@@ -70,3 +72,14 @@ def test_demo_summary_table_and_second_run(demo, capsys):
         assert word in err
     with pytest.raises(CryovisError, match="--force"):
         run_demo(out, seed=5, size_xyz=(96, 96, 48), log=lambda s: None)
+
+
+def test_the_oriented_class_is_the_one_called_most_confidently():
+    classified = pd.DataFrame({
+        "class": ["barrel"] * 5 + ["ribosome"] * 2 + ["random_shape"] * 9,
+        "class_probability": [0.3] * 5 + [0.8, 0.6] + [0.9] * 9})
+    templates = {"barrel": 1, "ribosome": 2}
+    assert choose_template_class(classified, templates) == "ribosome"
+    assert choose_template_class(classified, templates, min_probability=0.95) == "barrel"
+    assert choose_template_class(classified[classified["class"] == "random_shape"],
+                                 templates) is None
