@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ from external_envs import (
     env_python,
     install_project,
     installed_versions,
+    pristine_versions,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,6 +135,12 @@ def test_bundle_suite_in_chimerax(tmp_path):
     assert versions["numpy"] == numpy_before == "1.26.4"
     assert "torch" not in versions
     assert "chimerax-cryovis" in versions
+    # none of the engine's heavy dependencies that ChimeraX does not ship came along
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    engine_deps = {re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower()
+                   for d in meta["project"]["optional-dependencies"]["engine"]}
+    pulled = sorted(d for d in engine_deps - set(pristine_versions(env)) if d in versions)
+    assert not pulled, f"installing the bundle pulled engine dependencies: {pulled}"
 
     data = tmp_path / "data"
     data.mkdir()

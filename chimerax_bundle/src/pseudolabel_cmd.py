@@ -71,8 +71,6 @@ def cryovis_pseudolabel(session, tomogram, labels=None, strokes=None, classifier
         if painted or classes or save_classifier:
             raise UserError(f"{ROLE}: classifier applies a saved classifier; labels, "
                             "strokes, classes and saveClassifier are for training one")
-        if not Path(classifier).is_file():
-            raise UserError(f"{ROLE}: classifier {classifier}: no such file")
     if radius is not None and (strokes is None or radius < 0):
         raise UserError(f"{ROLE}: radius (Å, >= 0) is for marker strokes")
     if save_classifier is not None:

@@ -192,8 +192,9 @@ def test_bad_strokes_are_one_line(run, session, opened, stroke_volume, marker_se
         run, f"cryovis pseudolabel {tomo} strokes {spec([marker_sets[0], far])}")
     assert "2 names for the 3 labels" in one_line_user_error(
         run, f"cryovis pseudolabel {tomo} labels #{stroke_volume.id_string} classes a,b")
-    assert "no such file" in one_line_user_error(
+    msg = one_line_user_error(
         run, f"cryovis pseudolabel {tomo} classifier {tmp_path / 'missing.npz'}")
+    assert "missing.npz" in msg and "not exist" in msg
     assert "not a volume" in one_line_user_error(
         run, f"cryovis pseudolabel #{marker_sets[0].id_string} labels "
              f"#{stroke_volume.id_string}")
