@@ -65,6 +65,11 @@ class ProtCryovisPick(CryovisBase, ProtTomoPicking):
         form.addParam("symmetry", StringParam, default="C1", condition=f"method == {TEMPLATE}",
                       label="Symmetry", help="Point group of the template about its z axis: "
                                              "Cn or Dn.")
+        form.addParam("scoreThreshold", FloatParam, default=0.0, expertLevel=LEVEL_ADVANCED,
+                      condition=f"method == {TEMPLATE}", label="Score cut-off (NCC)",
+                      help="Keep matches scoring above this; 0: the cut-off that expects one "
+                           "false positive per tomogram (from the spread of the search's "
+                           "scores, as pytom-match-pick).")
         form.addParam("useTiltRange", BooleanParam, default=True,
                       condition=f"method == {TEMPLATE}", label="Missing-wedge weighting",
                       help="Weight the template by the missing wedge of the tomograms' "
@@ -107,6 +112,8 @@ class ProtCryovisPick(CryovisBase, ProtTomoPicking):
         elif self._method() == "template":
             args += ["--template", self._templatePath(), "--angular-step",
                      self.angularStep.get(), "--symmetry", self.symmetry.get()]
+            if self.scoreThreshold.get() > 0:
+                args += ["--threshold", self.scoreThreshold.get()]
             tilt = tiltRange(tomo) if self.useTiltRange else None
             if tilt is not None:
                 args += ["--tilt-range", *tilt]
@@ -172,6 +179,8 @@ class ProtCryovisPick(CryovisBase, ProtTomoPicking):
         if not 0 < self.angularStep.get() <= 90:
             errors.append(f"Angular step must be in (0, 90] degrees, got "
                           f"{self.angularStep.get()}.")
+        if not 0 <= self.scoreThreshold.get() < 1:
+            errors.append(f"Score cut-off must be in [0, 1), got {self.scoreThreshold.get()}.")
         if not re.fullmatch(r"[CD][1-9][0-9]*", self.symmetry.get().strip().upper()):
             errors.append(f"Symmetry: {self.symmetry.get()!r} is not Cn or Dn.")
         return errors
