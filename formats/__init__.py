@@ -16,6 +16,7 @@ from .errors import FormatError, FormatWarning
 from .particles import euler
 from .particles.common import tomo_name_from_path
 from .particles.motl import is_motive_list
+from .particles.placement import outside_tomogram, read_particles_on
 from .particles.registry import FORMATS, detect_format, read_particles, write_particles
 from .particles.table import make_table, orientations, positions_voxels, set_orientations
 from .particles.tomograms import normalise_tomo_name, read_tomograms, write_tomograms
@@ -53,8 +54,10 @@ __all__ = [
     "normalise_tomo_name",
     "open_copick_project",
     "orientations",
+    "outside_tomogram",
     "positions_voxels",
     "read_particles",
+    "read_particles_on",
     "read_star",
     "read_tomograms",
     "read_volume",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,7 @@ from external_envs import (
     env_python,
     install_project,
     installed_versions,
+    pristine_versions,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +47,14 @@ from install_bundle import build_and_install  # noqa: E402 - the bundle folder i
 CLASSES = [("membrane", [1]), ("ribosome", [2]), ("complexes", [3, 4, 5, 6, 7, 8]),
            ("gold", [9])]
 ORIGIN_ANGST = (120.0, -80.0, 40.0)
+# Sparse strokes (label values 1..3) for `cryovis pseudolabel` and the K-class network.
+STROKE_CLASSES = [("background", [0]), ("membrane", [1]), ("particle", [2, 3, 4, 5, 6, 7, 8])]
+STROKES_PER_CLASS = 40
+# A tiny network, a few steps: enough for `cryovis segment` to load and run a K-class model
+# trained with `--pseudolabels` (its accuracy is docs/pseudolabel.md's business).
+TINY_NET = json.dumps({"network": {"base_channels": 4, "depth": 2, "deep_supervision": False},
+                       "patch_size": [16, 16, 16], "batch_size": 2, "precision": "fp32",
+                       "augment": {"rotate": {"p": 0}}})
 
 pytestmark = [
     pytest.mark.chimerax,
@@ -59,16 +69,19 @@ def test_both_pyproject_forms_agree():
     meta = tomllib.loads((BUNDLE / "pyproject.toml").read_text())
     assert meta["chimerax"] == meta["tool"]["chimerax"]
     assert set(meta["chimerax"]["command"]) == {
-        f"cryovis {c}" for c in ("render", "segment", "membranes", "pick", "open", "save",
-                                 "threshold", "config", "jobs", "cancel")}
+        f"cryovis {c}" for c in ("render", "segment", "pseudolabel", "membranes", "pick",
+                                 "open", "save", "threshold", "config", "jobs", "cancel")}
     assert not any("torch" in d for d in meta["project"]["dependencies"])
 
 
 def make_data(folder: Path) -> dict:
     """A simulated tomogram (96 x 96 x 48 voxels at 10 Å, origin ORIGIN_ANGST), soft class
-    maps (blurred ground-truth labels) and its particles as RELION 5 STAR and CSV."""
+    maps (blurred ground-truth labels), its particles as RELION 5 STAR and CSV, sparse
+    strokes of three classes and a 3-class network trained on the engine's pseudo-labels
+    of those strokes (`cryovis pseudolabel`, then `cryovis train segmenter --pseudolabels`)."""
     from scipy import ndimage
 
+    from cryoet_integration.cli import main
     from cryoet_integration.simulate import SimulationConfig, simulate_tomogram
     from formats import Volume, write_particles, write_volume
 
@@ -89,8 +102,26 @@ def make_data(folder: Path) -> dict:
     nx, ny, nz = sim.tomogram.shape_xyz
     write_particles(folder / "particles.star", table, format="relion5",
                     tomo_size_xyz=f"{nx}x{ny}x{nz}", tilt_series_pixel_size=vs)
+    # strokes: voxels well inside each class (eroded), 1..3 in STROKE_CLASSES order
+    rng = np.random.default_rng(5)
+    strokes = np.zeros(sim.labels.shape, np.int16)
+    for value, (_, ids) in enumerate(STROKE_CLASSES, start=1):
+        inside = ndimage.binary_erosion(np.isin(sim.labels, ids), iterations=1)
+        picked = rng.choice(np.flatnonzero(inside), STROKES_PER_CLASS, replace=False)
+        strokes.flat[picked] = value
+    write_volume(folder / "strokes.mrc", Volume(strokes, voxel_size=vs, origin=ORIGIN_ANGST))
+    stroke_names = [name for name, _ in STROKE_CLASSES]
+    assert main(["pseudolabel", str(folder / "tomo.mrc"), "--labels", str(folder / "strokes.mrc"),
+                 "--classes", *stroke_names, "--out", str(folder / "pl" / "soft.mrc"),
+                 "--trees", "8", "--threads", "2"]) == 0
+    assert main(["train", "segmenter", "--tomograms", str(folder / "tomo.mrc"),
+                 "--pseudolabels", str(folder / "pl" / "soft.mrc"), "--out",
+                 str(folder / "kclass"), "--voxel-size", str(vs), "--max-steps", "4",
+                 "--config", TINY_NET, "--threads", "2", "--no-progress"]) == 0
     info = {"tomogram": "tomo.mrc", "classes": names, "particles_csv": "particles.csv",
-            "particles_star": "particles.star", "voxel_size": vs}
+            "particles_star": "particles.star", "voxel_size": vs, "strokes": "strokes.mrc",
+            "stroke_classes": stroke_names, "kclass_model": "kclass.pt",
+            "membrane_truth": "membrane.mrc"}
     (folder / "data.json").write_text(json.dumps(info))
     return info
 
@@ -104,6 +135,12 @@ def test_bundle_suite_in_chimerax(tmp_path):
     assert versions["numpy"] == numpy_before == "1.26.4"
     assert "torch" not in versions
     assert "chimerax-cryovis" in versions
+    # none of the engine's heavy dependencies that ChimeraX does not ship came along
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    engine_deps = {re.split(r"[<>=!~ \[;]", d, maxsplit=1)[0].lower()
+                   for d in meta["project"]["optional-dependencies"]["engine"]}
+    pulled = sorted(d for d in engine_deps - set(pristine_versions(env)) if d in versions)
+    assert not pulled, f"installing the bundle pulled engine dependencies: {pulled}"
 
     data = tmp_path / "data"
     data.mkdir()

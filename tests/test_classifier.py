@@ -196,6 +196,9 @@ def test_bad_inputs_exit_2_before_work(tiny_model, sim_dir, tmp_path, capsys):
                                                      classes=list(table["class"])), format="csv")
     assert "outside the tomogram" in run(tomo, str(tmp_path / "far.csv"), "--model",
                                          str(tiny_model))
+    # picks listed at another voxel size are physical positions: rescaled, not refused
     write_particles(tmp_path / "other.csv", make_table(xyz / 2, voxel_size=2 * vs),
                     format="csv")
-    assert "Å per voxel" in run(tomo, str(tmp_path / "other.csv"), "--model", str(tiny_model))
+    assert main(["classify", tomo, str(tmp_path / "other.csv"), "--model", str(tiny_model),
+                 "--out", str(out), "--threads", "1"]) == 0
+    assert np.allclose(read_particles(out)[["x", "y", "z"]].to_numpy(), xyz, atol=1e-3)

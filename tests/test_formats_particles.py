@@ -316,3 +316,41 @@ def test_pytom_match_pick_star_reads_score_and_pixel_size(tmp_path):
     assert table["voxel_size"].tolist() == pytest.approx([13.79, 13.79])
     assert table["tomo_name"].tolist() == ["tomo_200", "tomo_200"]
     assert "rlnCutOff" in table.columns
+
+
+# ------------------------------------------------------- picks placed on one tomogram
+
+def test_read_particles_on_places_relion5_with_binning_and_rescales(tmp_path):
+    """RELION 5 centred Å need the geometry: without any, the tomogram itself is taken as
+    the reconstruction of its tilt series (``binning`` times finer), so its centre places
+    the picks; CSV picks at another voxel size are rescaled to the tomogram's voxels."""
+    from formats import read_particles_on
+
+    xyz = np.array([[10.0, 20.0, 30.0], [99.0, 49.0, 0.0]])
+    table = make_table(xyz, 8.0, euler.relion_to_matrix(ANGLES[:2]), "t1")
+    star = tmp_path / "picks.star"
+    write_particles(star, table, format="relion5", tomo_size_xyz="400x200x100",
+                    tilt_series_pixel_size=2.0)
+    placed = read_particles_on(star, (25, 50, 100), 8.0, binning=4)
+    assert np.allclose(placed[["x", "y", "z"]].to_numpy(), xyz, atol=1e-6)
+    wider = read_particles_on(star, (25, 50, 120), 8.0)  # centre 10 voxels further in x
+    assert np.allclose(wider[["x", "y", "z"]].to_numpy(), xyz + [10.0, 0.0, 0.0], atol=1e-6)
+    csv = tmp_path / "picks.csv"
+    write_particles(csv, table, format="csv")
+    halved = read_particles_on(csv, (25, 50, 100), 16.0)
+    assert np.allclose(halved[["x", "y", "z"]].to_numpy(), xyz / 2)
+    assert (halved["voxel_size"] == 16.0).all()
+
+
+def test_relion_writer_angle_priors_only_when_asked(tmp_path):
+    table = make_table([[1.0, 2.0, 3.0]], 5.0, euler.relion_to_matrix([[30, 60, 75]]), "t")
+    plain, primed = tmp_path / "plain.star", tmp_path / "primed.star"
+    write_particles(plain, table, format="relion4", tilt_series_pixel_size=5.0)
+    write_particles(primed, table, format="relion4", tilt_series_pixel_size=5.0,
+                    angle_priors=True)
+    assert "rlnAngleTiltPrior" not in starfile.read(plain)["particles"].columns
+    block = starfile.read(primed)["particles"]
+    assert np.allclose(block["rlnAngleTiltPrior"], block["rlnAngleTilt"])
+    assert np.allclose(block["rlnAnglePsiPrior"], block["rlnAnglePsi"])
+    with pytest.raises(FormatError, match="angle_priors"):
+        write_particles(tmp_path / "p.tbl", table, format="dynamo", angle_priors=True)

@@ -35,7 +35,7 @@ from external_envs import (
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN = REPO / "scipion_plugin"
-WORKFLOW = PLUGIN / "workflows" / "cryovis_segment_pick_export.json"
+WORKFLOW = PLUGIN / "workflows" / "cryovis_segment_membranes_pick_export.json"
 ENGINE = Path(sys.executable).parent / "cryovis"
 PLUGIN_DIST = "scipion-em-cryovis"
 PLUGIN_STAMP = ".cryovis-plugin-digest"
@@ -44,8 +44,10 @@ PROTOCOL_LABELS = {"ProtCryovisSegment": "cryovis - segment",
                    "ProtCryovisExport": "cryovis - export coordinates",
                    "ProtCryovisExtract": "cryovis - extract subtomograms",
                    "ProtCryovisMembranes": "cryovis - membrane surfaces",
-                   "ProtCryovisRender": "cryovis - render"}
-INNER_TESTS = 17
+                   "ProtCryovisRender": "cryovis - render",
+                   "ProtCryovisTrain": "cryovis - train from sparse labels"}
+INNER_TESTS = 19
+TEMPLATE_VOXEL = 10.0  # Å: the inner suite's tomograms (cryovis.tests.test_protocols.VOXEL)
 
 pytestmark = [pytest.mark.scipion, pytest.mark.slow,
               pytest.mark.skipif(os.environ.get("CRYOVIS_SKIP_EXTERNAL") == "1",
@@ -104,7 +106,21 @@ def plugin_env() -> Path:
 
 
 @pytest.fixture(scope="module")
-def scipion_vars(plugin_env, tmp_path_factory) -> dict[str, str]:
+def templates(tmp_path_factory) -> Path:
+    """The simulator's particle maps (dense matter positive) at the inner suite's voxel size,
+    ``<class>.mrc``: the true templates of its template-matching test."""
+    from cryoet_integration.simulate.shapes import CLASSES, class_template
+    from formats import Volume, write_volume
+
+    folder = tmp_path_factory.mktemp("templates")
+    for name, cls in CLASSES.items():
+        write_volume(folder / f"{name}.mrc", Volume(class_template(cls, TEMPLATE_VOXEL),
+                                                    voxel_size=TEMPLATE_VOXEL))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def scipion_vars(plugin_env, templates, tmp_path_factory) -> dict[str, str]:
     """The environment a headless Scipion run needs (docs/scipion.md), in a scratch home."""
     home = tmp_path_factory.mktemp("scipion")
     (home / "config").mkdir()
@@ -114,7 +130,8 @@ def scipion_vars(plugin_env, tmp_path_factory) -> dict[str, str]:
     return {**os.environ, "SCIPION_HOME": str(home), "SCIPION_USER_DATA": str(home / "data"),
             "SCIPION_DOMAIN": "pwem", "SCIPION_PYTHON": str(env_python(plugin_env)),
             "SCIPION_TEST_NOSYNC": "1", "SCIPION_NOTIFY": "False", "MPLBACKEND": "Agg",
-            "CRYOVIS_PROGRAM": str(ENGINE), "CRYOVIS_WORKFLOW": str(WORKFLOW)}
+            "CRYOVIS_PROGRAM": str(ENGINE), "CRYOVIS_WORKFLOW": str(WORKFLOW),
+            "CRYOVIS_TEMPLATES": str(templates)}
 
 
 def test_plugin_install_moves_nothing_and_pip_check(plugin_env):

@@ -131,6 +131,22 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert "shape" in capsys.readouterr().err
 
 
+
+@pytest.mark.parametrize("kind", ["segmenter", "picker", "classifier"])
+@pytest.mark.parametrize("budget", [["--max-steps", "0"], ["--minutes", "0"]])
+def test_train_refuses_a_budget_that_cannot_train(kind, budget, tmp_path, capsys):
+    """Every train kind shares one budget parser: zero steps or minutes is bad input (it
+    was silently taken as 'not given' and trained the default number of steps)."""
+    t = tmp_path / "t.mrc"
+    write_volume(t, Volume(np.zeros((8, 8, 8), np.float32), voxel_size=10.0))
+    data = ["--labels", str(t)] if kind == "segmenter" else ["--particles", str(tmp_path / "p.csv")]
+    assert main(["train", kind, "--tomograms", str(t), *data, "--out",
+                 str(tmp_path / "m"), *budget]) == 2
+    err = capsys.readouterr().err.strip()
+    assert budget[0] in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.glob("m*"))
+
+
 def test_default_membrane_recipe_is_consistent():
     recipe = get_recipe("default-membrane")
     cfg = resolve_config(recipe)

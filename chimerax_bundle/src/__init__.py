@@ -1,7 +1,8 @@
 """ChimeraX-Cryovis: the cryovis engine's commands in UCSF ChimeraX.
 
-``cryovis render|segment|membranes|pick|open|save|threshold|config|jobs|cancel``. One module
-per command family; this module only tells ChimeraX which function registers which command.
+``cryovis render|segment|pseudolabel|membranes|pick|open|save|threshold|config|jobs|cancel``.
+One module per command family; this module only tells ChimeraX which function registers
+which command.
 """
 
 from chimerax.core.toolshed import BundleAPI
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 COMMANDS = {
     "cryovis render": ("render_cmd", "render_desc", "cryovis_render"),
     "cryovis segment": ("segment_cmd", "segment_desc", "cryovis_segment"),
+    "cryovis pseudolabel": ("pseudolabel_cmd", "pseudolabel_desc", "cryovis_pseudolabel"),
     "cryovis membranes": ("membranes_cmd", "membranes_desc", "cryovis_membranes"),
     "cryovis pick": ("pick_cmd", "pick_desc", "cryovis_pick"),
     "cryovis open": ("particles_cmd", "open_desc", "cryovis_open"),

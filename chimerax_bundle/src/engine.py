@@ -5,7 +5,9 @@ with files in and files out, or its Python modules in-process when ChimeraX's Py
 import them without torch (rendering, thresholds, the blob picker). Work that takes seconds
 or more runs as a :class:`Job` in a background thread; its latest progress line goes to the
 status line, ``cryovis cancel`` stops it (the engine process is terminated), and its result
-is applied to the session on the main thread.
+is applied to the session on the main thread. :func:`start_engine_job` is the shape every
+command that runs the program shares: a scratch folder for its files in and out, the run
+with a JSON summary, and the folder removed however the job ends.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -103,17 +106,19 @@ class Job:
             the session or OpenGL. It reports with ``job.progress(text)`` and checks
             ``job.cancelled`` (or runs the engine through :meth:`run_engine`).
         on_done: ``on_done(result)``, run on the main thread to create models.
+        cleanup: run on the main thread once the job has ended (applied, failed or
+            cancelled), after ``on_done``.
     """
 
     _next_id = 1
 
     def __init__(self, session, title: str, work: Callable[[Job], Any],
-                 on_done: Callable[[Any], None]):
+                 on_done: Callable[[Any], None], cleanup: Callable[[], None] | None = None):
         self.session = session
         self.title = title
         self.id = Job._next_id
         Job._next_id += 1
-        self._work, self._on_done = work, on_done
+        self._work, self._on_done, self._cleanup = work, on_done, cleanup
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
         self._status = "starting"
@@ -221,17 +226,22 @@ class Job:
         self.applied = True
         jobs(self.session).remove(self)
         log = self.session.logger
-        if isinstance(self.error, Cancelled):
-            log.warning(str(self.error))
-        elif self.error is not None:
-            log.error(f"cryovis {self.title}: {one_line(self.error)}")
-        else:
-            try:
-                self._on_done(self.result)
-            except UserError as exc:
-                log.error(f"cryovis {self.title}: {one_line(exc)}")
+        try:
+            if isinstance(self.error, Cancelled):
+                log.warning(str(self.error))
+            elif self.error is not None:
+                log.error(f"cryovis {self.title}: {one_line(self.error)}")
             else:
-                log.status(f"cryovis {self.title}: done in {time.monotonic() - self.started:.1f} s")
+                try:
+                    self._on_done(self.result)
+                except UserError as exc:
+                    log.error(f"cryovis {self.title}: {one_line(exc)}")
+                else:
+                    log.status(f"cryovis {self.title}: done in "
+                               f"{time.monotonic() - self.started:.1f} s")
+        finally:
+            if self._cleanup is not None:
+                self._cleanup()
         return True
 
     def wait(self) -> None:
@@ -260,9 +270,9 @@ def _watch_frames(session) -> None:
 
 
 def start(session, title: str, work: Callable[[Job], Any], on_done: Callable[[Any], None],
-          wait: bool | None) -> Job:
+          wait: bool | None, cleanup: Callable[[], None] | None = None) -> Job:
     """Start a job; ``wait`` None means block unless ChimeraX has a GUI event loop."""
-    job = Job(session, title, work, on_done).start()
+    job = Job(session, title, work, on_done, cleanup).start()
     session.logger.info(f"cryovis {title}: started as job {job.id}"
                         + ("" if _blocking(session, wait) else " ('cryovis cancel' stops it)"))
     if _blocking(session, wait):
@@ -272,3 +282,45 @@ def start(session, title: str, work: Callable[[Job], Any], on_done: Callable[[An
 
 def _blocking(session, wait: bool | None) -> bool:
     return (not session.ui.is_gui) if wait is None else bool(wait)
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new temporary folder for engine inputs and outputs."""
+    return Path(tempfile.mkdtemp(prefix=f"cryovis-{prefix}-"))
+
+
+def start_engine_job(session, title: str, prepare: Callable[[Path], Sequence],
+                     read: Callable[[Job, dict, Path], Any], apply: Callable[[Any], None],
+                     wait: bool | None) -> Job:
+    """Run the engine program on files in a scratch folder as a background job.
+
+    Args:
+        title: the job's name, e.g. ``"segment #1"``; its first word names the folder.
+        prepare: ``prepare(folder) -> args``, on the main thread: writes the inputs into
+            ``folder`` and returns the program's arguments (``--json`` is added).
+        read: ``read(job, summary, folder) -> result``, in the background thread: reads
+            the outputs the engine's JSON ``summary`` names (no session, no OpenGL).
+        apply: ``apply(result)``, on the main thread: creates the models; the folder is
+            still there (e.g. for meshes read by ChimeraX's own readers).
+        wait: as :func:`start`.
+
+    The program is looked up first (UserError before any file is written); the folder is
+    removed when ``prepare`` fails and otherwise once the job has ended, whether it was
+    applied, failed or was cancelled.
+    """
+    program = engine_program(session)
+    folder = scratch_dir(title.split()[0])
+
+    def remove() -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    try:
+        args = list(prepare(folder))
+    except BaseException:
+        remove()
+        raise
+
+    def work(job: Job):
+        return read(job, job.run_engine(args, program, json_out=folder / "summary.json"), folder)
+
+    return start(session, title, work, apply, wait, cleanup=remove)

@@ -10,8 +10,6 @@ colour per membrane; the per-membrane table goes to the log.
 
 from __future__ import annotations
 
-import shutil
-
 from chimerax.core.commands import (
     BoolArg,
     CmdDesc,
@@ -31,54 +29,46 @@ def cryovis_membranes(session, segmentation, threshold=None, tilt_range=None, th
     where the map exceeds ``threshold`` (default: the engine's, 0.5 for probabilities);
     ``tilt_range`` (min, max degrees) reports what the missing wedge hides."""
     seg = volumes.require_volume(segmentation, "cryovis membranes")
-    program = engine.engine_program(session)
     volumes.voxel_size(seg)
-    work_dir = volumes.scratch_dir("membranes")
-    try:
-        source = volumes.to_file(seg, work_dir)
-    except Exception:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise
-    args = ["membranes", source, "--out", work_dir / "fit"]
-    if threshold is not None:
-        args += ["--threshold", threshold]
-    if tilt_range is not None:
-        args += ["--tilt-range", *tilt_range]
-    if threads is not None:
-        args += ["--threads", threads]
 
-    def work(job: engine.Job):
+    def prepare(folder):
+        args = ["membranes", volumes.to_file(seg, folder), "--out", folder / "fit"]
+        if threshold is not None:
+            args += ["--threshold", threshold]
+        if tilt_range is not None:
+            args += ["--tilt-range", *tilt_range]
+        if threads is not None:
+            args += ["--threads", threads]
+        return args
+
+    def read(job: engine.Job, summary: dict, folder):
         from formats import read_volume
 
-        result = job.run_engine(args, program, json_out=work_dir / "summary.json")
-        outputs = result.get("outputs") or {}
+        outputs = summary.get("outputs") or {}
         instances = read_volume(outputs["instances"]).data
         if tuple(instances.shape[::-1]) != tuple(seg.data.size):
             raise engine.EngineError(f"{outputs['instances']}: shape {instances.shape} "
                                      "differs from the segmentation's")
         return (instances.astype("float32", copy=True), outputs.get("meshes") or {},
-                result.get("membranes") or [])
+                summary.get("membranes") or [])
 
-    def done(fitted) -> None:
+    def apply(fitted) -> None:
         from chimerax.geometry import translation
         from chimerax.wavefront_obj.obj import read_obj
 
         instances, meshes, table = fitted
-        try:
-            label_map = volumes.add_volume(session, instances, seg,
-                                           f"{seg.name} membrane instances")
-            label_map.display = False
-            colors = class_colors([str(k) for k in meshes])
-            surfaces = []
-            for k, path in meshes.items():
-                models, _ = read_obj(session, path, f"{seg.name} membrane {k}")
-                for m in models:
-                    m.position = seg.scene_position * translation(tuple(seg.data.origin))
-                    m.color = colors[str(k)]
-                session.models.add(models)
-                surfaces += models
-        finally:
-            shutil.rmtree(work_dir, ignore_errors=True)
+        label_map = volumes.add_volume(session, instances, seg,
+                                       f"{seg.name} membrane instances")
+        label_map.display = False
+        colors = class_colors([str(k) for k in meshes])
+        surfaces = []
+        for k, path in meshes.items():
+            models, _ = read_obj(session, path, f"{seg.name} membrane {k}")
+            for m in models:
+                m.position = seg.scene_position * translation(tuple(seg.data.origin))
+                m.color = colors[str(k)]
+            session.models.add(models)
+            surfaces += models
         seg.cryovis_membranes = {"instances": label_map, "surfaces": surfaces, "table": table}
         session.logger.info(f"cryovis membranes: {len(table)} membrane(s), instance map "
                             f"#{label_map.id_string}")
@@ -90,10 +80,8 @@ def cryovis_membranes(session, segmentation, threshold=None, tilt_range=None, th
                 f"{f', area {area / 1e4:.3g}e4 Å²' if area else ''}, "
                 f"fit residual {row.get('residual_voxels')} voxels")
 
-    job = engine.start(session, f"membranes #{seg.id_string}", work, done, wait)
-    if job.finished and job.error is not None:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    return job.id
+    return engine.start_engine_job(session, f"membranes #{seg.id_string}", prepare, read,
+                                   apply, wait).id
 
 
 membranes_desc = CmdDesc(

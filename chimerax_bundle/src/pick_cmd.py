@@ -10,8 +10,6 @@ same way (with ``--template MAP``), for engines that have template matching.
 
 from __future__ import annotations
 
-import shutil
-
 from chimerax.core.commands import (
     BoolArg,
     CmdDesc,
@@ -80,42 +78,33 @@ def cryovis_pick(session, tomogram, method="blob", model=None, diameter=None, th
                 Volume(data, voxel_size=vs, path=tomo.name), diam, polarity=contrast,
                 threshold_z=BLOB_MIN_SCORE if min_score is None else min_score,
                 max_picks=max_picks)
-        cleanup = None
     else:
-        program = engine.engine_program(session)
         marker_diameter = diameter
         if method == "template" and template is None:
             raise UserError("cryovis pick: method template needs 'template #MAP'")
         tmpl = (volumes.require_volume(template, "cryovis pick template")
                 if template is not None else None)
-        work_dir = volumes.scratch_dir("pick")
-        cleanup = work_dir
-        out = work_dir / "picks.csv"
-        try:
-            args = ["pick", volumes.to_file(tomo, work_dir), "--method", method, "--out", out,
-                    "--format", "csv", "--polarity", polarity]
-            if tmpl is not None:
-                args += ["--template", volumes.to_file(tmpl, work_dir)]
-        except Exception:
-            shutil.rmtree(work_dir, ignore_errors=True)
-            raise
-        for option, value in (("--model", model), ("--threshold", threshold),
-                              ("--min-score", min_score), ("--max-particles", max_picks),
-                              ("--angular-step", angular_step), ("--threads", threads),
-                              ("--device", device)):
-            if value is not None:
-                args += [option, value]
 
-        def work(job: engine.Job):
+        def prepare(folder):
+            args = ["pick", volumes.to_file(tomo, folder), "--method", method,
+                    "--out", folder / "picks.csv", "--format", "csv", "--polarity", polarity]
+            if tmpl is not None:
+                args += ["--template", volumes.to_file(tmpl, folder)]
+            for option, value in (("--model", model), ("--threshold", threshold),
+                                  ("--min-score", min_score), ("--max-particles", max_picks),
+                                  ("--angular-step", angular_step), ("--threads", threads),
+                                  ("--device", device)):
+                if value is not None:
+                    args += [option, value]
+            return args
+
+        def read(job: engine.Job, summary: dict, folder):
             from formats import read_particles
 
-            summary = job.run_engine(args, program, json_out=work_dir / "summary.json")
-            job.progress(f"{summary.get('n_picks', '?')} picks; reading {out.name}")
-            return read_particles(out, format="csv", voxel_size=vs)
+            job.progress(f"{summary.get('n_picks', '?')} picks; reading picks.csv")
+            return read_particles(folder / "picks.csv", format="csv", voxel_size=vs)
 
     def done(table) -> None:
-        if cleanup is not None:
-            shutil.rmtree(cleanup, ignore_errors=True)
         if len(table) == 0:
             session.logger.warning(f"cryovis pick: no particles found in #{tomo.id_string}")
             return
@@ -127,9 +116,9 @@ def cryovis_pick(session, tomogram, method="blob", model=None, diameter=None, th
         done.result = ms
 
     done.result = None
-    job = engine.start(session, f"pick #{tomo.id_string}", work, done, wait)
-    if job.finished and job.error is not None and cleanup is not None:
-        shutil.rmtree(cleanup, ignore_errors=True)
+    title = f"pick #{tomo.id_string}"
+    job = (engine.start(session, title, work, done, wait) if method == "blob"
+           else engine.start_engine_job(session, title, prepare, read, done, wait))
     return done.result if job.applied else job.id
 
 

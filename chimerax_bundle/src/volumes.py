@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +80,10 @@ def to_file(volume, folder: Path) -> Path:
     return out
 
 
-def add_volume(session, data: np.ndarray, like, name: str):
+def add_volume(session, data: np.ndarray, like, name: str, parent=None):
     """A new volume model with ``data`` ``[z, y, x]`` on the grid of volume ``like`` (same
-    origin, voxel size, axes and scene position)."""
+    origin, voxel size, axes and scene position), top-level or a child of ``parent`` (a
+    model placed at the scene's origin)."""
     from chimerax.map import volume_from_grid_data
     from chimerax.map_data import ArrayGridData
 
@@ -91,13 +91,60 @@ def add_volume(session, data: np.ndarray, like, name: str):
                          step=tuple(like.data.step), rotation=like.data.rotation, name=name)
     v = volume_from_grid_data(grid, session, open_model=False, show_dialog=False)
     v.position = like.scene_position
-    session.models.add([v])
+    session.models.add([v], parent=parent)
     return v
 
 
-def scratch_dir(prefix: str) -> Path:
-    """A new temporary folder for engine inputs and outputs."""
-    return Path(tempfile.mkdtemp(prefix=f"cryovis-{prefix}-"))
+def read_class_maps(summary: dict, tomo) -> dict:
+    """The class maps the engine's summary names (``outputs``: class -> MRC, in class order)
+    as float32 arrays ``[z, y, x]``; EngineError unless each is on the tomogram's grid."""
+    from formats import read_volume
+
+    from .engine import EngineError
+
+    outputs = summary.get("outputs") or {}
+    if not outputs:
+        raise EngineError("the engine reported no output maps")
+    maps = {}
+    for name, path in outputs.items():
+        data = read_volume(path).data
+        if tuple(data.shape[::-1]) != tuple(tomo.data.size):
+            raise EngineError(f"{path}: shape {data.shape} differs from the tomogram's")
+        maps[name] = data.astype("float32", copy=True)
+    return maps
+
+
+def add_class_maps(session, tomogram, maps: dict[str, np.ndarray], group_name: str) -> list:
+    """The class maps ``maps`` (class name -> probabilities ``[z, y, x]`` on the tomogram's
+    grid, in class order) as volumes named by their class under a new grouping model.
+
+    Each gets its class colour and a surface at probability 0.5; a class named
+    ``background`` is hidden and, as the engine's ``cryovis render`` does, left out of the
+    tomogram's class maps (``tomogram.cryovis_classes``, what ``cryovis render`` draws
+    when no classes are given). Returns the volumes in class order.
+    """
+    from chimerax.core.models import Model
+
+    from .markers import class_colors
+
+    colors = class_colors(list(maps))
+    group = Model(group_name, session)
+    session.models.add([group])
+    created = []
+    for name, data in maps.items():
+        v = add_volume(session, data, tomogram, name, parent=group)
+        v.set_parameters(surface_levels=[0.5],
+                         surface_colors=[tuple(c / 255 for c in colors[name])])
+        v.set_display_style("surface")
+        v.display = not is_background(name)
+        created.append(v)
+    tomogram.cryovis_classes = [v for v, name in zip(created, maps) if not is_background(name)]
+    return created
+
+
+def is_background(class_name: str) -> bool:
+    """True for the class the renderer leaves out (the engine's rule: named background)."""
+    return class_name.lower() == "background"
 
 
 def _safe(name: str) -> str:

@@ -16,8 +16,8 @@ def test_commands_and_help_pages(session):
     from chimerax.core import toolshed
     from chimerax.core.commands import cli
 
-    for name in ("render", "segment", "membranes", "pick", "open", "save", "threshold",
-                 "config", "jobs", "cancel"):
+    for name in ("render", "segment", "pseudolabel", "membranes", "pick", "open", "save",
+                 "threshold", "config", "jobs", "cancel"):
         url = cli.command_url(f"cryovis {name}")
         assert url and url.startswith("help:"), (name, url)
         rel = urlparse(url).path

@@ -185,3 +185,62 @@ def test_engine_pick_errors_are_one_line(run, opened, engine_program, tmp_path, 
     assert "picker" in errors[0] and "Traceback" not in log.text()
     assert "method unet" in one_line_user_error(
         run, f"cryovis pick #{opened['tomo'].id_string} method blob threshold 0.5")
+
+
+def test_template_pick_gives_oriented_markers_as_the_engine(run, session, data, opened,
+                                                            engine_program, truth, tmp_path,
+                                                            log):
+    """``method template`` runs the engine's template matching: the markers are its picks
+    (positions to 1e-3 Å, scores) and carry its orientations; a template cut around one
+    true particle finds that particle."""
+    import subprocess
+
+    from chimerax.core.commands import run as cx_run
+    from chimerax.markers import MarkerSet
+
+    from formats import (
+        Volume,
+        orientations,
+        positions_voxels,
+        read_particles,
+        read_volume,
+        write_volume,
+    )
+
+    tomo = opened["tomo"]
+    src = data["dir"] / data["tomogram"]
+    vol = read_volume(src)
+    half = 8
+    shape_xyz = np.array(vol.data.shape[::-1])
+    xyz = positions_voxels(truth)
+    inner = np.flatnonzero(np.all((xyz >= half + 1) & (xyz < shape_xyz - half - 1), axis=1))
+    assert len(inner), "no particle away from the faces to cut a template from"
+    x, y, z = np.rint(xyz[inner[0]]).astype(int)
+    crop = np.asarray(vol.data)[z - half:z + half + 1, y - half:y + half + 1,
+                                x - half:x + half + 1]
+    template = tmp_path / "template.mrc"
+    write_volume(template, Volume(np.ascontiguousarray(crop, dtype=np.float32),
+                                  voxel_size=vol.voxel_size))
+    tmodel = cx_run(session, f"open {template}")[0]
+    run(f"cryovis config engine {engine_program}")
+    ms = run(f"cryovis pick #{tomo.id_string} method template template #{tmodel.id_string} "
+             "angularStep 45 maxPicks 10 threads 1 wait true")
+    assert isinstance(ms, MarkerSet), log.text()[-2000:]
+
+    picks, summary = tmp_path / "picks.csv", tmp_path / "summary.json"
+    proc = subprocess.run([engine_program, "pick", str(src), "--method", "template",
+                           "--template", str(template), "--angular-step", "45", "--out",
+                           str(picks), "--max-particles", "10", "--threads", "1", "--json",
+                           str(summary)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    want = read_particles(picks)
+    assert ms.num_atoms == len(want) > 0
+    vs = float(tomo.data.step[0])
+    got = (tomo.scene_position * tomo.data.ijk_to_xyz_transform).inverse().transform_points(
+        ms.atoms.scene_coords)
+    assert np.abs(got - positions_voxels(want)).max() * vs < 1e-3
+    assert np.allclose([m.cryovis_score for m in ms.atoms], want["score"], atol=1e-5)
+    stored = np.array([ms.cryovis_orientations[m] for m in ms.atoms])
+    assert np.abs(stored - orientations(want)).max() < 1e-5
+    assert any("orientations" in m.name for m in ms.child_models())
+    assert np.linalg.norm(positions_voxels(want) - xyz[inner[0]], axis=1).min() <= 2.0

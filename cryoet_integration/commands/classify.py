@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from .geometry import read_picks
 from .options import (
     add_device,
     add_force,
@@ -25,9 +26,6 @@ from .options import (
     write_json_result,
 )
 from .progress import Report
-
-# Picks whose position's voxel size differs from the tomogram's by more than this are refused.
-VOXEL_SIZE_TOLERANCE = 0.01
 
 
 def register(subparsers) -> None:
@@ -64,41 +62,6 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _read_picks(path: str, volume, voxel_size: float):
-    """The picks of ``path`` with positions in voxels of the tomogram; refuses voxel-size
-    mismatches and picks outside the tomogram (bad input, before any work)."""
-    import numpy as np
-
-    from formats import FormatError, positions_voxels
-
-    from ..picking.dataset import read_particle_list
-
-    try:
-        table = read_particle_list(path, tuple(volume.data.shape), voxel_size)
-    except FormatError as exc:
-        raise CryovisError(str(exc)) from None
-    if len(table) == 0:
-        raise CryovisError(f"{path}: no picks in the file")
-    vs = table["voxel_size"].to_numpy(dtype=float) if "voxel_size" in table else None
-    if vs is not None:
-        known = vs[np.isfinite(vs) & (vs > 0)]
-        bad = known[np.abs(known / voxel_size - 1) > VOXEL_SIZE_TOLERANCE]
-        if bad.size:
-            raise CryovisError(f"{path}: picks are at {bad[0]:g} Å per voxel but the tomogram "
-                               f"is at {voxel_size:g} Å; classify them in the tomogram they "
-                               "were picked in (or give --voxel-size)")
-    xyz = positions_voxels(table)
-    size = np.array(volume.data.shape[::-1], float)
-    outside = ~np.all((xyz >= -0.5) & (xyz <= size - 0.5), axis=1)
-    if outside.any():
-        i = int(np.flatnonzero(outside)[0])
-        raise CryovisError(f"{path}: {int(outside.sum())} of {len(table)} picks lie outside the "
-                           f"tomogram ({'x'.join(str(int(s)) for s in size)} voxels), e.g. pick "
-                           f"{i + 1} at ({', '.join(f'{v:.1f}' for v in xyz[i])}); wrong "
-                           "tomogram or voxel size?")
-    return table.reset_index(drop=True), xyz
-
-
 def _output_format(out: str, given: str | None, picks: str) -> str | None:
     if given:
         return given
@@ -127,7 +90,10 @@ def run(args) -> int:
     voxel_size = float(volume.voxel_size or 0.0)
     if not voxel_size > 0:
         raise CryovisError(f"{args.tomogram}: no voxel size in the header; give --voxel-size")
-    table, xyz = _read_picks(args.picks, volume, voxel_size)
+    from formats import positions_voxels
+
+    table = read_picks(args.picks, volume, args, inside=True)
+    xyz = positions_voxels(table)
     names = table["tomo_name"].astype(str) if "tomo_name" in table else None
     tomo_name = args.tomo_name or (names.iloc[0] if names is not None and names.iloc[0]
                                    else Path(args.tomogram).stem)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CryovisError, require_engine
-from .geometry import add_geometry_options, geometry_options
+from .geometry import add_geometry_options, read_picks
 from .options import (
     CREATES_DIRS,
     add_force,
@@ -100,37 +100,6 @@ def tilt_range_from_sidecar(tomogram: Path) -> tuple[float, float] | None:
         if len(angles):
             return float(angles.min()), float(angles.max())
     return None
-
-
-def read_picks(path: Path, volume: Any, args: argparse.Namespace) -> Any:
-    """PICKS as a canonical table with positions in voxels of ``volume``.
-
-    RELION 5 centred coordinates need the tomogram geometry: the geometry options, else the
-    ``<stem>_tomograms.star`` cryovis writes beside picks, else TOMO's own size and voxel
-    size (an unbinned tilt series at the tomogram's voxel size).
-    """
-    from formats import FORMATS, FormatError, detect_format, positions_voxels, read_particles
-
-    options = geometry_options(args)
-    try:
-        name = detect_format(path)
-        accepted = FORMATS[name].read_options or frozenset()
-        companion = path.with_name(f"{path.stem}_tomograms.star")
-        if "tomograms" in accepted and not options and companion.exists():
-            options["tomograms"] = companion
-        elif "tomo_size_xyz" in accepted and not options:
-            options["tomo_size_xyz"] = "x".join(str(n) for n in volume.data.shape[::-1])
-            options["tilt_series_pixel_size"] = float(volume.voxel_size)
-        options = {k: v for k, v in options.items() if k in accepted}
-        table = read_particles(path, format=name, **options)
-    except FormatError as exc:
-        raise CryovisError(str(exc)) from None
-    if not len(table):
-        raise CryovisError(f"{path}: lists no particles")
-    vs = table["voxel_size"].to_numpy(dtype=float)
-    scale = np.where(np.isfinite(vs) & (vs > 0), vs / float(volume.voxel_size), 1.0)
-    table[["x", "y", "z"]] = positions_voxels(table) * scale[:, None]
-    return table
 
 
 @dataclasses.dataclass

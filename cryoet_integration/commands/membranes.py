@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CryovisError, require_engine
+from .geometry import read_picks
 from .options import (
     CREATES_DIRS,
     add_force,
@@ -115,8 +116,6 @@ def check_existing(out_dir: Path, stem: str, force: bool) -> None:
 def _membranes(args) -> int:
     import numpy as np
 
-    from formats import read_particles
-
     from ..membranes.pipeline import MembraneInputError, membrane_mask
 
     report = Report("membranes")
@@ -129,8 +128,8 @@ def _membranes(args) -> int:
     volume = read_input_volume(args.mask, voxel_size=args.voxel_size, what="membrane map")
     picks = None
     if args.picks is not None:
-        picks = read_particles(args.picks)
-        check_picks_grid(picks, args.picks, volume, args.mask, args.tomogram)
+        check_tomogram_shape(volume, args.mask, args.tomogram)
+        picks = read_picks(args.picks, volume, args, inside=True)
     try:
         mask, threshold = membrane_mask(np.asarray(volume.data), args.threshold)
     except MembraneInputError as exc:
@@ -142,11 +141,8 @@ def _membranes(args) -> int:
     return 0
 
 
-def check_picks_grid(picks, picks_path, volume, mask_path, tomogram) -> None:
-    """Refuse picks that cannot be on the mask's grid: a ``--tomogram`` of another shape, or
-    positions (rescaled to the mask's voxel size) outside the mask."""
-    import numpy as np
-
+def check_tomogram_shape(volume, mask_path, tomogram) -> None:
+    """Refuse a ``--tomogram`` (the picks' tomogram) of another shape than the mask."""
     from formats import read_volume
 
     shape = tuple(volume.data.shape)
@@ -155,29 +151,6 @@ def check_picks_grid(picks, picks_path, volume, mask_path, tomogram) -> None:
         if tomo_shape != shape:
             raise CryovisError(f"{mask_path}: shape {shape} (z, y, x) does not match the "
                                f"picks' tomogram {tomogram} {tomo_shape}")
-    xyz = picks_scaled(picks, volume.voxel_size)
-    if len(xyz):
-        outside = ~np.all((xyz > -0.5) & (xyz < np.array(shape[::-1]) - 0.5), axis=1)
-        if outside.any():
-            raise CryovisError(
-                f"{picks_path}: {int(outside.sum())} of {len(xyz)} picks lie outside "
-                f"{mask_path}'s {'x'.join(map(str, shape[::-1]))} voxels (a mask of another "
-                f"tomogram or another binning?)")
-
-
-def picks_scaled(picks, voxel_size: float):
-    """Pick positions ``(n, 3)`` x, y, z in voxels of the mask (rescaled when both voxel
-    sizes are known and differ)."""
-    import numpy as np
-
-    from formats import positions_voxels
-
-    xyz = positions_voxels(picks)
-    pick_vs = picks["voxel_size"].to_numpy(dtype=float)
-    vs = float(voxel_size or 0)
-    if vs > 0 and len(xyz) and np.isfinite(pick_vs).all():
-        xyz = xyz * (pick_vs / vs)[:, None]
-    return xyz
 
 
 def run_fit(args, report: Report, mask, voxel_size: float, origin, source: str,
@@ -216,11 +189,17 @@ def write_oriented_picks(picks, path: Path, result, voxel_size: float, shape_zyx
     mask's size ``shape_zyx`` and voxel size, Å, as the tomogram's)."""
     import numpy as np
 
-    from formats import detect_format, orientations, set_orientations, write_particles
+    from formats import (
+        detect_format,
+        orientations,
+        positions_voxels,
+        set_orientations,
+        write_particles,
+    )
 
     from ..membranes.orientation import nearest_normals, normal_matrices
 
-    xyz = picks_scaled(picks, voxel_size)
+    xyz = positions_voxels(picks)
     t = float(result.info.get("thickness_voxels") or 1.0)
     limit = 3 * t if prior_distance is None else float(prior_distance)
     surf_xyz, surf_n, surf_ids = result.surface_points
@@ -234,26 +213,11 @@ def write_oriented_picks(picks, path: Path, result, voxel_size: float, shape_zyx
     oriented["membrane_id"] = ids
     oriented["membrane_distance_voxels"] = np.where(np.isfinite(dist), dist, np.nan)
     fmt = detect_format(path)
-    options = {}
+    options: dict = {"angle_priors": True} if fmt.startswith("relion") else {}
     if fmt == "relion5":
-        options = {"tomo_size_xyz": "x".join(str(n) for n in shape_zyx[::-1]),
-                   "tilt_series_pixel_size": float(voxel_size or 1.0)}
+        options.update(tomo_size_xyz="x".join(str(n) for n in shape_zyx[::-1]),
+                       tilt_series_pixel_size=float(voxel_size or 1.0))
     write_particles(path, oriented, format=fmt, overwrite=force, **options)
-    if fmt.startswith("relion"):
-        _add_relion_priors(path)
     return {"path": str(path), "format": fmt, "n": int(len(picks)),
             "oriented": int(near.sum()), "max_distance_voxels": limit}
 
-
-def _add_relion_priors(path: Path) -> None:
-    """Add rlnAngleTiltPrior/rlnAnglePsiPrior to the particle block of a RELION STAR file:
-    the written angles, i.e. the membrane normal for the oriented picks (a pick far from
-    every membrane keeps its own angles, and they are its priors)."""
-    from formats import read_star, write_star
-
-    blocks = read_star(path)
-    name = next(k for k, v in blocks.items()
-                if hasattr(v, "columns") and "rlnAngleTilt" in v.columns)
-    blocks[name]["rlnAngleTiltPrior"] = blocks[name]["rlnAngleTilt"]
-    blocks[name]["rlnAnglePsiPrior"] = blocks[name]["rlnAnglePsi"]
-    write_star(path, blocks, overwrite=True)

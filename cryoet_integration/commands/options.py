@@ -98,6 +98,40 @@ def read_config(text: str, option: str = "--config") -> dict:
     return data
 
 
+def add_training_budget(parser: argparse.ArgumentParser, config_example: str) -> None:
+    """``--config JSON``, ``--minutes N``, ``--max-steps N``, ``--resume``: how every
+    ``cryovis train`` kind is configured and budgeted; ``config_example`` is a JSON object
+    shown in the help."""
+    parser.add_argument("--config", default=None, metavar="JSON",
+                        help=f"training options as a JSON file or string, e.g. "
+                        f"'{config_example}'")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop this session after N minutes (state saved; --resume "
+                        "continues)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="total optimisation steps")
+    parser.add_argument("--resume", action="store_true", help="continue from MODEL.state.pt")
+
+
+def check_training_budget(args: argparse.Namespace) -> None:
+    """Refuse ``--max-steps`` / ``--minutes`` that cannot train (before any work: a recipe
+    simulates its data first)."""
+    if args.max_steps is not None and args.max_steps < 1:
+        raise CryovisError(f"--max-steps must be >= 1, got {args.max_steps}")
+    if args.minutes is not None and not args.minutes > 0:
+        raise CryovisError(f"--minutes must be > 0, got {args.minutes:g}")
+
+
+def training_config(args: argparse.Namespace, config: dict, **overrides: Any) -> dict:
+    """``config`` updated by ``--config``, then by ``--max-steps`` and the ``overrides``
+    given on the command line (``None`` = not given)."""
+    if args.config:
+        config.update(read_config(args.config))
+    given = {"max_steps": args.max_steps, **overrides}
+    config.update({k: v for k, v in given.items() if v is not None})
+    return config
+
+
 def add_force(parser: argparse.ArgumentParser) -> None:
     """``--force``."""
     parser.add_argument("--force", action="store_true", help="replace existing outputs")

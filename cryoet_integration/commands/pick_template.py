@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CryovisError
+from .geometry import read_picks
 from .options import read_input_volume
 from .progress import Report
 
@@ -48,47 +49,6 @@ class TemplateJob:
 def angles_table(angles_out: Path) -> Path:
     """The CSV next to ``--angles-out`` whose row i holds orientation i."""
     return Path(str(angles_out) + ".angles.csv")
-
-
-def _read_positions(path: str, volume, tomograms: str | None, binning: float | None
-                    ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Positions (P, 3) in voxels of ``volume`` and the classes of the picks in ``path``.
-
-    RELION 5 centred coordinates need their tomogram's geometry: ``--tomograms`` if given,
-    else the ``<stem>_tomograms.star`` written next to cryovis picks, else TOMO's own size.
-    """
-    from formats import FORMATS, FormatError, detect_format, positions_voxels, read_particles
-
-    p = Path(path)
-    options: dict[str, Any] = {}
-    try:
-        name = detect_format(p)
-        accepted = FORMATS[name].read_options or frozenset()
-        companion = p.with_name(f"{p.stem}_tomograms.star")
-        if "tomograms" in accepted and (tomograms or companion.exists()):
-            options["tomograms"] = tomograms or str(companion)
-        elif "tomo_size_xyz" in accepted:
-            factor = binning or 1.0
-            size = np.rint(np.array(volume.data.shape[::-1]) * factor).astype(int)
-            options["tomo_size_xyz"] = "x".join(map(str, size))
-            options["tilt_series_pixel_size"] = float(volume.voxel_size) / factor
-        table = read_particles(p, format=name, **options)
-    except FormatError as exc:
-        raise CryovisError(f"--positions: {exc}") from None
-    if not len(table):
-        raise CryovisError(f"{path}: no picks to orient")
-    vs = table["voxel_size"].to_numpy(dtype=float) if "voxel_size" in table else \
-        np.full(len(table), np.nan)
-    scale = np.where(np.isfinite(vs) & (vs > 0), vs / float(volume.voxel_size), 1.0)
-    xyz = positions_voxels(table) * scale[:, None]
-    outside = ~np.all((xyz > -0.5) & (xyz < np.array(volume.data.shape[::-1]) - 0.5), axis=1)
-    if outside.any():
-        i = int(np.flatnonzero(outside)[0])
-        raise CryovisError(f"{path}: {int(outside.sum())} pick(s) lie outside the tomogram "
-                           f"(first at row {i + 1}: {np.round(xyz[i], 1).tolist()} voxels "
-                           "x, y, z); are they from another tomogram or voxel size?")
-    classes = table["class"].astype(str).to_numpy() if "class" in table else None
-    return xyz, classes
 
 
 def plan_template(args, volume, device: str, plan) -> TemplateJob:
@@ -130,8 +90,11 @@ def plan_template(args, volume, device: str, plan) -> TemplateJob:
         raise CryovisError(str(exc)) from None
     positions = position_classes = None
     if args.positions is not None:
-        positions, position_classes = _read_positions(args.positions, volume, args.tomograms,
-                                                      args.binning)
+        from formats import positions_voxels
+
+        table = read_picks(args.positions, volume, args, binning=args.binning, inside=True)
+        positions = positions_voxels(table)
+        position_classes = table["class"].astype(str).to_numpy() if "class" in table else None
     checkpoint = None
     if positions is None:
         checkpoint = Path(args.checkpoint) if args.checkpoint else \

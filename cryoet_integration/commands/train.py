@@ -16,9 +16,11 @@ from .options import (
     add_force,
     add_json,
     add_threads,
+    add_training_budget,
     check_output,
     check_output_folder,
-    read_config,
+    check_training_budget,
+    training_config,
     use_threads,
     write_json_result,
 )
@@ -63,17 +65,11 @@ def register(subparsers) -> None:
                      help="model voxel size in Å (data are rescaled to it; default 10)")
     seg.add_argument("--out", required=True,
                      help=f"model path MODEL (writes MODEL.pt, .json; {CREATES_DIRS})")
-    seg.add_argument("--config", default=None, metavar="JSON",
-                     help="training options as a JSON file or string, e.g. "
-                     "'{\"patch_size\": [48, 48, 48], \"network\": {\"base_channels\": 8}}'")
-    seg.add_argument("--minutes", type=float, default=None,
-                     help="stop this session after N minutes (state saved; --resume continues)")
-    seg.add_argument("--max-steps", type=int, default=None, help="total optimisation steps")
+    add_training_budget(seg, '{"patch_size": [48, 48, 48], "network": {"base_channels": 8}}')
     seg.add_argument("--from", dest="init_from", default=None, metavar="MODEL",
                      help="start from this model's weights (fine-tuning); a model with "
                      "another number of classes (e.g. 2-class -> K-class) keeps all but its "
                      "last layer, which starts fresh. Same network and voxel size required")
-    seg.add_argument("--resume", action="store_true", help="continue from MODEL.state.pt")
     seg.add_argument("--n-train", type=int, default=None,
                      help="recipe: use only the first N simulated training tomograms")
     seg.add_argument("--n-val", type=int, default=None,
@@ -125,6 +121,7 @@ def _soft_families(paths: list[str]) -> list[ClassMaps | None]:
 
 
 def run(args) -> int:
+    check_training_budget(args)
     require_engine("torch", "scipy")
     with use_threads(args.threads):
         return _train(args)
@@ -206,12 +203,8 @@ def _train(args) -> int:
         provenance.update(data={"tomograms": args.tomograms,
                                 "labels": args.labels or args.pseudolabels,
                                 "pseudolabels": pseudo, "val_tomograms": args.val_tomograms})
-    if args.config:
-        config.update(read_config(args.config))
-    if args.classes:
-        config["classes"] = args.classes
-    if args.voxel_size:
-        config["voxel_size"] = args.voxel_size
+    config = training_config(args, config, classes=args.classes, voxel_size=args.voxel_size,
+                             precision=args.precision)
     if args.init_from:
         base = read_card(args.init_from)
         mine = config.get("voxel_size")
@@ -219,10 +212,6 @@ def _train(args) -> int:
             raise CryovisError(f"{args.init_from}: --from model works at {base['voxel_size']} "
                                f"Å per voxel, this training at {mine} Å")
         config.setdefault("voxel_size", float(base["voxel_size"]))
-    if args.max_steps:
-        config["max_steps"] = args.max_steps
-    if args.precision:
-        config["precision"] = args.precision
     try:
         cfg = resolve_config(config)
     except ValueError as exc:

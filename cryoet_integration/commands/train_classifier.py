@@ -12,9 +12,11 @@ from .options import (
     add_force,
     add_json,
     add_threads,
+    add_training_budget,
     check_outputs,
+    check_training_budget,
     json_file,
-    read_config,
+    training_config,
     use_threads,
     write_json_result,
 )
@@ -54,12 +56,7 @@ def register(kinds) -> None:
     p.add_argument("--polarity", choices=("auto", "dark", "light"), default="auto",
                    help="contrast of the tomograms (auto: from the boxes)")
     p.add_argument("--out", required=True, help="model path MODEL (writes MODEL.pt, .json)")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="stop this session after N minutes (state saved; --resume continues)")
-    p.add_argument("--max-steps", type=int, default=None, help="total optimisation steps")
-    p.add_argument("--config", default=None, metavar="JSON",
-                   help="training options as a JSON object, e.g. '{\"batch_size\": 16}'")
-    p.add_argument("--resume", action="store_true", help="continue from MODEL.state.pt")
+    add_training_budget(p, '{"batch_size": 16}')
     add_device(p)
     add_threads(p)
     add_json(p, "the training summary")
@@ -68,6 +65,7 @@ def register(kinds) -> None:
 
 
 def run(args) -> int:
+    check_training_budget(args)
     require_engine("torch", "scipy")
     with use_threads(args.threads):
         return _train(args)
@@ -123,14 +121,7 @@ def _train(args) -> int:
         tomograms, particles, instances = args.tomograms, args.particles, args.instances
         provenance["data"] = {"tomograms": tomograms, "particles": particles,
                               "instances": instances, "val_tomograms": args.val_tomograms}
-    if args.config:
-        config.update(read_config(args.config))
-    if args.max_steps:
-        config["max_steps"] = args.max_steps
-    if args.box:
-        config["box"] = args.box
-    if args.voxel_size:
-        config["voxel_size"] = args.voxel_size
+    config = training_config(args, config, box=args.box, voxel_size=args.voxel_size)
     try:
         cfg = resolve_config(config)
     except ValueError as exc:

@@ -12,10 +12,12 @@ from .options import (
     add_force,
     add_json,
     add_threads,
+    add_training_budget,
     check_output,
     check_outputs,
+    check_training_budget,
     json_file,
-    read_config,
+    training_config,
     use_threads,
     write_json_result,
 )
@@ -57,12 +59,7 @@ def register(kinds) -> None:
     p.add_argument("--polarity", choices=("auto", "dark", "light"), default="auto",
                    help="contrast of the training tomograms (auto: detected)")
     p.add_argument("--out", required=True, help="model path MODEL (writes MODEL.pt, .json)")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="stop this session after N minutes (state saved; --resume continues)")
-    p.add_argument("--max-steps", type=int, default=None, help="total optimisation steps")
-    p.add_argument("--config", default=None, metavar="JSON",
-                   help="training options as a JSON object (as for train segmenter)")
-    p.add_argument("--resume", action="store_true", help="continue from MODEL.state.pt")
+    add_training_budget(p, '{"patch_size": [48, 48, 48], "validate_every": 50}')
     add_threads(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json(p, "the training summary")
@@ -71,6 +68,7 @@ def register(kinds) -> None:
 
 
 def run(args) -> int:
+    check_training_budget(args)
     require_engine("torch", "scipy")
     with use_threads(args.threads):
         return _train(args)
@@ -127,10 +125,7 @@ def _train(args) -> int:
             raise CryovisError("--val-tomograms needs --val-particles")
         provenance["data"] = {"tomograms": tomograms, "particles": particles,
                               "membranes": membranes, "val_tomograms": args.val_tomograms}
-    if args.config:
-        config.update(read_config(args.config))
-    if args.max_steps:
-        config["max_steps"] = args.max_steps
+    config = training_config(args, config)
     voxel_size = args.voxel_size or config.get("voxel_size") or PICKER_TRAIN_DEFAULTS["voxel_size"]
     config["voxel_size"] = voxel_size
     patch = int(min(config.get("patch_size", PICKER_TRAIN_DEFAULTS["patch_size"])))

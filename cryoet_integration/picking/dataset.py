@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from formats import FormatError, read_particles, read_volume
+from formats import read_particles_on, read_volume
 
 from ..errors import CryovisError
 from .learned import (
@@ -39,19 +39,6 @@ class PickerData:
     excluded: list[str]
     radii_angst: dict[str, float]
     notes: list[str] = field(default_factory=list)
-
-
-def read_particle_list(path: str | Path, shape_zyx: tuple[int, int, int],
-                       voxel_size: float) -> pd.DataFrame:
-    """Read a particle file; RELION 5 centred coordinates without a tomograms.star are
-    placed with the tomogram's own size and voxel size (an unbinned tomogram)."""
-    try:
-        return read_particles(path)
-    except FormatError as exc:
-        if "size" not in str(exc).lower():
-            raise
-    size = "x".join(str(n) for n in shape_zyx[::-1])
-    return read_particles(path, tomo_size_xyz=size, tilt_series_pixel_size=voxel_size)
 
 
 def _pair_lists(tomograms: list[str], particles: list[str], what: str
@@ -110,8 +97,8 @@ def load_picker_data(tomograms: list[str], particles: list[str], voxel_size: flo
             vol = read_volume(tomo)
             prep = prepare_tomogram(vol, voxel_size, polarity)
             notes += prep.notes
-            table = _select_tomogram(read_particle_list(plist, vol.data.shape,
-                                                        prep.input_voxel_size),
+            table = _select_tomogram(read_particles_on(plist, vol.data.shape,
+                                                       prep.input_voxel_size),
                                      tomo, shared, plist)
             pl = prepare_particles(table, vol.data.shape, prep.input_voxel_size, plist)
             notes += pl.notes

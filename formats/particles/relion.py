@@ -349,10 +349,12 @@ def _pixel_size(kind: str, optics: pd.DataFrame | None, particles: pd.DataFrame,
 # ----------------------------------------------------------------------------- writing
 
 def _common_columns(table: pd.DataFrame, class_numbers: Mapping[str, int] | None,
-                    path: PathLike) -> dict[str, Any]:
+                    path: PathLike, angle_priors: bool = False) -> dict[str, Any]:
     angles = euler.matrix_to_relion(orientations(table))
     cols: dict[str, Any] = {"rlnAngleRot": angles[:, 0], "rlnAngleTilt": angles[:, 1],
                             "rlnAnglePsi": angles[:, 2]}
+    if angle_priors:
+        cols["rlnAngleTiltPrior"], cols["rlnAnglePsiPrior"] = angles[:, 1], angles[:, 2]
     if table["class"].notna().any():
         ids, _, exact = class_ids(table["class"], class_numbers, path)
         cols["rlnClassNumber"] = ids
@@ -440,7 +442,8 @@ def write_relion(path: PathLike, table: pd.DataFrame, version: str = "relion5",
                  tomo_size_xyz: Any = None, tilt_series_pixel_size: float | None = None,
                  binning: float | None = None, box_size: int | None = None,
                  tomo_name_map: PathLike | None = None,
-                 class_numbers: Mapping[str, int] | None = None) -> None:
+                 class_numbers: Mapping[str, int] | None = None,
+                 angle_priors: bool = False) -> None:
     """Write a canonical table as a RELION particle STAR file.
 
     Args:
@@ -458,6 +461,10 @@ def write_relion(path: PathLike, table: pd.DataFrame, version: str = "relion5",
         tomo_name_map: file mapping particle tomogram names to those of ``tomograms``.
         class_numbers: ``{class name: rlnClassNumber}`` to store (default: names numbered
             1..k in order of appearance); rlnClassName carries names that are not numbers.
+        angle_priors: also write rlnAngleTiltPrior / rlnAnglePsiPrior equal to the written
+            tilt and psi, for orientations known up to the rotation about the particle's z
+            (e.g. membrane normals), so that refinement searches near them. Priors read from
+            an input are never written back: they may not match the table's orientations.
 
     The optics block carries what the input knew (``optics_rln...`` columns: voltage, Cs,
     amplitude contrast, rlnCtfDataAreCtfPremultiplied, rlnImageSize, dimensionality); RELION
@@ -478,7 +485,7 @@ def write_relion(path: PathLike, table: pd.DataFrame, version: str = "relion5",
         names = pd.Series(np.where(rows["tomo_name"].notna(), rows["tomo_name"], names),
                           dtype=object)
         tomograms, tomo_name_map = tomos, None
-    common = _common_columns(table, class_numbers, p)
+    common = _common_columns(table, class_numbers, p, angle_priors)
     carried = _carried(table, rows, box_size)
     stacks = carried.pop("rlnTomoSubTomosAre2DStacks", None)
     if version != "relion5":

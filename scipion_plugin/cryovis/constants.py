@@ -16,6 +16,7 @@ OUT_COORDINATES = "coordinates"
 OUT_SUBTOMOGRAMS = "subtomograms"
 OUT_INSTANCES = "membraneInstances"
 OUT_REFINED = "refinedMembranes"
+OUT_MODEL = "cryovisModel"
 
 # Extra attribute of each Coordinate3D: the engine's class name (the score is tomo's own).
 COORD_CLASS_ATTR = "_cryovisClass"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from formats import orientations, read_volume
+from formats import orientations, read_particles_on, read_volume
 
 from ...errors import CryovisError
-from ...picking.dataset import _pair_lists, _select_tomogram, read_particle_list
+from ...picking.dataset import _pair_lists, _select_tomogram
 from ...picking.targets import prepare_particles
 from .targets import build_targets, centre_polarity, cut_boxes, cut_label_boxes
 from .training import SubtomogramSet
@@ -67,7 +67,7 @@ def _load(tomos: list[str], lists: list[str], instances: list[str] | None, is_va
         if not vs > 0:
             raise CryovisError(f"{tomo}: no voxel size in the header; the classifier needs it "
                                "to work at its voxel size")
-        table = _select_tomogram(read_particle_list(plist, vol.data.shape, vs), tomo, shared,
+        table = _select_tomogram(read_particles_on(plist, vol.data.shape, vs), tomo, shared,
                                  plist)
         pl = prepare_particles(table, vol.data.shape, vs, plist)
         notes += pl.notes

@@ -3,7 +3,7 @@
 import re
 
 from pyworkflow.protocol.params import PointerParam
-from tomo.objects import SetOfTomograms, SetOfTomoMasks
+from tomo.objects import SetOfTomograms, SetOfTomoMasks, TomoMask
 
 from .. import Plugin
 
@@ -22,11 +22,43 @@ def tomoKey(tomo):
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
+def byKey(items):
+    """``{tomoKey: item}`` (clones: safe across steps) of tomograms, masks, ... in the given
+    order; a repeated key gets the item's id appended."""
+    keyed = {}
+    for item in items:
+        key = tomoKey(item)
+        keyed[key if key not in keyed else f"{key}_{item.getObjId()}"] = item.clone()
+    return keyed
+
+
+def derivedMask(source, path):
+    """A TomoMask of file ``path`` computed from ``source`` (a Tomogram or a TomoMask): its
+    tsId, sampling rate, origin and acquisition, and the tomogram it belongs to."""
+    mask = TomoMask()
+    mask.copyInfo(source)
+    mask.setLocation(path)
+    mask.setVolName(source.getVolName() if isinstance(source, TomoMask)
+                    else source.getFileName())
+    return mask
+
+
 def tomogramsOfCoordinates(coords):
     """``{tsId: tomogram}`` (clones) of the tomograms a SetOfCoordinates3D has points on."""
     wanted = set(coords.getTSIds())
     return {tomo.getTsId(): tomo.clone() for tomo in coords.getPrecedents()
             if tomo.getTsId() in wanted}
+
+
+def tiltRange(obj):
+    """(min, max) degrees of the tilt range in ``obj``'s acquisition (a tomogram or a set),
+    or None when it has none."""
+    getter = getattr(obj, "getAcquisition", None)
+    acq = getter() if getter else None
+    if acq is None or acq.getAngleMin() is None or acq.getAngleMax() is None:
+        return None
+    low, high = float(acq.getAngleMin()), float(acq.getAngleMax())
+    return (low, high) if high > low else None
 
 
 class CryovisBase:
@@ -57,10 +89,10 @@ class CryovisBase:
 
     def _tomograms(self):
         """``{key: tomogram}`` of the input set, in set order (clones: safe across steps)."""
-        tomos = {}
-        for tomo in getattr(self, INPUT_TOMOGRAMS).get().iterItems(orderBy="id"):
-            key = tomoKey(tomo)
-            if key in tomos:
-                key = f"{key}_{tomo.getObjId()}"
-            tomos[key] = tomo.clone()
-        return tomos
+        return byKey(getattr(self, INPUT_TOMOGRAMS).get().iterItems(orderBy="id"))
+
+    def _newMaskSet(self, suffix, like):
+        """An empty SetOfTomoMasks ``tomomasks<suffix>.sqlite`` with the info of set ``like``."""
+        masks = self._createSet(SetOfTomoMasks, "tomomasks%s.sqlite", suffix)
+        masks.copyInfo(like)
+        return masks

@@ -21,7 +21,7 @@ from formats import read_particles, write_particles
 
 from ..constants import OUT_SUBTOMOGRAMS
 from ..convert import coordinatesFromTable, tableFromCoordinates
-from .base import CryovisBase, tomogramsOfCoordinates, tomoKey
+from .base import CryovisBase, byKey, tiltRange, tomogramsOfCoordinates
 from .engine import engineRecord, runEngine
 
 EDGES = ["pad", "drop"]
@@ -69,8 +69,7 @@ class ProtCryovisExtract(CryovisBase, EMProtocol, ProtTomoBase):
         self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
 
     def _tomogramsByKey(self):
-        return {tomoKey(t): t for t in tomogramsOfCoordinates(self.inputCoordinates.get())
-                .values()}
+        return byKey(tomogramsOfCoordinates(self.inputCoordinates.get()).values())
 
     def _keys(self):
         return list(self._tomogramsByKey())
@@ -80,14 +79,6 @@ class ProtCryovisExtract(CryovisBase, EMProtocol, ProtTomoBase):
             return self.boxSize.get()
         box = int(self.inputCoordinates.get().getBoxSize() or 0)
         return box + box % 2
-
-    def _tiltRange(self, tomo):
-        """(min, max) degrees of the tomogram's acquisition, or None when it has none."""
-        acq = tomo.getAcquisition()
-        if acq is None or acq.getAngleMin() is None or acq.getAngleMax() is None:
-            return None
-        low, high = float(acq.getAngleMin()), float(acq.getAngleMax())
-        return (low, high) if high > low else None
 
     def _folder(self, key):
         return self._getExtraPath(key)
@@ -105,7 +96,7 @@ class ProtCryovisExtract(CryovisBase, EMProtocol, ProtTomoBase):
             args.append("--invert")
         if self.normalise:
             args.append("--normalise")
-        tilt = self._tiltRange(tomo) if self.useTiltRange else None
+        tilt = tiltRange(tomo) if self.useTiltRange else None
         if tilt is not None:
             args += ["--tilt-range", *tilt]
         runEngine(self, f"extract_{key}", args)

@@ -5,11 +5,11 @@ import os
 from pwem.protocols import EMProtocol
 from pyworkflow.protocol.constants import STEPS_PARALLEL
 from pyworkflow.protocol.params import LEVEL_ADVANCED, BooleanParam, FloatParam, PointerParam
-from tomo.objects import SetOfTomoMasks, TomoMask
+from tomo.objects import SetOfTomoMasks
 from tomo.protocols.protocol_base import ProtTomoBase
 
 from ..constants import OUT_INSTANCES, OUT_REFINED
-from .base import CryovisBase, tomoKey
+from .base import CryovisBase, byKey, derivedMask, tiltRange
 from .engine import engineRecord, runEngine
 
 
@@ -43,24 +43,12 @@ class ProtCryovisMembranes(CryovisBase, EMProtocol, ProtTomoBase):
     # ------------------------------------------------------------------ steps
     def _masks(self):
         """``{key: mask}`` of the input set, in set order (clones)."""
-        masks = {}
-        for mask in self.inputMasks.get().iterItems(orderBy="id"):
-            key = tomoKey(mask)
-            masks[key if key not in masks else f"{key}_{mask.getObjId()}"] = mask.clone()
-        return masks
+        return byKey(self.inputMasks.get().iterItems(orderBy="id"))
 
     def _insertAllSteps(self):
         steps = [self._insertFunctionStep(self.membranesStep, key, prerequisites=[])
                  for key in self._masks()]
         self._insertFunctionStep(self.createOutputStep, prerequisites=steps)
-
-    def _tiltRange(self):
-        getter = getattr(self.inputMasks.get(), "getAcquisition", None)
-        acq = getter() if getter else None
-        if acq is None or acq.getAngleMin() is None or acq.getAngleMax() is None:
-            return None
-        low, high = float(acq.getAngleMin()), float(acq.getAngleMax())
-        return (low, high) if high > low else None
 
     def membranesStep(self, key):
         mask = self._masks()[key]
@@ -69,35 +57,22 @@ class ProtCryovisMembranes(CryovisBase, EMProtocol, ProtTomoBase):
                 "--threads", self.numberOfThreads.get()]
         if self.threshold.get() > 0:
             args += ["--threshold", self.threshold.get()]
-        tilt = self._tiltRange() if self.useTiltRange else None
+        tilt = tiltRange(self.inputMasks.get()) if self.useTiltRange else None
         if tilt is not None:
             args += ["--tilt-range", *tilt]
         runEngine(self, f"membranes_{key}", args)
 
     def createOutputStep(self):
-        instances = self._newMaskSet("instances")
-        refined = self._newMaskSet("refined")
+        instances = self._newMaskSet("instances", self.inputMasks.get())
+        refined = self._newMaskSet("refined", self.inputMasks.get())
         for key, mask in self._masks().items():
             outputs = engineRecord(self, f"membranes_{key}")["outputs"]
-            instances.append(self._derived(mask, outputs["instances"]))
-            refined.append(self._derived(mask, outputs["mask"]))
+            instances.append(derivedMask(mask, outputs["instances"]))
+            refined.append(derivedMask(mask, outputs["mask"]))
         outputs = {OUT_INSTANCES: instances, OUT_REFINED: refined}
         self._defineOutputs(**outputs)
         for out in outputs.values():
             self._defineSourceRelation(self.inputMasks, out)
-
-    def _newMaskSet(self, suffix):
-        masks = self._createSet(SetOfTomoMasks, "tomomasks%s.sqlite", suffix)
-        masks.copyInfo(self.inputMasks.get())
-        return masks
-
-    @staticmethod
-    def _derived(mask, path):
-        out = TomoMask()
-        out.copyInfo(mask)
-        out.setLocation(path)
-        out.setVolName(mask.getVolName())
-        return out
 
     # ------------------------------------------------------------------- info
     def _validate(self):

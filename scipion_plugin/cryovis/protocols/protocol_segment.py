@@ -4,12 +4,12 @@ import os
 
 from pwem.protocols import EMProtocol
 from pyworkflow.protocol.constants import STEPS_PARALLEL
-from pyworkflow.protocol.params import LEVEL_ADVANCED, BooleanParam, FileParam
-from tomo.objects import SetOfTomoMasks, TomoMask
+from pyworkflow.protocol.params import LEVEL_ADVANCED, BooleanParam, FileParam, PointerParam
+from tomo.objects import SetOfTomoMasks
 from tomo.protocols.protocol_base import ProtTomoBase
 
 from ..constants import OUT_MASKS, OUT_PROBABILITIES
-from .base import CryovisBase, addTomogramsParam
+from .base import CryovisBase, addTomogramsParam, derivedMask
 from .engine import engineRecord, runEngine
 
 
@@ -25,6 +25,11 @@ class ProtCryovisSegment(CryovisBase, EMProtocol, ProtTomoBase):
     def _defineParams(self, form):
         form.addSection(label="Input")
         addTomogramsParam(form)
+        form.addParam("inputModel", PointerParam, pointerClass="CryovisModel",
+                      allowsNull=True, label="Trained model",
+                      help="A model of 'cryovis - train from sparse labels': one probability "
+                           "map set per class and the labels as painted. Empty: *Model "
+                           "(.pt)*, else the shipped membrane model.")
         form.addParam("model", FileParam, default="", allowsNull=True,
                       label="Model (.pt)",
                       help="A segmentation model written by `cryovis train segmenter` (MODEL.pt "
@@ -46,8 +51,8 @@ class ProtCryovisSegment(CryovisBase, EMProtocol, ProtTomoBase):
                 "--out", self._getExtraPath(f"{key}_probabilities.mrc"),
                 "--labels-out", self._getExtraPath(f"{key}_labels.mrc"),
                 "--voxel-size", tomo.getSamplingRate(), "--threads", 1]
-        if self.model.get():
-            args += ["--model", os.path.abspath(self.model.get())]
+        if self._modelPath():
+            args += ["--model", os.path.abspath(self._modelPath())]
         if self.tta:
             args.append("--tta")
         runEngine(self, f"segment_{key}", args)
@@ -56,12 +61,13 @@ class ProtCryovisSegment(CryovisBase, EMProtocol, ProtTomoBase):
         tomos = self._tomograms()
         records = {key: engineRecord(self, f"segment_{key}") for key in tomos}
         classes = next(iter(records.values()))["classes"]
-        masks = self._newMaskSet("labels")
-        probs = {c: self._newMaskSet(f"prob_{c}") for c in classes}
+        inputSet = self.inputTomograms.get()
+        masks = self._newMaskSet("labels", inputSet)
+        probs = {c: self._newMaskSet(f"prob_{c}", inputSet) for c in classes}
         for key, tomo in tomos.items():
-            masks.append(self._mask(tomo, self._getExtraPath(f"{key}_labels.mrc")))
+            masks.append(derivedMask(tomo, self._getExtraPath(f"{key}_labels.mrc")))
             for c, path in records[key]["outputs"].items():
-                probs[c].append(self._mask(tomo, path))
+                probs[c].append(derivedMask(tomo, path))
         outputs = {OUT_MASKS: masks}
         if len(classes) == 1:
             outputs[OUT_PROBABILITIES] = probs[classes[0]]
@@ -71,6 +77,12 @@ class ProtCryovisSegment(CryovisBase, EMProtocol, ProtTomoBase):
         for out in outputs.values():
             self._defineSourceRelation(self.inputTomograms, out)
 
+    def _modelPath(self):
+        """MODEL.pt of the trained model or the model file, or None for the shipped model."""
+        if self.inputModel.get() is not None:
+            return self.inputModel.get().getPath()
+        return self.model.get() or None
+
     def _classes(self):
         """The classes the engine segmented (from its first record), or None before that."""
         for key in self._tomograms():
@@ -79,23 +91,12 @@ class ProtCryovisSegment(CryovisBase, EMProtocol, ProtTomoBase):
                 return record["classes"]
         return None
 
-    def _newMaskSet(self, suffix):
-        masks = self._createSet(SetOfTomoMasks, "tomomasks%s.sqlite", suffix)
-        masks.copyInfo(self.inputTomograms.get())
-        return masks
-
-    @staticmethod
-    def _mask(tomo, path):
-        mask = TomoMask()
-        mask.copyInfo(tomo)
-        mask.setLocation(path)
-        mask.setVolName(tomo.getFileName())
-        return mask
-
     # ------------------------------------------------------------------- info
     def _validate(self):
         errors = self._inputSetProblems() + self._engineProblems()
-        model = self.model.get()
+        if self.inputModel.get() is not None and self.model.get():
+            errors.append("Give a Trained model or a Model (.pt) file, not both.")
+        model = self._modelPath()
         if model:
             card = os.path.splitext(model)[0] + ".json"
             if not os.path.isfile(model):
@@ -107,17 +108,21 @@ class ProtCryovisSegment(CryovisBase, EMProtocol, ProtTomoBase):
     def _summary(self):
         if not self.hasAttribute(OUT_MASKS):
             return ["Not finished yet: no masks."]
-        model = self.model.get() or "the shipped membrane model"
+        model = self._modelPath() or "the shipped membrane model"
+        classes = self._classes()
+        maps = (f"*{OUT_PROBABILITIES}*" if len(classes) == 1
+                else ", ".join(f"*{OUT_PROBABILITIES}_{c}*" for c in classes))
         return [f"{getattr(self, OUT_MASKS).getSize()} tomograms segmented with {model}; "
-                f"classes: {', '.join(self._classes())}.",
-                f"Masks: *{OUT_MASKS}* (0 background, 1..K classes, probability > 0.5); "
-                f"probability maps: *{OUT_PROBABILITIES}*."]
+                f"classes: {', '.join(classes)}.",
+                f"Masks: *{OUT_MASKS}* (one-class model: 0 background, 1 where probability > "
+                f"0.5; K-class model: the most probable class, numbered as in training); "
+                f"probability maps: {maps}."]
 
     def _methods(self):
         if not self.hasAttribute(OUT_MASKS):
             return []
-        model = (f"a model trained with cryovis ({os.path.basename(self.model.get())})"
-                 if self.model.get() else "cryovis' shipped membrane model (3D U-Net trained on "
+        model = (f"a model trained with cryovis ({os.path.basename(self._modelPath())})"
+                 if self._modelPath() else "cryovis' shipped membrane model (3D U-Net trained on "
                  "simulated tomograms)")
         return [f"{getattr(self, OUT_MASKS).getSize()} tomograms were segmented with {model}, "
                 "by tiled inference with blended overlaps [Nguyen2021, Lamm2024]."]

@@ -1,9 +1,11 @@
 """Every cryovis protocol in a real pyworkflow project, on tomograms the engine simulates.
 
-Needs the engine program (``CRYOVIS_PROGRAM`` or an installed ``cryovis``) and
-``CRYOVIS_WORKFLOW``, the JSON saved in ``scipion_plugin/workflows/``: the suite starts by
-running that workflow (import -> segment -> pick -> export, every cryovis protocol with its
-defaults), and the segment, pick and export checks are of its runs.
+Needs the engine program (``CRYOVIS_PROGRAM`` or an installed ``cryovis``),
+``CRYOVIS_TEMPLATES``, a folder of the simulator's particle maps ``<class>.mrc`` at 10 Å (the
+true templates), and ``CRYOVIS_WORKFLOW``, the JSON saved in ``scipion_plugin/workflows/``:
+the suite starts by running that workflow (import -> segment -> membranes -> pick -> export,
+every cryovis protocol with its defaults), and the segment, membranes, pick and export checks
+are of its runs.
 Run: ``python -m pytest --pyargs cryovis.tests`` in Scipion's Python.
 """
 
@@ -22,7 +24,7 @@ from pyworkflow.protocol.constants import MODE_RESUME
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.constants import BOTTOM_LEFT_CORNER
 from tomo.objects import SetOfCoordinates3D, SetOfSubTomograms, SetOfTomoMasks
-from tomo.protocols import ProtImportTomograms
+from tomo.protocols import ProtImportTomograms, ProtImportTomomasks
 
 from cryovis import Plugin
 from cryovis.constants import (
@@ -31,11 +33,13 @@ from cryovis.constants import (
     OUT_COORDINATES,
     OUT_INSTANCES,
     OUT_MASKS,
+    OUT_MODEL,
     OUT_PROBABILITIES,
     OUT_REFINED,
     OUT_SUBTOMOGRAMS,
 )
 from cryovis.convert import engineRotation, scipionMatrix
+from cryovis.objects import CryovisModel
 from cryovis.protocols import (
     ProtCryovisExport,
     ProtCryovisExtract,
@@ -43,10 +47,11 @@ from cryovis.protocols import (
     ProtCryovisPick,
     ProtCryovisRender,
     ProtCryovisSegment,
+    ProtCryovisTrain,
 )
 from cryovis.protocols.engine import engineRecord
 from cryovis.viewers import CryovisRenderViewer
-from formats import read_particles, read_volume
+from formats import Volume, orientations, read_particles, read_volume, write_volume
 
 Domain.getPluginModule("cryovis")  # defines the plugin's variables, as Scipion does on start
 
@@ -55,8 +60,14 @@ VOXEL = 10.0                 # Å
 NAMES = ["tomo_000", "tomo_001"]
 DIAMETER = 80.0              # Å: the simulator's globular particles at 10 Å/voxel
 DEFAULT_DIAMETER = 120.0     # Å: the pick protocol's default (sets the box size)
-BLOB = 1                     # the pick protocol's `method` choice for the blob baseline
+BLOB = 1                     # the pick protocol's `method` choices: the blob baseline,
+TEMPLATE = 2                 # template matching
 MATCH_VOXELS = 3.0           # a pick "finds" a particle when its centre is this close
+STROKES = 300                # painted voxels per class
+# A small network and a few steps: the test is of the protocols, not of the training.
+TINY_TRAINING = json.dumps({"network": {"base_channels": 4, "depth": 2,
+                                        "deep_supervision": False},
+                            "patch_size": [32, 32, 32], "precision": "fp32"})
 
 
 def engine(*args, check=True):
@@ -103,6 +114,7 @@ class TestCryovisProtocols(BaseTest):
         by_class = {type(p).__name__: p for p in cls.workflow}
         cls.tomograms = by_class["ProtImportTomograms"].Tomograms
         cls.segment = by_class["ProtCryovisSegment"]
+        cls.membranes = by_class["ProtCryovisMembranes"]
         cls.pick = by_class["ProtCryovisPick"]
         cls.export = by_class["ProtCryovisExport"]
         cls.pickBlob = cls.launchProtocol(cls.newProtocol(
@@ -156,7 +168,8 @@ class TestCryovisProtocols(BaseTest):
     # ---------------------------------------------------------- membranes
     def test_membranes_of_the_segmentation(self):
         probs = getattr(self.segment, OUT_PROBABILITIES)
-        prot = self.launchProtocol(self.newProtocol(ProtCryovisMembranes, inputMasks=probs))
+        prot = self.membranes  # the workflow's, on the segmentation's probability maps
+        self.assertEqual(prot.inputMasks.get().getObjId(), probs.getObjId())
         instances, refined = getattr(prot, OUT_INSTANCES), getattr(prot, OUT_REFINED)
         for out in (instances, refined):
             self.assertIsInstance(out, SetOfTomoMasks)
@@ -174,6 +187,73 @@ class TestCryovisProtocols(BaseTest):
         summary = "\n".join(prot.summary())
         self.assertIn("membrane(s)", summary)
         self.assertTrue(prot.methods())
+
+    # ------------------------------------------------------ sparse labels
+    def paintStrokes(self, name):
+        """Strokes on tomogram ``name`` from its true membranes, as a user imports them
+        (tomo's 'import tomomasks', matched by tsId): STROKES voxels of background (1) and
+        of membrane (2) drawn at random, the rest 0 (unlabelled)."""
+        membrane = np.asarray(read_volume(os.path.join(self.data,
+                                                       f"{name}_membranes.mrc")).data) > 0
+        rng = np.random.default_rng(3)
+        strokes = np.zeros(membrane.shape, np.uint8)
+        for value, where in ((1, ~membrane), (2, membrane)):
+            strokes.flat[rng.choice(np.flatnonzero(where), STROKES, replace=False)] = value
+        folder = os.path.abspath(self.getOutputPath("strokes"))
+        os.makedirs(folder)
+        write_volume(os.path.join(folder, f"{name}.mrc"), Volume(strokes, voxel_size=VOXEL))
+        prot = self.launchProtocol(self.newProtocol(
+            ProtImportTomomasks, filesPath=folder, filesPattern="*.mrc",
+            inputTomos=self.tomograms))
+        return prot.tomomasks
+
+    def test_train_from_strokes_then_segment(self):
+        painted = NAMES[0]  # the other tomogram has no strokes: segmented, not trained on
+        strokes = self.paintStrokes(painted)
+        train = self.newProtocol(ProtCryovisTrain, inputTomograms=self.tomograms,
+                                 inputStrokes=strokes, maxSteps=20,
+                                 trainingOptions=TINY_TRAINING)
+        self.assertEqual(train.validate(), [])
+        self.assertEqual(train.warnings(), [f"No strokes for {NAMES[1]}: not used for "
+                                            "training."])
+        self.launchProtocol(train)
+        train = self.proj.getProtocol(train.getObjId())  # the model as the project stored it
+        model = getattr(train, OUT_MODEL)
+        self.assertIsInstance(model, CryovisModel)
+        self.assertEqual(model.getClasses(), ["background", "membrane"])
+        self.assertAlmostEqual(model.getVoxelSize(), VOXEL)
+        self.assertTrue(os.path.isfile(model.getPath()) and os.path.isfile(model.getCardPath()))
+        self.assertEqual(engineRecord(train, "train")["steps"], 20)
+        self.assertIsNotNone(engineRecord(train, f"pseudolabel_{painted}"))
+        self.assertIsNone(engineRecord(train, f"pseudolabel_{NAMES[1]}"))
+        self.assertIn("classes background, membrane", "\n".join(train.summary()))
+        self.assertTrue(train.methods())
+
+        segment = self.launchProtocol(self.newProtocol(
+            ProtCryovisSegment, inputTomograms=self.tomograms, inputModel=model))
+        labels = getattr(segment, OUT_MASKS)
+        maps = {c: getattr(segment, f"{OUT_PROBABILITIES}_{c}") for c in model.getClasses()}
+        for out in (labels, *maps.values()):
+            self.assertIsInstance(out, SetOfTomoMasks)
+            self.assertSetSize(out, len(NAMES))
+            self.assertAlmostEqual(out.getSamplingRate(), VOXEL)
+            self.assertEqual([m.getTsId() for m in out], NAMES)
+            for mask in out:
+                self.assertEqual(mask.getDimensions(), SIZE)
+        files = {c: {m.getTsId(): m.getFileName() for m in out} for c, out in maps.items()}
+        for mask in labels:
+            hard = np.asarray(read_volume(mask.getFileName()).data)
+            soft = np.stack([np.asarray(read_volume(files[c][mask.getTsId()]).data)
+                             for c in model.getClasses()])
+            np.testing.assert_allclose(soft.sum(axis=0), 1.0, atol=1e-4)
+            # the most probable class, numbered as painted (1 background, 2 membrane)
+            np.testing.assert_array_equal(hard, soft.argmax(axis=0) + 1)
+        summary = "\n".join(segment.summary())
+        self.assertIn(f"segmented with {model.getPath()}; classes: background, membrane",
+                      summary)
+        bad = self.newProtocol(ProtCryovisTrain, inputTomograms=self.tomograms,
+                               inputStrokes=strokes, classNames="membrane").validate()
+        self.assertTrue(any("at least two" in e for e in bad), bad)
 
     # --------------------------------------------------------------- pick
     @staticmethod
@@ -212,6 +292,63 @@ class TestCryovisProtocols(BaseTest):
         self.checkPickOutputs(self.pickBlob, DIAMETER, "blob")
         self.assertEqual({m[5] for m in positions(getattr(self.pickBlob, OUT_COORDINATES))},
                          {"blob"})
+
+    def test_pick_template_orientations(self):
+        """Template matching with the true template: the engine's orientations become the
+        Coordinate3D matrices, and tomo's RELION export (reliontomo) writes the same angles."""
+        from pwem.protocols import ProtImportVolumes
+        from scipy.spatial.transform import Rotation
+        from tomo.protocols import ProtExportCoordinates3D
+        from tomo.protocols.protocol_export_coords import EXPORT_TO_STAR
+
+        folder = os.path.abspath(self.getOutputPath("few_particles"))
+        engine("simulate", "--out", folder, "--n", 1, "--size", "x".join(map(str, SIZE)),
+               "--seed", 5, "--voxel-size", VOXEL, "--crowding", 0.03)
+        truth = pd.read_csv(os.path.join(folder, "tomo_000_particles.csv"))
+        # The largest particle there: a small one's few voxels leave its scores too spread
+        # for any pick to clear the one-false-positive cut-off (measured: globular, 0 picks).
+        sizes = {c: read_volume(os.path.join(os.environ["CRYOVIS_TEMPLATES"], f"{c}.mrc"))
+                 for c in set(truth["class"]) - {"fiducial"}}
+        name = max(sizes, key=lambda c: sizes[c].data.shape[0])
+        path = os.path.join(os.environ["CRYOVIS_TEMPLATES"], f"{name}.mrc")
+        self.assertAlmostEqual(sizes[name].voxel_size, VOXEL, places=3)
+        template = self.launchProtocol(self.newProtocol(
+            ProtImportVolumes, filesPath=path, samplingRate=VOXEL)).outputVolume
+        tomos = self.importTomograms(folder, "tomo_000.mrc")
+        prot = self.launchProtocol(self.newProtocol(
+            ProtCryovisPick, inputTomograms=tomos, method=TEMPLATE, inputTemplate=template,
+            angularStep=30.0))
+        coords = getattr(prot, OUT_COORDINATES)
+        picks = self.enginePicks(prot, "tomo_000")
+        self.assertGreater(len(picks), 0)
+        self.assertSetSize(coords, len(picks))
+        self.assertEqual(coords.getBoxSize(), template.getDimensions()[0])
+        record = engineRecord(prot, "pick_tomo_000")
+        self.assertEqual((record["angular_step_deg"], record["symmetry"]), (30.0, "C1"))
+        # the set reuses one Coordinate3D while iterating: copy each matrix
+        mine = [np.array(c.getMatrix()) for c in coords.iterCoordinates(orderBy="id")]
+        for matrix, rotation in zip(mine, orientations(picks)):
+            np.testing.assert_allclose(engineRotation(matrix), rotation, rtol=0, atol=1e-12)
+
+        choices = ProtExportCoordinates3D._getExportChoices()
+        export = self.launchProtocol(self.newProtocol(
+            ProtExportCoordinates3D, inputCoordinates=coords,
+            outputFormat=choices.index(EXPORT_TO_STAR)))
+        star = starfile.read(export._getExportPath("coords.star"), always_dict=True)
+        star = next(v for v in star.values() if "rlnCoordinateX" in v)
+        self.assertEqual(len(star), len(picks))
+        angles = pd.read_csv(prot._getExtraPath("tomo_000_picks.csv"))[["rot", "tilt", "psi"]]
+        ours = Rotation.from_euler("ZYZ", angles.to_numpy(float), degrees=True).as_matrix()
+        theirs = Rotation.from_euler(
+            "ZYZ", star[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(float),
+            degrees=True).as_matrix()
+        # same order (both by id); compared as rotations: ZYZ Euler triples are not unique
+        np.testing.assert_allclose(theirs, ours, atol=1e-5)
+        self.assertIn("template matching", "\n".join(prot.summary()))
+        self.assertIn("30° grid", "\n".join(prot.methods()))
+        missing = self.newProtocol(ProtCryovisPick, inputTomograms=tomos, method=TEMPLATE)
+        self.assertIn("Template: template matching needs a template volume.",
+                      missing.validate())
 
     def checkAgainstGroundTruth(self, prot):
         coords = getattr(prot, OUT_COORDINATES)
@@ -252,7 +389,7 @@ class TestCryovisProtocols(BaseTest):
         entries = parseBibTex(bibtex.__doc__)
         self.assertEqual(sorted(entries), sorted(cryovis._references))
         for cls in (ProtCryovisSegment, ProtCryovisPick, ProtCryovisExport, ProtCryovisRender,
-                    ProtCryovisExtract, ProtCryovisMembranes):
+                    ProtCryovisExtract, ProtCryovisMembranes, ProtCryovisTrain):
             cites = self.newProtocol(cls)._citations() if hasattr(cls, "_citations") else []
             self.assertTrue(set(cites) <= set(entries), cls.__name__)
 
@@ -483,7 +620,11 @@ class TestCryovisProtocols(BaseTest):
                                                                    "hostName"):
                     self.assertEqual(value.get(), getattr(fresh, name).get(),
                                      f"{prot.getObjLabel()}: {name}")
+        self.assertEqual([type(p).__name__ for p in self.workflow],
+                         ["ProtImportTomograms", "ProtCryovisSegment", "ProtCryovisMembranes",
+                          "ProtCryovisPick", "ProtCryovisExport"])
         self.assertSetSize(getattr(self.segment, OUT_MASKS), len(NAMES))
+        self.assertSetSize(getattr(self.membranes, OUT_INSTANCES), len(NAMES))
         picks = getattr(self.pick, OUT_COORDINATES)
         self.assertSetSize(picks, sum(engineRecord(self.pick, f"pick_{n}")["n_picks"]
                                       for n in NAMES))
