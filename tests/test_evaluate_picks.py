@@ -196,3 +196,38 @@ def test_counts_always_add_up(rows):
     rev = evaluate_picks(_instances(), _truth(), reversed_picks)
     assert (rev["TP"], rev["FP"], rev["multiple_hits"]) == (res["TP"], res["FP"],
                                                              res["multiple_hits"])
+
+
+def _rz(deg: float) -> np.ndarray:
+    a = np.deg2rad(deg)
+    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+
+
+def test_orientation_errors_match_picks_to_their_particles_modulo_symmetry():
+    from cryoet_integration.evaluate import orientation_errors
+
+    inst = np.zeros((20, 20, 40), dtype=np.int32)
+    inst[8:12, 8:12, 3:7] = 1    # particle 1 at x=5
+    inst[8:12, 8:12, 18:22] = 2  # particle 2 at x=20
+    inst[8:12, 8:12, 33:37] = 3  # particle 3 (another class) at x=35
+    tilt = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], dtype=float)  # 90° about x
+    truth = make_table(np.array([[5, 10, 10], [20, 10, 10], [35, 10, 10.0]]),
+                       matrices=np.stack([np.eye(3), tilt, np.eye(3)]),
+                       classes=["ring", "ring", "rod"])
+    picks = make_table(np.array([[5, 10, 10], [5.4, 10, 10], [20, 10, 10], [35, 10, 10],
+                                 [15, 2, 2.0]]),
+                       matrices=np.stack([_rz(10), np.eye(3), tilt @ _rz(90), np.eye(3),
+                                          np.eye(3)]),
+                       classes=["ring"] * 5)
+    c1 = orientation_errors(inst, truth, picks, classes=["ring"])
+    # the second pick on particle 1 is a repeat and is not scored
+    assert c1["n_matched"] == 2 and c1["n_other_class"] == 1 and c1["n_background"] == 1
+    np.testing.assert_allclose(c1["errors_deg"], [10.0, 90.0], atol=1e-3)
+    c4 = orientation_errors(inst, truth, picks, classes=["ring"], symmetry="C4")
+    np.testing.assert_allclose(c4["errors_deg"], [10.0, 0.0], atol=1e-3)
+    assert c4["median_deg"] == pytest.approx(5.0, abs=1e-3)
+    assert c4["fraction_within_15_deg"] == 1.0
+    every = orientation_errors(inst, truth, picks)
+    assert every["n_matched"] == 3 and every["n_other_class"] == 0
+    none = orientation_errors(inst, truth, picks.iloc[[4]])
+    assert none["n_matched"] == 0 and none["median_deg"] is None

@@ -495,3 +495,32 @@ def test_nan_tomogram_refused(tmp_path, capsys):
                  str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and "NaN" in err and not (tmp_path / "out").exists()
+
+
+def test_reference_agreement_and_place_back():
+    from cryoet_integration.subtomograms.average import (
+        centre_in_box,
+        place_back,
+        reference_agreement,
+    )
+
+    rng = np.random.default_rng(3)
+    ref = np.zeros((9, 9, 9), np.float32)
+    ref[2:7, 3:6, 1:8] = 1.0
+    ref[4, 4, 6] = 3.0  # off-centre mark: orientation matters
+    boxed = centre_in_box(ref, 16)
+    assert boxed.shape == (16,) * 3 and boxed[8, 8, 8] == ref[4, 4, 4]
+    assert boxed[8, 8, 10] == 3.0 and boxed.sum() == pytest.approx(ref.sum())
+    same = reference_agreement(boxed, ref, 10.0)
+    assert same["correlation"] == pytest.approx(1.0) and same["fsc05_angst"] == 20.0
+    noisy = reference_agreement(boxed + rng.normal(0, 1.0, boxed.shape), ref, 10.0)
+    assert 0.05 < noisy["correlation"] < 0.9 and noisy["fsc05_angst"] > 20.0
+    unrelated = reference_agreement(rng.normal(0, 1, boxed.shape), ref, 10.0)
+    assert abs(unrelated["correlation"]) < 0.2
+    # a copy turned 90° about z (x -> y) at (5, 20, 10) and one unturned at (25, 10, 10)
+    rz = np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=float)
+    placed = place_back((20, 30, 40), ref, np.array([[5, 20, 10], [25, 10, 10]]),
+                        np.stack([rz, np.eye(3)]))
+    assert placed.sum() == pytest.approx(2 * ref.sum(), rel=1e-5)
+    assert placed[10, 10, 27] == 3.0  # unturned: the mark 2 voxels along +x
+    assert placed[10, 22, 5] == pytest.approx(3.0)  # turned: along +y

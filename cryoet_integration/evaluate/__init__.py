@@ -7,8 +7,8 @@ views it edge-on) select the membrane parts the missing wedge hides, to score th
 (``evaluate_segmentation(..., region=caps)``).
 """
 
-from .picks import evaluate_picks
+from .picks import evaluate_picks, orientation_errors
 from .segmentation import evaluate_segmentation, missing_wedge_cap_mask, wedge_hidden_mask
 
 __all__ = ["evaluate_picks", "evaluate_segmentation", "missing_wedge_cap_mask",
-           "wedge_hidden_mask"]
+           "orientation_errors", "wedge_hidden_mask"]

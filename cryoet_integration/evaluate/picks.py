@@ -312,3 +312,72 @@ def _classification(actual: list[str], predicted: list[str]
         }
     return {"labels": labels, "matrix": matrix.tolist()}, per_class
 
+
+
+def orientation_errors(instances: np.ndarray | Volume, truth: pd.DataFrame,
+                       predictions: pd.DataFrame, *, symmetry: str = "C1",
+                       classes: Iterable[str] | None = None) -> dict[str, Any]:
+    """Angular error (degrees) of oriented picks against the true particles they land on.
+
+    Picks are matched as in :func:`evaluate_picks` (rounded, clipped, on the once-dilated
+    instance map; the first pick on a particle is its hit). Orientations are the
+    ``formats`` convention (reference -> tomogram) of both tables; the error is the
+    smallest rotation between them over the template's point group ``symmetry`` (``Cn`` /
+    ``Dn`` about the template's z axis).
+
+    Args:
+        instances: particle-instance map ``[z, y, x]`` or a Volume carrying it.
+        truth: true particles (``x, y, z`` voxels, ``class``, orientations, optional ``id``).
+        predictions: oriented picks (``x, y, z`` voxels of the map, orientations).
+        symmetry: point group of the template.
+        classes: compare only with true particles of these classes (the template's);
+            hits on particles of other classes are counted as ``n_other_class``.
+
+    Returns:
+        ``n_picks``, ``n_matched`` (first hits on a particle of ``classes``),
+        ``n_other_class``, ``n_background``, ``median_deg``, ``mean_deg``,
+        ``fraction_within_15_deg``, ``fraction_within_30_deg`` (None when nothing matched)
+        and ``errors_deg`` (per matched pick, in pick order).
+    """
+    from formats import orientations
+
+    from ..picking.template.so3 import angular_distance
+
+    voxel_size = float(instances.voxel_size) if isinstance(instances, Volume) else 0.0
+    inst = _instance_ids(instances)
+    truth_xyz, _ = _positions_in_map_voxels(truth, voxel_size)
+    truth_ids = _truth_ids(truth, truth_xyz, inst)
+    wanted = None if classes is None else {c.strip().lower() for c in classes}
+    truth_classes = [c.lower() for c in _class_names(truth)]
+    pred_xyz, _ = _positions_in_map_voxels(predictions, voxel_size)
+    dilated = dilate_instances(inst)
+    ijk = np.clip(np.rint(pred_xyz).astype(np.int64), 0, np.array(inst.shape[::-1]) - 1) \
+        if len(pred_xyz) else np.zeros((0, 3), np.int64)
+    hit_ids = dilated[ijk[:, 2], ijk[:, 1], ijk[:, 0]]
+    row_of_id = {int(i): r for r, i in enumerate(truth_ids)}
+    seen: set[int] = set()
+    pick_rows, truth_rows = [], []
+    other = background = 0
+    for k, pid in enumerate(hit_ids):
+        row = row_of_id.get(int(pid))
+        if row is None:
+            background += 1
+        elif wanted is not None and truth_classes[row] not in wanted:
+            other += 1
+        elif row not in seen:
+            seen.add(row)
+            pick_rows.append(k)
+            truth_rows.append(row)
+    errors = angular_distance(orientations(predictions)[pick_rows],
+                              orientations(truth)[truth_rows], symmetry) if pick_rows \
+        else np.zeros(0)
+    matched = len(errors) > 0
+    return {
+        "n_picks": len(predictions), "n_matched": len(errors), "n_other_class": other,
+        "n_background": background, "symmetry": symmetry,
+        "median_deg": float(np.median(errors)) if matched else None,
+        "mean_deg": float(np.mean(errors)) if matched else None,
+        "fraction_within_15_deg": float(np.mean(errors <= 15)) if matched else None,
+        "fraction_within_30_deg": float(np.mean(errors <= 30)) if matched else None,
+        "errors_deg": [round(float(e), 3) for e in errors],
+    }

@@ -218,6 +218,9 @@ CLASSES: dict[str, ParticleClass] = {
     )
 }
 PROTEIN_CLASSES: tuple[str, ...] = tuple(CLASSES)
+# Point group of each class about its template's z axis (rings of n identical subunits
+# about z); template matching searches and scores orientations modulo it. Others: C1.
+CLASS_SYMMETRY: dict[str, str] = {"barrel": "C7", "ring": "C6", "cube": "C4"}
 FIDUCIAL = "fiducial"
 # Class name of the per-instance random shapes (``random_shape_class``).
 RANDOM_SHAPE = "random_shape"

@@ -237,3 +237,60 @@ def plot_fsc(path: Path, result: AverageResult, box: int, pixel_size: float,
     with atomic_path(path, overwrite) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def centre_in_box(volume: np.ndarray, box: int) -> np.ndarray:
+    """A cubic map ``[z, y, x]`` (centre at voxel ``n // 2``) padded with zeros or cropped to
+    box^3 with that centre at voxel ``box // 2`` (the subtomograms' and averages' centre)."""
+    vol = np.asarray(volume, dtype=np.float32)
+    n = vol.shape[0]
+    if vol.shape != (n, n, n):
+        raise ValueError(f"expected a cubic map, got shape {vol.shape}")
+    out = np.zeros((box, box, box), dtype=np.float32)
+    lo = box // 2 - n // 2  # where voxel 0 of the map lands in the box
+    src = slice(max(0, -lo), min(n, box - lo))
+    dst = slice(max(0, lo), max(0, lo) + src.stop - src.start)
+    out[dst, dst, dst] = vol[src, src, src]
+    return out
+
+
+def reference_agreement(average: np.ndarray, reference: np.ndarray, pixel_size: float
+                        ) -> dict[str, float]:
+    """How well an average matches a known reference at the same pixel size (Å).
+
+    ``reference`` is centred into the average's box (:func:`centre_in_box`). Returns the
+    Pearson correlation over the sphere inscribed in the box (``correlation``) and the
+    resolution (Å) where the FSC between the two maps falls below 0.5
+    (``fsc05_angst``; the usual cut-off for a map against a reference) and 0.143.
+    """
+    from ..picking.template.filters import sphere
+
+    avg = np.asarray(average, dtype=np.float64)
+    box = avg.shape[0]
+    ref = centre_in_box(reference, box).astype(np.float64)
+    inside = sphere(box, box / 2.0) > 0.5
+    a, r = avg[inside] - avg[inside].mean(), ref[inside] - ref[inside].mean()
+    denom = float(np.sqrt((a * a).sum() * (r * r).sum()))
+    shells, curve = fsc(avg, ref)
+    return {"correlation": float((a * r).sum() / denom) if denom > 0 else 0.0,
+            "fsc05_angst": resolution(shells, curve, box, pixel_size, 0.5),
+            "fsc0143_angst": resolution(shells, curve, box, pixel_size, 0.143)}
+
+
+def place_back(shape_zyx: tuple[int, int, int], average: np.ndarray, centres_xyz: np.ndarray,
+               matrices: np.ndarray) -> np.ndarray:
+    """A map of ``shape_zyx`` with a copy of ``average`` (box^3, centre at ``box // 2``)
+    turned by each orientation (reference -> tomogram) at each centre (voxels ``x, y, z``,
+    rounded), overlapping copies summed: the particles as the average says they look."""
+    from ..picking.template.filters import rotate
+
+    out = np.zeros(shape_zyx, dtype=np.float32)
+    box = average.shape[0]
+    c = box // 2
+    for centre, matrix in zip(np.rint(np.asarray(centres_xyz)).astype(int), matrices):
+        copy = rotate(np.asarray(average, dtype=np.float32), np.asarray(matrix))
+        lo = centre[::-1] - c
+        dst = tuple(slice(max(0, lo[a]), min(shape_zyx[a], lo[a] + box)) for a in range(3))
+        src = tuple(slice(d.start - lo[a], d.stop - lo[a]) for a, d in enumerate(dst))
+        out[dst] += copy[src]
+    return out

@@ -213,3 +213,64 @@ def check_finite_by_slabs(volume, slab_bytes: int = 32 << 20) -> None:
             except FormatError as exc:
                 raise FormatError(volume.path or "<volume>",
                                   f"z-slices {z}..{z + n - 1}: {exc.problem}") from None
+
+
+def extract_relion_set(volume: np.ndarray, voxel_size: float, table, box: int, out_dir,
+                       tomogram_name: str, tilt_range_deg: tuple[float, float] | None = None,
+                       microscope: dict[str, float] | None = None, invert: bool = False,
+                       overwrite: bool = False) -> dict:
+    """Cut the picks of ``table`` and write them as a RELION 3.1 subtomogram set, in memory
+    too (for a caller that averages them at once; ``cryovis extract`` streams instead).
+
+    Args:
+        volume: tomogram ``[z, y, x]`` at ``voxel_size`` Å.
+        table: canonical particle table (``x, y, z`` voxels of ``volume``, orientations,
+            ``class``); boxes crossing the border are padded (see the module).
+        box: even box edge (voxels; RELION's Fourier code wants even boxes).
+        out_dir: folder for ``particles.star``, ``subtomo_NNNNNN.mrc`` and, with a tilt
+            range (degrees, about y), ``wedge.mrc`` (the missing-wedge weight).
+        tomogram_name: rlnMicrographName.
+        microscope: rlnVoltage (kV), rlnSphericalAberration (mm), rlnAmplitudeContrast.
+        invert: negate the boxes (dense matter bright, as references are).
+
+    Returns:
+        ``stack`` (n, box, box, box) float32 as written, ``kept`` over the table's rows,
+        ``shifts_xyz`` (n, 3) voxels, ``wedge`` (centred box^3 weight or None), ``star``.
+    """
+    from pathlib import Path
+
+    from formats import Volume, orientations, positions_voxels, write_volume
+
+    from .average import wedge_weight
+    from .tables import (
+        DEFAULT_MICROSCOPE,
+        class_numbers,
+        particle_file_name,
+        write_relion_subtomograms,
+    )
+
+    if box % 2:
+        raise ValueError(f"RELION needs an even box, got {box}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    centres = positions_voxels(table)
+    stack, kept, shifts = crop_subtomograms(volume, centres, box)
+    if invert:
+        np.negative(stack, out=stack)
+    names = [particle_file_name(i, "relion3") for i in range(len(stack))]
+    for name, sub in zip(names, stack):
+        write_volume(out / name, Volume(sub, voxel_size=voxel_size), overwrite=overwrite)
+    wedge = None
+    if tilt_range_deg is not None:
+        wedge = wedge_weight(box, tilt_range_deg)
+        write_volume(out / "wedge.mrc", Volume(wedge, voxel_size=voxel_size),
+                     overwrite=overwrite)
+    star = out / "particles.star"
+    keep = np.flatnonzero(kept)
+    write_relion_subtomograms(
+        star, names, np.rint(centres[keep] - shifts), shifts, orientations(table)[keep],
+        class_numbers(table["class"].iloc[keep]), tomogram_name, voxel_size, box,
+        microscope or DEFAULT_MICROSCOPE,
+        ctf_images=["wedge.mrc"] * len(names) if wedge is not None else None,
+        overwrite=overwrite)
+    return {"stack": stack, "kept": kept, "shifts_xyz": shifts, "wedge": wedge, "star": star}
