@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from formats import positions_voxels
+from formats import outside_tomogram, positions_voxels
 
 from ..errors import CryovisError
 
@@ -73,12 +73,12 @@ def prepare_particles(table: pd.DataFrame, tomo_shape_zyx: tuple[int, int, int],
         if len(table):
             notes.append(f"{source}: no classes in the list; training one class "
                          f"'{SINGLE_CLASS}'")
-    size = np.array(tomo_shape_zyx[::-1], float)
-    inside = np.all((xyz >= -0.5) & (xyz <= size - 0.5), axis=1)
+    inside = ~outside_tomogram(xyz, tomo_shape_zyx)
     skipped = int((~inside).sum())
     if skipped:
+        size = "x".join(map(str, tomo_shape_zyx[::-1]))
         notes.append(f"{source}: {skipped} of {len(table)} particles lie outside the "
-                     f"tomogram ({'x'.join(str(int(s)) for s in size)} voxels) and were skipped")
+                     f"tomogram ({size} voxels) and were skipped")
     return ParticleList(xyz[inside], [c for c, k in zip(classes, inside) if k], skipped, notes,
                         np.flatnonzero(inside))
 
