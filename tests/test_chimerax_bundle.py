@@ -52,6 +52,10 @@ STROKE_CLASSES = [("background", [0]), ("membrane", [1]), ("particle", [2, 3, 4,
 STROKES_PER_CLASS = 40
 # A tiny network, a few steps: enough for `cryovis segment` to load and run a K-class model
 # trained with `--pseudolabels` (its accuracy is docs/pseudolabel.md's business).
+# The template-matching test's class: the simulator's own noise-free map of it is the
+# template (measured at a 45° grid: 7 of the 10 best picks within 1.5 voxels of the 7 rings;
+# the globular class, 17^3 voxels, clears no cut-off).
+TEMPLATE_CLASS = "ring"
 TINY_NET = json.dumps({"network": {"base_channels": 4, "depth": 2, "deep_supervision": False},
                        "patch_size": [16, 16, 16], "batch_size": 2, "precision": "fp32",
                        "augment": {"rotate": {"p": 0}}})
@@ -76,13 +80,17 @@ def test_both_pyproject_forms_agree():
 
 def make_data(folder: Path) -> dict:
     """A simulated tomogram (96 x 96 x 48 voxels at 10 Å, origin ORIGIN_ANGST), soft class
-    maps (blurred ground-truth labels), its particles as RELION 5 STAR and CSV, sparse
-    strokes of three classes and a 3-class network trained on the engine's pseudo-labels
-    of those strokes (`cryovis pseudolabel`, then `cryovis train segmenter --pseudolabels`)."""
+    maps (blurred ground-truth labels), its particles as RELION 5 STAR and CSV, the
+    simulator's noise-free map of TEMPLATE_CLASS at the tomogram's voxel size (the template
+    for `cryovis pick method template`), sparse strokes of three classes and a 3-class
+    network trained on the engine's pseudo-labels of those strokes (`cryovis pseudolabel`,
+    then `cryovis train segmenter --pseudolabels`)."""
     from scipy import ndimage
 
     from cryoet_integration.cli import main
     from cryoet_integration.simulate import SimulationConfig, simulate_tomogram
+    from cryoet_integration.simulate.shapes import CLASSES as PARTICLE_CLASSES
+    from cryoet_integration.simulate.shapes import class_template
     from formats import Volume, write_particles, write_volume
 
     config = dataclasses.replace(SimulationConfig(), n_vesicles=1, crowding=0.08)
@@ -102,6 +110,12 @@ def make_data(folder: Path) -> dict:
     nx, ny, nz = sim.tomogram.shape_xyz
     write_particles(folder / "particles.star", table, format="relion5",
                     tomo_size_xyz=f"{nx}x{ny}x{nz}", tilt_series_pixel_size=vs)
+    assert TEMPLATE_CLASS in set(table["class"]), "the template's class is not simulated"
+    # in a folder of its own: the file's stem names the picks' class, beside no class map
+    template = Path("templates") / f"{TEMPLATE_CLASS}.mrc"
+    (folder / template).parent.mkdir()
+    write_volume(folder / template, Volume(class_template(PARTICLE_CLASSES[TEMPLATE_CLASS], vs),
+                                           voxel_size=vs))
     # strokes: voxels well inside each class (eroded), 1..3 in STROKE_CLASSES order
     rng = np.random.default_rng(5)
     strokes = np.zeros(sim.labels.shape, np.int16)
@@ -121,7 +135,8 @@ def make_data(folder: Path) -> dict:
     info = {"tomogram": "tomo.mrc", "classes": names, "particles_csv": "particles.csv",
             "particles_star": "particles.star", "voxel_size": vs, "strokes": "strokes.mrc",
             "stroke_classes": stroke_names, "kclass_model": "kclass.pt",
-            "membrane_truth": "membrane.mrc"}
+            "membrane_truth": "membrane.mrc", "template": str(template),
+            "template_class": TEMPLATE_CLASS}
     (folder / "data.json").write_text(json.dumps(info))
     return info
 

@@ -33,7 +33,9 @@ ENGINE_HINT = ("install cryoet-integration[engine] in a Python of its own and ru
                "'cryovis config engine /path/to/bin/cryovis', or put cryovis on PATH")
 
 
-ENGINE_ERROR_PREFIX = re.compile(r"^cryovis(?: [\w-]+)*: error: ")
+# The engine starts each stderr line with its own "cryovis CMD: " (and "error: " for the
+# reason it failed); the job's status line and log line already name the command.
+ENGINE_PREFIX = re.compile(r"^cryovis(?: [\w-]+)*: (?:error: )?")
 
 
 class EngineError(RuntimeError):
@@ -170,7 +172,8 @@ class Job:
 
     def run_engine(self, args: Sequence[str], program: str,
                    json_out: Path | None = None) -> dict:
-        """Run ``program args...``; its stderr lines are progress.
+        """Run ``program args...``; its stderr lines (without the engine's own prefix) are
+        progress.
 
         With ``json_out`` the engine is asked for its run summary there (``--json FILE``,
         given last: the option's value is optional) and the parsed summary is returned, else
@@ -181,7 +184,8 @@ class Job:
         cmd = [program, *map(str, args)]
         if json_out is not None:
             cmd += ["--json", str(json_out)]
-        self.progress(" ".join(Path(cmd[0]).name if i == 0 else a for i, a in enumerate(cmd)))
+        self.progress("running " + " ".join(Path(cmd[0]).name if i == 0 else a
+                                            for i, a in enumerate(cmd)))
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, bufsize=1)
         with self._lock:
@@ -190,7 +194,7 @@ class Job:
         try:
             assert proc.stderr is not None
             for line in proc.stderr:
-                line = line.strip()
+                line = ENGINE_PREFIX.sub("", line.strip())
                 if line:
                     errors.append(line)
                     self.progress(line)
@@ -203,8 +207,7 @@ class Job:
         if proc.returncode != 0:
             if not errors:
                 raise EngineError(f"exit status {proc.returncode}")
-            # The engine's own "cryovis CMD: error:" prefix repeats what our log line says.
-            raise EngineError(ENGINE_ERROR_PREFIX.sub("", errors[-1]))
+            raise EngineError(errors[-1])
         if json_out is None:
             return {}
         try:

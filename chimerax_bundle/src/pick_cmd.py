@@ -4,8 +4,9 @@
 thread, when ChimeraX's Python can import it (numpy + scipy). ``unet`` (the learned picker,
 torch) runs as the engine program: ``cryovis pick TOMO --method unet [--model M]
 [--threshold T] [--min-score S] [--max-particles N] [--threads N] [--device D]
---out PICKS.csv --format csv --json SUMMARY``. ``template`` is passed on to the engine the
-same way (with ``--template MAP``), for engines that have template matching.
+--out PICKS.csv --format csv --json SUMMARY``; ``template`` (the engine's template matching)
+the same way with ``--template MAP --angular-step DEG``. Template picks carry the engine's
+orientations (kept per marker, drawn as sticks).
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def cryovis_pick(session, tomogram, method="blob", model=None, diameter=None, th
         raise UserError(f"cryovis pick: threshold must be in [0, 1], got {threshold:g}")
     if method != "unet" and (model is not None or threshold is not None):
         raise UserError("cryovis pick: model and threshold are for method unet")
+    if method != "template" and (template is not None or angular_step is not None):
+        raise UserError("cryovis pick: template and angularStep are for method template")
+    if method == "template" and (template is None or angular_step is None):
+        raise UserError("cryovis pick: method template needs 'template #MAP' and "
+                        "'angularStep DEGREES'")
     if method == "blob":
         picking = engine.in_process("cryoet_integration.picking")
         if picking is None:
@@ -80,8 +86,6 @@ def cryovis_pick(session, tomogram, method="blob", model=None, diameter=None, th
                 max_picks=max_picks)
     else:
         marker_diameter = diameter
-        if method == "template" and template is None:
-            raise UserError("cryovis pick: method template needs 'template #MAP'")
         tmpl = (volumes.require_volume(template, "cryovis pick template")
                 if template is not None else None)
 

@@ -46,10 +46,11 @@ def out_dir() -> Path:
 
 
 class LogCollector:
-    """Everything ChimeraX logs, by level (info / warning / error)."""
+    """Everything ChimeraX logs, by level (info / warning / error), and its status lines."""
 
     def __init__(self):
         self.messages: list[tuple[str, str]] = []
+        self.statuses: list[str] = []
 
     def errors(self) -> list[str]:
         return [m for level, m in self.messages if level == "error"]
@@ -59,6 +60,7 @@ class LogCollector:
 
     def clear(self) -> None:
         self.messages.clear()
+        self.statuses.clear()
 
 
 @pytest.fixture(scope="session")
@@ -74,6 +76,11 @@ def log(session) -> LogCollector:
 
         def log(self, level, msg):
             collector.messages.append((names.get(level, "info"), msg))
+            return False
+
+        def status(self, msg, color, secondary):
+            if msg:
+                collector.statuses.append(msg)
             return False
 
     session.logger.add_log(_Log())

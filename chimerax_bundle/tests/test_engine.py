@@ -9,20 +9,42 @@ import pytest
 from conftest import one_line_user_error
 
 
-def test_commands_and_help_pages(session):
-    import os
-    from urllib.parse import urlparse
+def test_commands_and_help_pages(session, run, log):
+    """ChimeraX's own ``help`` finds each command's page in the bundle and opens it.
 
-    from chimerax.core import toolshed
+    Without a GUI ``help`` hands the page to Python's ``webbrowser`` (the GUI's help viewer
+    takes the same URL): a browser registered here records what it is given instead of
+    starting one. ``help cryovis NAME`` gives the command's ``help:`` URL, which ``help``
+    resolves to the page file in the installed bundle."""
+    import re
+    import webbrowser
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
     from chimerax.core.commands import cli
 
+    opened: list[str] = []
+
+    class Recorder(webbrowser.BaseBrowser):
+        def open(self, url, new=0, autoraise=True):
+            opened.append(url)
+            return True
+
+    webbrowser.register("cryovis-test", None, Recorder("cryovis-test"), preferred=True)
     for name in ("render", "segment", "pseudolabel", "membranes", "pick", "open", "save",
                  "threshold", "config", "jobs", "cancel"):
         url = cli.command_url(f"cryovis {name}")
         assert url and url.startswith("help:"), (name, url)
-        rel = urlparse(url).path
-        assert any(os.path.isfile(os.path.join(d, rel))
-                   for d in toolshed.get_help_directories()), (name, rel)
+        log.clear()
+        run(f"help cryovis {name}")
+        assert opened[-1] == url
+        run(f"help {url}")
+        assert not log.errors(), log.errors()
+        page = urlparse(opened[-1])
+        assert page.scheme == "file", opened[-1]
+        text = open(url2pathname(page.path), encoding="utf-8").read()
+        title = re.search(r"<title>(.*?)</title>", text).group(1)
+        assert re.search(rf"\bcryovis {name}\b", title), (name, title)
 
 
 def test_chimerax_python_is_untouched():

@@ -135,9 +135,22 @@ def test_blob_pick_gives_scored_markers(run, opened, truth, session):
 
 
 def test_pick_errors(run, opened, star_markers):
+    tomo = f"#{opened['tomo'].id_string}"
     assert "not a volume" in one_line_user_error(run, f"cryovis pick #{star_markers.id_string}")
+    # a model argument left out or naming no model: ChimeraX's own line, naming the argument
+    assert "tomogram" in one_line_user_error(run, "cryovis pick")
+    assert "tomogram" in one_line_user_error(run, "cryovis pick #99")
     assert "template" in one_line_user_error(
-        run, f"cryovis pick #{opened['tomo'].id_string} method template")
+        run, f"cryovis pick {tomo} method template template #99 angularStep 45")
+    assert "needs 'template #MAP'" in one_line_user_error(
+        run, f"cryovis pick {tomo} method template")
+    assert "angularStep" in one_line_user_error(
+        run, f"cryovis pick {tomo} method template template {tomo}")
+    assert "not a volume" in one_line_user_error(
+        run, f"cryovis pick {tomo} method template template #{star_markers.id_string} "
+             "angularStep 45")
+    assert "for method template" in one_line_user_error(
+        run, f"cryovis pick {tomo} method blob angularStep 45")
 
 
 def test_unet_pick_matches_the_engine_program(run, session, data, opened, engine_program,
@@ -185,3 +198,66 @@ def test_engine_pick_errors_are_one_line(run, opened, engine_program, tmp_path, 
     assert "picker" in errors[0] and "Traceback" not in log.text()
     assert "method unet" in one_line_user_error(
         run, f"cryovis pick #{opened['tomo'].id_string} method blob threshold 0.5")
+
+
+def test_template_pick_gives_oriented_markers_as_the_engine(run, session, data, opened,
+                                                            engine_program, truth, tmp_path,
+                                                            log):
+    """``method template`` runs the engine's template matching with the simulator's own map
+    of one class: the markers are the picks the program writes for the same files
+    (positions to 1e-3 Å, scores, class) and keep its orientations; several sit on true
+    particles of that class. The status line names the job once, not the engine's prefix
+    again."""
+    import re
+    import subprocess
+
+    from chimerax.core.commands import run as cx_run
+    from chimerax.markers import MarkerSet
+
+    from formats import orientations, positions_voxels, read_particles
+
+    tomo = opened["tomo"]
+    template = data["dir"] / data["template"]
+    tmodel = cx_run(session, f"open {template}")[0]
+    run(f"cryovis config engine {engine_program}")
+    log.clear()
+    try:
+        ms = run(f"cryovis pick #{tomo.id_string} method template template "
+                 f"#{tmodel.id_string} angularStep 45 maxPicks 10 threads 1 wait true")
+    finally:
+        cx_run(session, f"close #{tmodel.id_string}")
+    assert isinstance(ms, MarkerSet), log.text()[-2000:]
+
+    src = data["dir"] / data["tomogram"]  # the file #1 was opened from
+    picks, summary = tmp_path / "picks.csv", tmp_path / "summary.json"
+    proc = subprocess.run([engine_program, "pick", str(src), "--method", "template",
+                           "--template", str(template), "--angular-step", "45", "--out",
+                           str(picks), "--max-particles", "10", "--threads", "1", "--json",
+                           str(summary)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    want = read_particles(picks)
+    assert ms.num_atoms == len(want) > 0
+    vs = float(tomo.data.step[0])
+    got = (tomo.scene_position * tomo.data.ijk_to_xyz_transform).inverse().transform_points(
+        ms.atoms.scene_coords)
+    assert np.abs(got - positions_voxels(want)).max() * vs < 1e-3
+    assert np.allclose([m.cryovis_score for m in ms.atoms], want["score"], atol=1e-5)
+    assert {m.cryovis_class for m in ms.atoms} == {data["template_class"]}
+    stored = np.array([ms.cryovis_orientations[m] for m in ms.atoms])
+    assert np.abs(stored - orientations(want)).max() < 1e-5
+    assert np.abs(stored - np.eye(3)).max() > 0.1  # a search over orientations, not identity
+    sticks = [m for m in ms.child_models() if "orientations" in m.name]
+    assert len(sticks) == 1 and len(sticks[0].positions) == ms.num_atoms
+    # several picks on true particles of the class (measured: 7 of 10 within 1.5 voxels)
+    centres = positions_voxels(truth[truth["class"] == data["template_class"]])
+    dist = np.linalg.norm(got[:, None, :] - centres[None], axis=2)
+    hit = dist.min(axis=1) <= 2.0
+    assert len(set(dist.argmin(axis=1)[hit])) >= 3, np.round(dist.min(axis=1), 1)
+
+    # the engine's progress reached the status line once prefixed: by the job's name, not
+    # the job's and then the engine's own "cryovis pick: "
+    prefix = f"cryovis pick #{tomo.id_string}: "
+    assert [t for t in log.statuses if t.startswith(prefix + "orientations ")], log.statuses
+    doubled = [t for t in log.statuses + [m for _, m in log.messages]
+               if re.match(r"cryovis [^:]*: cryovis\b", t)]
+    assert not doubled, doubled
