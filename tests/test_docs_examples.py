@@ -12,8 +12,9 @@ docs/getting_started.md ("Executed examples").
 from __future__ import annotations
 
 import ast
-import importlib
+import importlib.util
 import inspect
+import json
 import os
 import re
 import shlex
@@ -237,3 +238,19 @@ def test_api_page_example_runs(example, tmp_path):
                               text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert proc.returncode == 0, f"docs/api.md example failed:\n{proc.stderr[-3000:]}"
     assert (tmp_path / "api_view.png").stat().st_size > 0
+
+
+def test_scipion_workflow_diagram_is_drawn_from_the_workflow_file():
+    spec = importlib.util.spec_from_file_location("make_workflow_diagram",
+                                                  REPO / "docs" / "make_workflow_diagram.py")
+    diagram = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diagram)
+    drawn = diagram.mermaid(diagram.WORKFLOW)
+    assert diagram.generated_block(diagram.PAGE.read_text(encoding="utf-8")) == drawn, \
+        "docs/scipion.md's workflow diagram is stale: run docs/make_workflow_diagram.py --write"
+    # every protocol of the workflow is a box, every input pointer an arrow
+    protocols = json.loads(diagram.WORKFLOW.read_text(encoding="utf-8"))
+    assert drawn.count('"]') == len(protocols)
+    pointers = sum(isinstance(v, str) and bool(diagram.POINTER.match(v))
+                   for p in protocols for v in p.values())
+    assert pointers >= 4 and drawn.count("-->") == pointers
