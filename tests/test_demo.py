@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from cryoet_integration.commands.demo import print_summary
 from cryoet_integration.demo import choose_template_class, run_demo
 from cryoet_integration.errors import CryovisError
-from formats import read_particles, read_volume
+from formats import positions_voxels, read_particles, read_volume
 
 STEPS = ("simulate", "segment", "membranes", "pick", "classify", "baselines", "render",
          "turntable")
@@ -49,6 +50,10 @@ def test_demo_orients_exports_and_averages_one_class(demo):
     if "skipped" in ori:
         pytest.fail(f"seed 5 should give a templated class: {ori['skipped']}")
     assert 1 <= ori["n_picks"] <= 6 and ori["n_matched"] <= ori["n_picks"]
+    # duplicates are gone before export and averaging: no two oriented picks within the
+    # template's radius, and the count removed is what the matcher gave minus what is left
+    assert ori["n_picks"] + ori["duplicates_removed"] <= 6
+    assert avg["duplicates_removed"] == ori["duplicates_removed"]
     assert ori["n_matched"] + ori["n_other_class"] + ori["n_background"] <= ori["n_picks"]
     if ori["n_matched"]:
         assert 0 <= ori["median_deg"] <= 180
@@ -57,6 +62,9 @@ def test_demo_orients_exports_and_averages_one_class(demo):
     dynamo = read_particles(summary["files"]["oriented_dynamo"],
                             voxel_size=summary["voxel_size_angst"])
     assert len(relion) == len(dynamo) == ori["n_picks"]
+    xyz = positions_voxels(dynamo)
+    gaps = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)[np.triu_indices(len(xyz), 1)]
+    assert (gaps > ori["min_distance_voxels"]).all()
     average = read_volume(summary["files"]["average"])
     assert average.data.shape == (avg["box"],) * 3
     assert -1 <= avg["correlation_with_truth"] <= 1 and avg["fsc0143_angst"] > 0

@@ -13,7 +13,12 @@ pytest.importorskip("torch")
 
 from cryoet_integration.cli import main  # noqa: E402
 from cryoet_integration.picking import masks  # noqa: E402
-from cryoet_integration.picking.peaks import PeakSettings, find_candidates, select  # noqa: E402
+from cryoet_integration.picking.peaks import (  # noqa: E402
+    PeakSettings,
+    find_candidates,
+    select,
+    suppress_close,
+)
 from cryoet_integration.picking.targets import (  # noqa: E402
     ball_maps,
     estimate_radius,
@@ -129,6 +134,17 @@ def test_nms_merges_fragments_of_one_particle():
     assert len(select(cands, PeakSettings(threshold=0.3, min_core=0.0, nms_factor=0.8))) == 1
     assert len(select(cands, PeakSettings(threshold=0.3, min_core=0.0, nms_factor=0.1))) == 2
 
+
+
+def test_suppress_close_keeps_the_first_of_each_cluster_with_its_own_radius():
+    # given best first: 1 is within 2 of 0; 3 is 3 from 2, inside 2's radius 4 only
+    xyz = np.array([[0, 0, 0], [1.5, 0, 0], [10, 0, 0], [13, 0, 0], [30, 0, 0]], float)
+    assert suppress_close(xyz, 2.0).tolist() == [0, 2, 3, 4]
+    assert suppress_close(xyz, np.array([2.0, 2.0, 4.0, 2.0, 2.0])).tolist() == [0, 2, 4]
+    # the order decides which one of a close pair stays
+    assert suppress_close(xyz[[1, 0]], 2.0).tolist() == [0]
+    assert suppress_close(xyz, 2.0, max_kept=2).tolist() == [0, 2]
+    assert suppress_close(np.zeros((0, 3)), 2.0).tolist() == []
 
 # ------------------------------------------------------------------ masks and polarity
 

@@ -72,7 +72,8 @@ def summary_rows(summary: dict) -> list[tuple[str, str, str, str, str]]:
     else:
         rows += [
             ("orient", f"{ori['n_picks']} {ori['class']} ({ori['symmetry']}): median error "
-                       f"{_fmt(ori['median_deg'], 1, '°')} over {ori['n_matched']} true hits",
+                       f"{_fmt(ori['median_deg'], 1, '°')} over {ori['n_matched']} true hits; "
+                       f"{ori['duplicates_removed']} duplicate picks removed",
              f"grid {ori['angular_step_deg']:g}°, {ori['orientations']} orientations"),
             ("export", "RELION 5 + Dynamo", ""),
             ("average", f"{avg['n_particles']} particles, half maps FSC 0.143 "

@@ -7,8 +7,9 @@ candidates; each takes the class whose probability summed around the peak (a Gau
 half the smallest class radius) is largest; a candidate whose mean "any particle"
 probability in a cube of edge about the class radius is below ``min_core`` is too small to be a
 particle; finally a greedy non-maximum suppression in decreasing score removes candidates
-closer than ``nms_factor`` x the class radius to a kept one. Candidates of excluded
-classes (gold beads) are dropped.
+closer than ``nms_factor`` x the class radius to a kept one (``suppress_close``, the
+greedy suppression every picker here uses). Candidates of excluded classes (gold beads) are
+dropped.
 
 All of this runs on the model's grid: positions and radii are voxels at the model's voxel
 size, arrays ``[z, y, x]``, coordinates ``x, y, z``.
@@ -124,29 +125,42 @@ def _refine(smooth: np.ndarray, zyx: np.ndarray) -> np.ndarray:
     return np.where(total > 0, centroid, zyx.astype(float))
 
 
+def suppress_close(xyz: np.ndarray, radius: float | np.ndarray,
+                   max_kept: int | None = None) -> np.ndarray:
+    """Greedy non-maximum suppression of points given best first.
+
+    Walking ``xyz`` (N, 3) in order, a point is kept unless it lies within the radius of a
+    point kept before it (distance <= radius). ``radius`` is one distance or one per point
+    (a kept point suppresses with its own), in the units of ``xyz``; ``max_kept`` stops after
+    that many. Returns the indices of the kept points, in order.
+    """
+    from scipy.spatial import cKDTree
+
+    points = np.asarray(xyz, dtype=float).reshape(-1, 3)
+    radii = np.broadcast_to(np.asarray(radius, dtype=float), (len(points),))
+    if len(points) == 0:
+        return np.zeros(0, dtype=int)
+    tree = cKDTree(points)
+    kept: list[int] = []
+    suppressed = np.zeros(len(points), bool)
+    for j in range(len(points)):
+        if suppressed[j]:
+            continue
+        kept.append(j)
+        if max_kept is not None and len(kept) >= max_kept:
+            break
+        suppressed[tree.query_ball_point(points[j], radii[j])] = True
+    return np.array(kept, dtype=int)
+
+
 def select(cands: Candidates, settings: PeakSettings, excluded_classes: set[int] = frozenset()
            ) -> np.ndarray:
     """Indices of the candidates kept by ``settings``, in decreasing score (the order picks
     are reported, which SHREC scoring relies on)."""
-    from scipy.spatial import cKDTree
-
     keep = (cands.score >= settings.threshold) & (cands.core >= settings.min_core)
     idx = np.flatnonzero(keep)
     idx = idx[np.argsort(-cands.score[idx], kind="stable")]
-    if len(idx) == 0:
-        return idx
-    tree = cKDTree(cands.xyz[idx])
-    suppressed = np.zeros(len(idx), bool)
-    kept = []
-    for j in range(len(idx)):
-        if suppressed[j]:
-            continue
-        kept.append(idx[j])
-        for n in tree.query_ball_point(cands.xyz[idx[j]],
-                                       settings.nms_factor * cands.radius[idx[j]]):
-            if n > j:
-                suppressed[n] = True
-    kept_idx = np.array(kept, dtype=int)
+    kept_idx = idx[suppress_close(cands.xyz[idx], settings.nms_factor * cands.radius[idx])]
     # Gold beads take part in the suppression (their halo is no particle) and are then dropped.
     if excluded_classes:
         kept_idx = kept_idx[~np.isin(cands.class_index[kept_idx], list(excluded_classes))]

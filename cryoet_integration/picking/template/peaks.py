@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..peaks import suppress_close
+
 
 def false_positive_threshold(sigma: float, search_space: float,
                              n_false_positives: float = 1.0) -> float:
@@ -43,22 +45,11 @@ def extract_peaks(scores: np.ndarray, radius: float, threshold: float,
         (P, 3) integer positions ``x, y, z`` (voxels) and their (P,) scores, best first.
     """
     from scipy import ndimage
-    from scipy.spatial import cKDTree
 
     local_max = ndimage.maximum_filter(scores, size=3, mode="constant", cval=-np.inf)
     zyx = np.argwhere((scores == local_max) & (scores > threshold))
     values = scores[tuple(zyx.T)]
     order = np.argsort(-values, kind="stable")
     zyx, values = zyx[order], values[order]
-    tree = cKDTree(zyx) if len(zyx) else None
-    taken = np.zeros(len(zyx), dtype=bool)
-    suppressed = np.zeros(len(zyx), dtype=bool)
-    for i in range(len(zyx)):
-        if suppressed[i]:
-            continue
-        taken[i] = True
-        if max_peaks is not None and taken.sum() >= max_peaks:
-            break
-        suppressed[tree.query_ball_point(zyx[i], r=radius)] = True
-    keep = np.flatnonzero(taken)
+    keep = suppress_close(zyx, radius, max_kept=max_peaks)
     return zyx[keep][:, ::-1].astype(int), values[keep].astype(float)
