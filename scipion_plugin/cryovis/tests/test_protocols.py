@@ -359,8 +359,8 @@ class TestCryovisProtocols(BaseTest):
 
         # Against the simulator's truth, from the Scipion coordinates and matrices. Measured
         # (30° D7 grid): all 25 picks within 3 voxels of a particle, 20 of a barrel (18 of 18
-        # in tomo_000, 18 of its 26 barrels; the others sit on cubes, as large and as
-        # cylindrical), median distance 0.5 voxels, median orientation error 4.7°.
+        # in tomo_000, 18 of its 26 barrels; the other 5 sit on cubes of about its size),
+        # median distance 0.5 voxels, median orientation error 4.7° (modulo D7).
         anywhere = self.truthMatches(coords)
         barrels = self.truthMatches(coords, TEMPLATE_CLASS)
         near = np.concatenate([d for d, _, _ in anywhere.values()])
