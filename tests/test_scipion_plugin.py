@@ -48,8 +48,8 @@ PROTOCOL_LABELS = {"ProtCryovisSegment": "cryovis - segment",
                    "ProtCryovisRender": "cryovis - render",
                    "ProtCryovisTrain": "cryovis - train from sparse labels"}
 INNER_TESTS = 19
-# The inner suite took 7.5 min at load 7-8 on the shared 2-core machine (2026-12-02); the
-# limit only turns a hang into a failure with the output so far.
+# The inner suite took 5.7 min at load ~6 on the shared 2-core machine (2026-12-02); the
+# limit, 10x that, only turns a hang into a failure with the output so far.
 SUITE_TIMEOUT = 3600  # s
 TEMPLATE_VOXEL = 10.0  # Å: the inner suite's tomograms (cryovis.tests.test_protocols.VOXEL)
 
