@@ -20,7 +20,7 @@ import pandas as pd
 import starfile
 from pwem import Domain
 from pyworkflow.object import Pointer
-from pyworkflow.protocol.constants import MODE_RESUME
+from pyworkflow.protocol.constants import MODE_RESUME, STATUS_FAILED, STATUS_FINISHED
 from pyworkflow.tests import BaseTest, setupTestProject
 from tomo.constants import BOTTOM_LEFT_CORNER
 from tomo.objects import SetOfCoordinates3D, SetOfSubTomograms, SetOfTomoMasks
@@ -63,11 +63,22 @@ DEFAULT_DIAMETER = 120.0     # Å: the pick protocol's default (sets the box siz
 BLOB = 1                     # the pick protocol's `method` choices: the blob baseline,
 TEMPLATE = 2                 # template matching
 MATCH_VOXELS = 3.0           # a pick "finds" a particle when its centre is this close
+# Template matching's particle: the suite's tomo_000 holds 26 of the simulator's barrels. Its
+# four heptameric rings are D7: the upper two are the lower two turned over about y (the map
+# turned 180° about y correlates 0.99998 with itself), so a D7 grid covers every distinct
+# orientation and an orientation is right modulo that group.
+TEMPLATE_CLASS = "barrel"
+TEMPLATE_SYMMETRY = "D7"
 STROKES = 300                # painted voxels per class
 # A small network and a few steps: the test is of the protocols, not of the training.
+TRAIN_STEPS = 5
 TINY_TRAINING = json.dumps({"network": {"base_channels": 4, "depth": 2,
                                         "deep_supervision": False},
                             "patch_size": [32, 32, 32], "precision": "fp32"})
+
+
+PROTOCOLS = (ProtCryovisSegment, ProtCryovisTrain, ProtCryovisMembranes, ProtCryovisPick,
+             ProtCryovisExtract, ProtCryovisExport, ProtCryovisRender)
 
 
 def engine(*args, check=True):
@@ -92,6 +103,17 @@ def positions(coords, name=None):
     return [(c.getTomoId(), *c.getPosition(BOTTOM_LEFT_CORNER), c.getScore(),
              getattr(c, COORD_CLASS_ATTR).get(), c.getVolume().getTsId())
             for c in coords.iterCoordinates(orderBy="id") if name in (None, c.getTomoId())]
+
+
+def symmetricAngle(a, b):
+    """Rotation angles (degrees) between orientations ``a`` and ``b`` (N, 3, 3), each the
+    least over the barrel's point group: C7 about z and the 2-folds about y and its turns."""
+    from scipy.spatial.transform import Rotation
+
+    cyclic = Rotation.from_euler("z", 2 * np.pi * np.arange(7)[:, None] / 7).as_matrix()
+    group = np.concatenate([cyclic, cyclic @ np.diag([-1.0, 1.0, -1.0])])
+    traces = np.einsum("nji,njk,gki->ng", a, b, group)  # trace(a^T b g)
+    return np.degrees(np.arccos(np.clip((traces.max(axis=1) - 1) / 2, -1.0, 1.0)))
 
 
 def dice(a, b):
@@ -174,6 +196,7 @@ class TestCryovisProtocols(BaseTest):
         for out in (instances, refined):
             self.assertIsInstance(out, SetOfTomoMasks)
             self.assertSetSize(out, len(NAMES))
+            self.assertAlmostEqual(out.getSamplingRate(), VOXEL)
             self.assertEqual(sorted(m.getTsId() for m in out), NAMES)
         found = 0
         for inst, prob in zip(instances, probs):
@@ -211,7 +234,7 @@ class TestCryovisProtocols(BaseTest):
         painted = NAMES[0]  # the other tomogram has no strokes: segmented, not trained on
         strokes = self.paintStrokes(painted)
         train = self.newProtocol(ProtCryovisTrain, inputTomograms=self.tomograms,
-                                 inputStrokes=strokes, maxSteps=20,
+                                 inputStrokes=strokes, maxSteps=TRAIN_STEPS,
                                  trainingOptions=TINY_TRAINING)
         self.assertEqual(train.validate(), [])
         self.assertEqual(train.warnings(), [f"No strokes for {NAMES[1]}: not used for "
@@ -223,7 +246,7 @@ class TestCryovisProtocols(BaseTest):
         self.assertEqual(model.getClasses(), ["background", "membrane"])
         self.assertAlmostEqual(model.getVoxelSize(), VOXEL)
         self.assertTrue(os.path.isfile(model.getPath()) and os.path.isfile(model.getCardPath()))
-        self.assertEqual(engineRecord(train, "train")["steps"], 20)
+        self.assertEqual(engineRecord(train, "train")["steps"], TRAIN_STEPS)
         self.assertIsNotNone(engineRecord(train, f"pseudolabel_{painted}"))
         self.assertIsNone(engineRecord(train, f"pseudolabel_{NAMES[1]}"))
         self.assertIn("classes background, membrane", "\n".join(train.summary()))
@@ -293,42 +316,69 @@ class TestCryovisProtocols(BaseTest):
         self.assertEqual({m[5] for m in positions(getattr(self.pickBlob, OUT_COORDINATES))},
                          {"blob"})
 
-    def test_pick_template_orientations(self):
-        """Template matching with the true template: the engine's orientations become the
-        Coordinate3D matrices, and tomo's RELION export (reliontomo) writes the same angles."""
+    def test_pick_template_on_true_particles(self):
+        """Template matching with the true barrel map on the suite's tomograms: the picks sit
+        on the simulator's particles, most on its barrels, with their orientations; the
+        engine's orientations are the Coordinate3D matrices, and tomo's RELION export
+        (reliontomo) writes the same angles."""
         from pwem.protocols import ProtImportVolumes
         from scipy.spatial.transform import Rotation
         from tomo.protocols import ProtExportCoordinates3D
         from tomo.protocols.protocol_export_coords import EXPORT_TO_STAR
 
-        folder = os.path.abspath(self.getOutputPath("few_particles"))
-        engine("simulate", "--out", folder, "--n", 1, "--size", "x".join(map(str, SIZE)),
-               "--seed", 5, "--voxel-size", VOXEL, "--crowding", 0.03)
-        truth = pd.read_csv(os.path.join(folder, "tomo_000_particles.csv"))
-        # The largest particle there: a small one's few voxels leave its scores too spread
-        # for any pick to clear the one-false-positive cut-off (measured: globular, 0 picks).
-        sizes = {c: read_volume(os.path.join(os.environ["CRYOVIS_TEMPLATES"], f"{c}.mrc"))
-                 for c in set(truth["class"]) - {"fiducial"}}
-        name = max(sizes, key=lambda c: sizes[c].data.shape[0])
-        path = os.path.join(os.environ["CRYOVIS_TEMPLATES"], f"{name}.mrc")
-        self.assertAlmostEqual(sizes[name].voxel_size, VOXEL, places=3)
+        path = os.path.join(os.environ["CRYOVIS_TEMPLATES"], f"{TEMPLATE_CLASS}.mrc")
+        self.assertAlmostEqual(read_volume(path).voxel_size, VOXEL, places=3)
         template = self.launchProtocol(self.newProtocol(
             ProtImportVolumes, filesPath=path, samplingRate=VOXEL)).outputVolume
-        tomos = self.importTomograms(folder, "tomo_000.mrc")
         prot = self.launchProtocol(self.newProtocol(
-            ProtCryovisPick, inputTomograms=tomos, method=TEMPLATE, inputTemplate=template,
-            angularStep=30.0))
+            ProtCryovisPick, inputTomograms=self.tomograms, method=TEMPLATE,
+            inputTemplate=template, angularStep=30.0, symmetry=TEMPLATE_SYMMETRY))
         coords = getattr(prot, OUT_COORDINATES)
-        picks = self.enginePicks(prot, "tomo_000")
-        self.assertGreater(len(picks), 0)
-        self.assertSetSize(coords, len(picks))
+        self.assertAlmostEqual(coords.getSamplingRate(), VOXEL)
         self.assertEqual(coords.getBoxSize(), template.getDimensions()[0])
-        record = engineRecord(prot, "pick_tomo_000")
-        self.assertEqual((record["angular_step_deg"], record["symmetry"]), (30.0, "C1"))
-        # the set reuses one Coordinate3D while iterating: copy each matrix
-        mine = [np.array(c.getMatrix()) for c in coords.iterCoordinates(orderBy="id")]
-        for matrix, rotation in zip(mine, orientations(picks)):
-            np.testing.assert_allclose(engineRotation(matrix), rotation, rtol=0, atol=1e-12)
+        # the engine names the class after the template's file (Scipion's copy of it)
+        stem = os.path.splitext(os.path.basename(prot._templatePath()))[0]
+        self.assertIn(TEMPLATE_CLASS, stem)
+        total = 0
+        for name in NAMES:
+            picks = self.enginePicks(prot, name)
+            record = engineRecord(prot, f"pick_{name}")
+            self.assertEqual((record["angular_step_deg"], record["symmetry"]),
+                             (30.0, TEMPLATE_SYMMETRY))
+            mine = positions(coords, name)
+            self.assertEqual(len(mine), len(picks), name)
+            self.assertEqual({m[5] for m in mine}, {stem})
+            self.assertEqual({m[6] for m in mine}, {name})
+            total += len(picks)
+            # the set reuses one Coordinate3D while iterating: copy each matrix
+            matrices = [np.array(c.getMatrix()) for c in coords.iterCoordinates(orderBy="id")
+                        if c.getTomoId() == name]
+            for matrix, rotation in zip(matrices, orientations(picks), strict=True):
+                np.testing.assert_allclose(engineRotation(matrix), rotation, rtol=0, atol=1e-12)
+        self.assertSetSize(coords, total)
+
+        # Against the simulator's truth, from the Scipion coordinates and matrices. Measured
+        # (30° D7 grid): all 25 picks within 3 voxels of a particle, 20 of a barrel (18 of 18
+        # in tomo_000, 18 of its 26 barrels; the other 5 sit on cubes of about its size),
+        # median distance 0.5 voxels, median orientation error 4.7° (modulo D7).
+        anywhere = self.truthMatches(coords)
+        barrels = self.truthMatches(coords, TEMPLATE_CLASS)
+        near = np.concatenate([d for d, _, _ in anywhere.values()])
+        onClass = np.concatenate([d for d, _, _ in barrels.values()])
+        self.assertGreaterEqual((near <= MATCH_VOXELS).mean(), 0.9, np.round(near, 1))
+        self.assertGreaterEqual((onClass <= MATCH_VOXELS).mean(), 0.7, np.round(onClass, 1))
+        self.assertLess(float(np.median(onClass[onClass <= MATCH_VOXELS])), 1.5)
+        distances, nearest, truth = barrels[NAMES[0]]
+        found = set(nearest[distances <= MATCH_VOXELS])
+        self.assertGreaterEqual(len(found), 0.5 * len(truth), f"{len(found)}/{len(truth)}")
+        errors = []
+        for name, (distances, nearest, truth) in barrels.items():
+            hit = distances <= MATCH_VOXELS
+            mine = np.array([engineRotation(c.getMatrix())
+                             for c in coords.iterCoordinates(orderBy="id")
+                             if c.getTomoId() == name])[hit]
+            errors += list(symmetricAngle(mine, orientations(truth)[nearest[hit]]))
+        self.assertLess(float(np.median(errors)), 12.0, np.round(errors, 1))
 
         choices = ProtExportCoordinates3D._getExportChoices()
         export = self.launchProtocol(self.newProtocol(
@@ -336,30 +386,46 @@ class TestCryovisProtocols(BaseTest):
             outputFormat=choices.index(EXPORT_TO_STAR)))
         star = starfile.read(export._getExportPath("coords.star"), always_dict=True)
         star = next(v for v in star.values() if "rlnCoordinateX" in v)
-        self.assertEqual(len(star), len(picks))
-        angles = pd.read_csv(prot._getExtraPath("tomo_000_picks.csv"))[["rot", "tilt", "psi"]]
-        ours = Rotation.from_euler("ZYZ", angles.to_numpy(float), degrees=True).as_matrix()
+        self.assertEqual(len(star), total)
+        angles = pd.concat([pd.read_csv(prot._getExtraPath(f"{n}_picks.csv")) for n in NAMES])
+        ours = Rotation.from_euler("ZYZ", angles[["rot", "tilt", "psi"]].to_numpy(float),
+                                   degrees=True).as_matrix()
         theirs = Rotation.from_euler(
             "ZYZ", star[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(float),
             degrees=True).as_matrix()
-        # same order (both by id); compared as rotations: ZYZ Euler triples are not unique
+        # same order (tomograms in set order, picks by id); compared as rotations: ZYZ Euler
+        # triples are not unique
         np.testing.assert_allclose(theirs, ours, atol=1e-5)
         self.assertIn("template matching", "\n".join(prot.summary()))
-        self.assertIn("30° grid", "\n".join(prot.methods()))
-        missing = self.newProtocol(ProtCryovisPick, inputTomograms=tomos, method=TEMPLATE)
+        self.assertIn(f"30° grid, symmetry {TEMPLATE_SYMMETRY}", "\n".join(prot.methods()))
+        missing = self.newProtocol(ProtCryovisPick, inputTomograms=self.tomograms,
+                                   method=TEMPLATE)
         self.assertIn("Template: template matching needs a template volume.",
                       missing.validate())
+
+    def truthMatches(self, coords, cls=None):
+        """``{tomogram: (distances, nearest, truth)}``: ``truth`` the simulator's particles
+        there (of class ``cls``, else all), and for each pick of ``coords`` on it (set order)
+        the distance in voxels to the nearest of them and that one's row in ``truth``."""
+        out = {}
+        for name in NAMES:
+            truth = read_particles(os.path.join(self.data, f"{name}_particles.csv"),
+                                   format="csv")
+            truth = truth[truth["class"] == cls] if cls else truth
+            txyz = truth[["x", "y", "z"]].to_numpy(float)
+            xyz = np.array([m[1:4] for m in positions(coords, name)]).reshape(-1, 3)
+            gaps = np.linalg.norm(xyz[:, None, :] - txyz[None, :, :], axis=2)
+            out[name] = (gaps.min(axis=1), gaps.argmin(axis=1), truth.reset_index(drop=True))
+        return out
 
     def checkAgainstGroundTruth(self, prot):
         coords = getattr(prot, OUT_COORDINATES)
         hits = picked = 0
         flipped_hits = 0
         distances = []
-        for name in NAMES:
-            truth = pd.read_csv(os.path.join(self.data, f"{name}_particles.csv"))
+        for name, (nearest, _, truth) in self.truthMatches(coords).items():
             txyz = truth[["x", "y", "z"]].to_numpy(float)
             xyz = np.array([m[1:4] for m in positions(coords, name)])
-            nearest = np.linalg.norm(xyz[:, None, :] - txyz[None, :, :], axis=2).min(axis=1)
             flipped = xyz * [1, -1, 1] + [0, SIZE[1] - 1, 0]
             flipped_near = np.linalg.norm(flipped[:, None] - txyz[None], axis=2).min(axis=1)
             hits += int((nearest <= MATCH_VOXELS).sum())
@@ -388,8 +454,7 @@ class TestCryovisProtocols(BaseTest):
 
         entries = parseBibTex(bibtex.__doc__)
         self.assertEqual(sorted(entries), sorted(cryovis._references))
-        for cls in (ProtCryovisSegment, ProtCryovisPick, ProtCryovisExport, ProtCryovisRender,
-                    ProtCryovisExtract, ProtCryovisMembranes, ProtCryovisTrain):
+        for cls in PROTOCOLS:
             cites = self.newProtocol(cls)._citations() if hasattr(cls, "_citations") else []
             self.assertTrue(set(cites) <= set(entries), cls.__name__)
 
@@ -553,31 +618,46 @@ class TestCryovisProtocols(BaseTest):
 
     # ------------------------------------------------------------- errors
     def test_validate_messages(self):
-        empty = self.newProtocol(ProtCryovisSegment)
-        self.assertTrue(any("Input tomograms: nothing selected" in e for e in empty.validate()))
+        """No input, the wrong type of input, no engine: each protocol says so in _validate."""
         coords = getattr(self.pick, OUT_COORDINATES)
-        for cls in (ProtCryovisSegment, ProtCryovisPick, ProtCryovisRender):
-            for wrong in (coords, getattr(self.segment, OUT_MASKS)):
-                errors = self.newProtocol(cls, inputTomograms=wrong).validate()
-                self.assertTrue(any(f"a {type(wrong).__name__} was given" in e for e in errors),
-                                f"{cls.__name__}: {errors}")
-        bad = self.newProtocol(ProtCryovisExport, inputCoordinates=self.tomograms).validate()
-        self.assertTrue(any("this protocol needs a SetOfCoordinates3D" in e for e in bad), bad)
+        masks = getattr(self.segment, OUT_MASKS)
+        # each protocol's main input: its label in the messages, what it takes, wrong types
+        inputs = {ProtCryovisSegment: ("inputTomograms", "Input tomograms", (coords, masks)),
+                  ProtCryovisPick: ("inputTomograms", "Input tomograms", (coords, masks)),
+                  ProtCryovisRender: ("inputTomograms", "Input tomograms", (coords, masks)),
+                  ProtCryovisTrain: ("inputTomograms", "Input tomograms", (coords, masks)),
+                  ProtCryovisMembranes: ("inputMasks", "Membrane segmentations",
+                                         (coords, self.tomograms)),
+                  ProtCryovisExport: ("inputCoordinates", "Input 3D coordinates",
+                                      (self.tomograms, masks)),
+                  ProtCryovisExtract: ("inputCoordinates", "Input 3D coordinates",
+                                       (self.tomograms, masks))}
+        self.assertEqual(set(inputs), set(PROTOCOLS))
+        right = {"inputTomograms": self.tomograms, "inputCoordinates": coords,
+                 "inputMasks": getattr(self.segment, OUT_PROBABILITIES)}
+        for cls, (attr, label, wrongs) in inputs.items():
+            errors = self.newProtocol(cls).validate()
+            self.assertIn(f"{label}: nothing selected", "\n".join(errors), cls.__name__)
+            for wrong in wrongs:
+                errors = self.newProtocol(cls, **{attr: wrong}).validate()
+                self.assertIn(f"{label}: a {type(wrong).__name__} was given; this protocol "
+                              "needs a", "\n".join(errors), cls.__name__)
         variables = Plugin.getVars()
         saved = variables[CRYOVIS_PROGRAM]
         variables[CRYOVIS_PROGRAM] = "/nonexistent/cryovis"
         try:
-            for cls, kw in ((ProtCryovisSegment, {"inputTomograms": self.tomograms}),
-                            (ProtCryovisPick, {"inputTomograms": self.tomograms}),
-                            (ProtCryovisRender, {"inputTomograms": self.tomograms}),
-                            (ProtCryovisExport, {"inputCoordinates": coords})):
-                errors = self.newProtocol(cls, **kw).validate()
-                self.assertTrue(any(e.startswith("cryovis engine not found") for e in errors),
-                                f"{cls.__name__}: {errors}")
+            for cls, (attr, _label, _wrongs) in inputs.items():
+                errors = self.newProtocol(cls, **{attr: right[attr]}).validate()
+                self.assertTrue(any(e.startswith("cryovis engine not found: CRYOVIS_PROGRAM="
+                                                 "/nonexistent/cryovis is not an executable")
+                                    for e in errors), f"{cls.__name__}: {errors}")
         finally:
             variables[CRYOVIS_PROGRAM] = saved
-        self.assertEqual(self.newProtocol(ProtCryovisSegment,
-                                          inputTomograms=self.tomograms).validate(), [])
+        for cls in (ProtCryovisSegment, ProtCryovisPick, ProtCryovisRender,
+                    ProtCryovisMembranes, ProtCryovisExport, ProtCryovisExtract):
+            attr = inputs[cls][0]
+            self.assertEqual(self.newProtocol(cls, **{attr: right[attr]}).validate(), [],
+                             cls.__name__)
 
     def test_engine_failure_fails_its_step_and_resume_continues(self):
         folder = os.path.abspath(self.getOutputPath("broken"))
@@ -598,6 +678,12 @@ class TestCryovisProtocols(BaseTest):
         self.assertIn("segment_tomo_001: cryovis segment: error:", message)
         self.assertIn("tomo_001.mrc", message)
         self.assertEqual(len(message.splitlines()), 1, message)
+        # that tomogram's step failed, the other's finished; the reason is in the run's log
+        status = {(s.funcName.get(), s.argsStr.get()): s.getStatus() for s in prot.loadSteps()}
+        self.assertEqual(status[("segmentStep", '["tomo_001"]')], STATUS_FAILED)
+        self.assertEqual(status[("segmentStep", '["tomo_000"]')], STATUS_FINISHED)
+        with open(prot.getStderrLog()) as fh:
+            self.assertIn(message.split(": ", 1)[1], fh.read())
         self.assertTrue(os.path.exists(prot._getExtraPath("segment_tomo_000.json")))
         shutil.copy(intact, victim)
         before = os.path.getmtime(prot._getExtraPath("tomo_000_labels.mrc"))
