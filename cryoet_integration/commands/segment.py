@@ -324,4 +324,5 @@ def _segment_streamed(args, report: Report, volume, net, card: dict, plan, memor
             "overlap_factor": overlap_factor(shape, plan.tile, args.overlap,
                                              tuple(net.size_multiple)),
             "tile": plan.tile, "memory_budget_mib": memory,
-            "memory_estimate_mib": round(plan.estimate_mib, 1), **counts}
+            "memory_estimate_mib": round(plan.estimate_mib, 1),
+            "memory_held_mib": round(plan.held_mib, 1), **counts}
