@@ -105,19 +105,9 @@ def run(args) -> int:
 
 
 def _segment(args) -> int:
-    import numpy as np
-
-    from formats import Volume, write_volume
-
-    from ..pseudolabel.priors import correct_volume
     from ..segmentation.checkpoint import load_model
     from ..segmentation.classmaps import class_map_paths, manifest_path, write_manifest
-    from ..segmentation.inference import (
-        RESCALE_TOLERANCE,
-        check_input,
-        segment_volume,
-        use_bf16,
-    )
+    from ..segmentation.inference import RESCALE_TOLERANCE, check_input, use_bf16
     from ..segmentation.streaming import DEFAULT_BUDGET_MIB, plan_stream, warm_up
 
     if args.tile < 16 or args.overlap < 0 or args.overlap >= args.tile:
@@ -180,15 +170,31 @@ def _segment(args) -> int:
     if whole is None:
         summary = _segment_streamed(args, report, volume, net, card, plan, memory, targets,
                                     labels_out, bf16, device)
-        if manifest is not None:
-            write_manifest(args.out, card["classes"],
-                           card.get("label_values") or list(range(1, len(targets) + 1)),
-                           overwrite=args.force)
-        write_json_result(args, summary)
-        kind = "masks" if args.threshold is not None else "probabilities"
-        written = [str(p) for p in targets.values()] + ([str(labels_out)] if labels_out else [])
-        report.summary(f"wrote {kind} {', '.join(written)}")
-        return 0
+    else:
+        summary = _segment_whole(args, report, volume, net, card, targets, labels_out, bf16,
+                                 device)
+    if manifest is not None:
+        write_manifest(args.out, card["classes"],
+                       card.get("label_values") or list(range(1, len(targets) + 1)),
+                       overwrite=args.force)
+    write_json_result(args, summary)
+    kind = "masks" if args.threshold is not None else "probabilities"
+    written = [str(p) for p in targets.values()] + ([str(labels_out)] if labels_out else [])
+    report.summary(f"wrote {kind} {', '.join(written)}")
+    return 0
+
+
+def _segment_whole(args, report: Report, volume, net, card: dict, targets: dict,
+                   labels_out: Path | None, bf16: bool, device: str) -> dict:
+    """Segment holding the whole tomogram (``segment_volume``), write the outputs, fit the
+    surfaces if asked; returns the JSON summary."""
+    import numpy as np
+
+    from formats import Volume, write_volume
+
+    from ..pseudolabel.priors import correct_volume
+    from ..segmentation.inference import segment_volume
+
     memmap_dir = Path(args.out).resolve().parent if args.memmap else None
     with report.bar("tiles") as update:
         seg = segment_volume(volume, net, card, tile=args.tile, overlap=args.overlap,
@@ -213,10 +219,6 @@ def _segment(args) -> int:
         # A memory-mapped map (a streamed large tomogram) is written slab by slab as it is.
         save(path, (prob > args.threshold).astype(np.int8) if args.threshold is not None
              else prob if prob.dtype == np.float32 else prob.astype(np.float32))
-    if manifest is not None:
-        write_manifest(args.out, card["classes"],
-                       card.get("label_values") or list(range(1, len(targets) + 1)),
-                       overwrite=args.force)
     if labels_out is not None:
         thr = 0.5 if args.threshold is None else args.threshold
         save(labels_out, seg.labels(thr).astype(np.int8 if len(card["classes"]) < 128
@@ -231,11 +233,7 @@ def _segment(args) -> int:
         summary["surfaces"] = run_fit(
             args, report, np.asarray(seg.class_map(k)) > thr, seg.voxel_size, seg.origin,
             args.tomogram, Path(args.surfaces), Path(args.out).stem)
-    write_json_result(args, summary)
-    kind = "masks" if args.threshold is not None else "probabilities"
-    written = [str(p) for p in targets.values()] + ([str(labels_out)] if labels_out else [])
-    report.summary(f"wrote {kind} {', '.join(written)}")
-    return 0
+    return summary
 
 
 def _needs_whole(args, card: dict, rescale: bool, outputs: list) -> str | None:
