@@ -106,17 +106,3 @@ def keep_freed_memory() -> bool:
                     and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _KEEP_BYTES))
     except (OSError, AttributeError):
         return False
-
-
-def return_freed_memory() -> bool:
-    """Give the heap's free blocks back to the system (glibc ``malloc_trim``; no-op
-    elsewhere), so the resident memory is what is in use: after :func:`keep_freed_memory`
-    a process that ran one tomogram keeps its arrays' blocks, which would otherwise count as
-    held when the next one's memory budget is planned. Returns whether it ran."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        return False
-    return True

@@ -148,10 +148,7 @@ def plan_stream(shape: tuple[int, int, int], net, budget_mib: float, tile: int,
     Raises CryovisError naming ``what`` and the memory needed when even the smallest tile
     does not fit. Call :func:`warm_up` first so the memory the process holds is counted.
     """
-    from .device import return_freed_memory
-
     channels = output_channels(net, output)
-    return_freed_memory()  # free blocks kept from earlier work are not held
     held = resident_mib()
     step = max(int(m) for m in net.size_multiple)
     smallest = None
