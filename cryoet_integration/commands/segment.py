@@ -82,9 +82,10 @@ def register(subparsers) -> None:
     add_fit_options(parser)
     add_device(parser)
     parser.add_argument("--memory", type=_memory_mib, default=None, metavar="MIB",
-                        help="peak resident memory to stay within, MiB (default "
-                        f"{DEFAULT_BUDGET_MIB}): the tomogram streams through it (tiles made "
-                        "smaller if needed); an error before any work if it cannot")
+                        help="peak resident memory to stay within, MiB: the tomogram streams "
+                        "through it (tiles made smaller if needed); an error before any work if it "
+                        f"cannot. Without it, tomograms whose arrays exceed {DEFAULT_BUDGET_MIB} "
+                        "MiB stream within that")
     parser.add_argument("--memmap", action="store_true",
                         help="keep the probability arrays in memory-mapped files beside --out "
                         "(when not streamed: rescaling, --priors estimate, --surfaces, "
@@ -143,13 +144,18 @@ def _segment(args) -> int:
     whole = _needs_whole(args, card, rescale, [*targets.values(), labels_out])
     memory = DEFAULT_BUDGET_MIB if args.memory is None else args.memory
     output = card.get("output", "auto")
-    if whole is None:
+    # Without --memory only a tomogram whose arrays alone exceed the default budget streams:
+    # the tile plan then depends on the shape and the budget, never on what this process
+    # happens to hold, so an ordinary tomogram gives the same output alone or in a batch.
+    stream = whole is None and (args.memory is not None
+                                or _arrays_mib(volume.data.shape, net, output) > memory)
+    if stream:
         check_input(volume, finite=False)  # read_input_volume scanned the voxels
         warm_up(net, device=device, bf16=bf16, output=output)
         plan = plan_stream(tuple(volume.data.shape), net, memory, args.tile, args.overlap,
                            volume.data.dtype.itemsize, output, what=args.tomogram)
-    else:
-        need = _whole_estimate_mib(volume.data.shape, card, rescale, net, output)
+    elif whole is not None:
+        need = _whole_estimate_mib(volume.data.shape, rescale, net, output)
         if need > memory:
             if args.memory is not None:
                 raise CryovisError(f"{args.tomogram}: --memory {memory:g} MiB is too small: "
@@ -167,7 +173,7 @@ def _segment(args) -> int:
                f"{'bf16' if bf16 else 'fp32'}{', 8 flips (TTA)' if args.tta else ''}, "
                f"{args.threads} thread(s)")
     make_folders(outputs)
-    if whole is None:
+    if stream:
         summary = _segment_streamed(args, report, volume, net, card, plan, memory, targets,
                                     labels_out, bf16, device)
     else:
@@ -254,17 +260,24 @@ def _needs_whole(args, card: dict, rescale: bool, outputs: list) -> str | None:
     return None
 
 
-def _whole_estimate_mib(shape, card: dict, rescale: bool, net, output: str) -> float:
-    """Rough peak of the in-memory path: the tomogram as float32, its normalised copy and
-    the probabilities (twice when rescaled: at the model's and at the input's voxel size)."""
+def _arrays_mib(shape, net, output: str, rescale: bool = False) -> float:
+    """MiB of the in-memory path's whole-tomogram arrays (shape ``[z, y, x]``): the
+    tomogram as float32, its normalised copy and the probabilities (twice when rescaled: at
+    the model's and at the input's voxel size)."""
     import numpy as np
 
     from ..segmentation.inference import output_channels
-    from ..segmentation.streaming import MIB, resident_mib
+    from ..segmentation.streaming import MIB
 
     voxels = float(np.prod(shape))
-    channels = output_channels(net, output)
-    return resident_mib() + voxels * 4 * (2 + channels) * (2 if rescale else 1) / MIB
+    return voxels * 4 * (2 + output_channels(net, output)) * (2 if rescale else 1) / MIB
+
+
+def _whole_estimate_mib(shape, rescale: bool, net, output: str) -> float:
+    """Rough peak (MiB) of the in-memory path: what the process holds plus its arrays."""
+    from ..segmentation.streaming import resident_mib
+
+    return resident_mib() + _arrays_mib(shape, net, output, rescale)
 
 
 def _segment_streamed(args, report: Report, volume, net, card: dict, plan, memory: float,
