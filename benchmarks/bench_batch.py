@@ -2,7 +2,8 @@
 segmenting a tomogram larger than the memory it may use.
 
     .venv/bin/python benchmarks/bench_batch.py [--n 4] [--size 128x128x64]
-        [--big 1024x1024x512] [--skip-big] [--skip-batch] [--work DIR]
+        [--big 1024x1024x512] [--memory MIB] [--big-minutes M] [--skip-big] [--skip-batch]
+        [--work DIR]
 
 (a) throughput: ``cryovis batch segment`` of N simulated tomograms (10 Å, the model's voxel
     size) on a LocalCluster of 1 worker and of 2 workers (each worker the host's CPUs / N
@@ -11,10 +12,11 @@ segmenting a tomogram larger than the memory it may use.
     vs running ``cryovis segment`` on each tomogram alone as its own process (Python
     start-up and model loading included), with the same threads: ratio - 1 (goal <= 5 %).
     Also the in-worker task time vs the single command's own time in a warm process.
-(c) peak resident memory (VmHWM) of ``cryovis segment`` on a BIG float32 tomogram (default
-    1024x1024x512 = 2 GiB, written slab by slab here) vs its size (goal <= 25 %), and of
-    the streamed write of a map that size. On a slow machine the segmentation is stopped
-    after ``--big-minutes``: its tiling loop is in its steady state after the first tiles.
+(c) peak resident memory (VmHWM) of ``cryovis segment`` with its default settings (its
+    ``--memory`` budget, 512 MiB) on a BIG float32 tomogram (default 1024x1024x512 =
+    2 GiB, written slab by slab here) vs its size (goal <= 25 %); the output is checked
+    (shape, finite, probabilities). On a slow machine the segmentation is stopped after
+    ``--big-minutes`` and reported with the tiles it did.
 Every ratio's baseline is measured in this same run. The machine may be shared: run it
 niced and read the load average printed with the figures.
 """
@@ -165,29 +167,31 @@ def make_big(path: Path, size_xyz: tuple[int, int, int]) -> None:
     os.replace(tmp, path)
 
 
-def bench_big(work: Path, size_xyz: tuple[int, int, int], threads: int, tile: int,
+def bench_big(work: Path, size_xyz: tuple[int, int, int], threads: int, memory: float | None,
               minutes: float) -> dict:
-    """Peak RSS of ``cryovis segment --tile TILE`` on the big tomogram, and of writing a
-    probability map of its size from a memory map (the run's last step), vs its size.
+    """Peak RSS of ``cryovis segment`` with its default settings (``--memory`` when given)
+    on the big tomogram, vs the tomogram's size.
 
-    A run longer than ``minutes`` is stopped: the peak over its first tiles stands for the
-    run, since every later tile touches as much memory (the tiling loop's steady state),
-    and the final write is measured on its own.
+    A run longer than ``minutes`` is stopped and reported as such, with the tiles it did:
+    the streamed run's memory is periodic in the bands of tile rows along z (the blended
+    cells of one band and the overlap the next shares), so once the first band has been
+    written and the second begun, later bands touch as much memory again.
     """
     big = work / f"big_{'x'.join(map(str, size_xyz))}.mrc"
     make_big(big, size_xyz)
     size_mb = big.stat().st_size / 2**20
-    out = work / "big_membranes.mrc"
+    out, summary = work / "big_membranes.mrc", work / "big_membranes.json"
+    extra = [] if memory is None else ["--memory", f"{memory:g}"]
     code = textwrap.dedent(f"""
-        import sys, json
+        import sys
         sys.path.insert(0, {str(ROOT)!r})
         from cryoet_integration.cli import main
         rc = main(["segment", {str(big)!r}, "--out", {str(out)!r}, "--force",
-                   "--threads", "{threads}", "--memmap", "--tile", "{tile}"])
+                   "--threads", "{threads}", "--json", {str(summary)!r}, *{extra!r}])
         assert rc == 0
     """)
-    result = {"size_xyz": list(size_xyz), "tomogram_mb": round(size_mb), "tile": tile,
-              "load_before": load()}
+    result = {"size_xyz": list(size_xyz), "tomogram_mb": round(size_mb), "memory": memory,
+              "threads": threads, "load_before": load()}
     t0 = time.perf_counter()
     log = work / "big_segment.log"
     with open(log, "w") as err:
@@ -195,7 +199,7 @@ def bench_big(work: Path, size_xyz: tuple[int, int, int], threads: int, tile: in
                                 stderr=err, text=True)
         peak = 0.0
         while proc.poll() is None and time.perf_counter() - t0 < 60 * minutes:
-            time.sleep(5)
+            time.sleep(2)
             peak = max(peak, _hwm_mb(proc.pid))
             said = log.read_text().strip().splitlines()
             print(f"  {time.perf_counter() - t0:6.0f} s, peak so far {peak:.0f} MiB, "
@@ -206,23 +210,26 @@ def bench_big(work: Path, size_xyz: tuple[int, int, int], threads: int, tile: in
         proc.wait()
     if finished and proc.returncode != 0:
         raise RuntimeError(log.read_text()[-3000:])
-    said = [ln for ln in log.read_text().splitlines() if "tiles" in ln]
+    said = [ln for ln in log.read_text().splitlines() if "tiles" in ln or "streaming" in ln]
     result.update(segment_finished=finished, segment_seconds=round(time.perf_counter() - t0),
+                  plan=next((ln for ln in said if "streaming" in ln), ""),
                   segment_progress=said[-1] if said else "", segment_peak_rss_mb=round(peak),
-                  segment_peak_vs_size=round(peak / size_mb, 3))
-    write = _measure(textwrap.dedent(f"""
-        import sys, tempfile
-        sys.path.insert(0, {str(ROOT)!r})
-        import numpy as np
-        from formats import Volume, read_volume, release_pages, slabs, write_volume
-        source = read_volume({str(big)!r})  # memory-mapped: the streamed run's probabilities
-        write_volume({str(work / 'big_copy.mrc')!r}, Volume(source.data, voxel_size=10.0),
-                     overwrite=True)
-    """))
-    result.update(write_peak_rss_mb=round(write), write_peak_vs_size=round(write / size_mb, 3),
-                  load_after=load())
-    (work / "big_copy.mrc").unlink(missing_ok=True)
+                  segment_peak_vs_size=round(peak / size_mb, 3), load_after=load())
+    if finished:
+        result["summary"] = json.loads(summary.read_text())
+        _check_big_output(out, size_xyz)
     return result
+
+
+def _check_big_output(out: Path, size_xyz: tuple[int, int, int]) -> None:
+    """The streamed output is a whole, finite probability map of the tomogram's shape."""
+    from formats import check_finite, read_volume
+
+    result = read_volume(out, mmap=True)
+    assert result.data.shape == tuple(size_xyz[::-1]), result.data.shape
+    check_finite(result)
+    stats = result.metadata["header_stats"]
+    assert 0.0 <= stats["min"] <= stats["max"] <= 1.0, stats
 
 
 def _hwm_mb(pid: int) -> float:
@@ -234,18 +241,6 @@ def _hwm_mb(pid: int) -> float:
     return int(hwm[0].split()[1]) / 1024 if hwm else 0.0
 
 
-def _measure(code: str) -> float:
-    """Peak RSS (MiB, the child's own VmHWM) of running ``code`` in a fresh interpreter."""
-    code += textwrap.dedent("""
-        hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
-        print("BENCH", int(hwm.split()[1]) / 1024)
-    """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(proc.stderr[-3000:])
-    return float([ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH")][-1][6:])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=4, help="tomograms in the batch (default 4)")
@@ -255,11 +250,11 @@ def main() -> int:
     parser.add_argument("--skip-batch", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads of the large segmentation (default: all CPUs)")
-    parser.add_argument("--tile", type=int, default=128,
-                        help="tile edge of the large segmentation (default 128, the command's)")
-    parser.add_argument("--big-minutes", type=float, default=30.0,
+    parser.add_argument("--memory", type=float, default=None,
+                        help="--memory of the large segmentation (default: the command's)")
+    parser.add_argument("--big-minutes", type=float, default=300.0,
                         help="stop the large segmentation after this long and report the "
-                        "peak over its first tiles (default 30)")
+                        "peak over its first tiles (default 300)")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     args = parser.parse_args()
     from cryoet_integration.commands.options import available_cpus
@@ -272,7 +267,7 @@ def main() -> int:
         print("batch", json.dumps(bench_batch(work, tomos)), flush=True)
     if not args.skip_big:
         print("big", json.dumps(bench_big(work, sizes[1], args.threads or available_cpus(),
-                                          args.tile, args.big_minutes)), flush=True)
+                                          args.memory, args.big_minutes)), flush=True)
     return 0
 
 

@@ -29,12 +29,14 @@ def robust_stats(data: np.ndarray, max_samples: int = 2_000_000,
     """``(median, 1.4826 * MAD)`` of ``data`` (mean and std if the MAD is 0): the statistics
     of :func:`robust_normalize`, from the same voxels.
 
-    The sample is gathered slab by slab along the first axis, releasing a memory-mapped
-    array's pages after each, so a tomogram larger than memory is sampled in bounded memory.
+    The sample is gathered slab by slab along the first axis (a memory-mapped array read
+    from its file: ``formats.read_rows``), so a tomogram larger than memory is sampled in
+    bounded memory.
     """
-    from formats import release_pages, slabs
+    from formats import read_rows, slabs
 
-    arr = np.asarray(data) if not isinstance(data, np.memmap) else data
+    # Lazy arrays (memory maps, OME-Zarr) are sampled slab by slab, never loaded whole.
+    arr = data if hasattr(data, "shape") and hasattr(data, "__getitem__") else np.asarray(data)
     if axis_step is not None:
         sample = np.asarray(arr[(slice(None, None, axis_step),) * arr.ndim]).reshape(-1)
     elif arr.ndim < 2:
@@ -42,12 +44,12 @@ def robust_stats(data: np.ndarray, max_samples: int = 2_000_000,
         sample = flat[::max(1, flat.size // max_samples)]
     else:
         step = max(1, arr.size // max_samples)
-        plane = arr[0].size
+        plane = int(np.prod(arr.shape[1:]))
         parts = []
         for z in slabs(arr.shape):
             first = (-z.start * plane) % step
-            parts.append(np.array(np.asarray(arr[z]).reshape(-1)[first::step]))
-            release_pages(arr)
+            block = read_rows(arr, z.start, z.stop) if arr.ndim == 3 else np.asarray(arr[z])
+            parts.append(np.array(block.reshape(-1)[first::step]))
         sample = np.concatenate(parts)
     sample = sample.astype(np.float64)
     centre = float(np.median(sample))

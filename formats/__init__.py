@@ -28,7 +28,7 @@ from .volumes import em as _em
 from .volumes import mrc as _mrc
 from .volumes import omezarr as _omezarr
 from .volumes import tiff as _tiff
-from .volumes.pages import release_pages, slabs
+from .volumes.pages import file_map, read_rows, release_pages, slabs
 from .volumes.volume import Volume, check_finite, invert_contrast, read_volume, write_volume
 
 # Extensions ``read_volume`` reads (an .em may instead be a motive list: ``is_motive_list``;
@@ -47,6 +47,7 @@ __all__ = [
     "describe",
     "detect_format",
     "euler",
+    "file_map",
     "invert_contrast",
     "is_copick_project",
     "is_motive_list",
@@ -58,6 +59,7 @@ __all__ = [
     "positions_voxels",
     "read_particles",
     "read_particles_on",
+    "read_rows",
     "read_star",
     "read_tomograms",
     "read_volume",

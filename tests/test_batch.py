@@ -87,6 +87,9 @@ def test_local_cluster_matches_single_runs_and_reports_a_corrupt_input(tomograms
     assert summary["counts"] == {"done": N_TOMOGRAMS, "failed": 1}
     broken = [t for t in summary["tomograms"] if t["status"] == "failed"]
     assert len(broken) == 1 and "broken.mrc" in broken[0]["error"]
+    # The table and the summary give each task's CPU time in its worker, beside its wall time.
+    assert all(t["cpu_seconds"] > 0 for t in summary["tomograms"] if t["status"] == "done")
+    assert "CPU s" in proc.stderr
     assert "LocalCluster of 2" in proc.stderr and "broken.mrc" in proc.stderr
     names = [f"tomo_{i:03d}.mrc" for i in range(N_TOMOGRAMS)]
     _same_as_single(tomograms, out, names)
@@ -162,13 +165,22 @@ def test_changed_options_redo_every_tomogram(tomograms, tmp_path):
 def test_options_after_dashes_are_the_single_commands(tomograms):
     out = tomograms / "bad-options"
     pattern = str(tomograms / "sim" / "tomo_???.mrc")
-    bad_value, owned = run_batch([
+    bad_value, owned, budget = run_batch([
         ["batch", "segment", pattern, "--out", str(out), "--", "--tile", "many"],
-        ["batch", "segment", pattern, "--out", str(out), "--", "--out", "x.mrc"]])
+        ["batch", "segment", pattern, "--out", str(out), "--", "--out", "x.mrc"],
+        ["batch", "segment", pattern, "--out", str(out), "--workers", "1", "--json", "--",
+         "--memory", "10"]])
     assert bad_value.returncode == 2
     assert "--tile" in bad_value.stderr and "invalid int" in bad_value.stderr
     assert "Traceback" not in bad_value.stderr and not list(out.glob("*.mrc"))
     assert owned.returncode == 2 and "batch sets it" in owned.stderr
+    # --memory reaches every task's segment: a budget it cannot meet fails each, unwritten.
+    assert budget.returncode == 2, budget.stderr
+    failed = json.loads(budget.stdout)["tomograms"]
+    assert len(failed) == N_TOMOGRAMS and all(
+        t["status"] == "failed" and "--memory 10 MiB is too small" in t["error"]
+        for t in failed)
+    assert not list(out.glob("*.mrc"))
 
 
 def _free_port() -> int:

@@ -113,6 +113,7 @@ class Outcome:
     error: str | None
     scores: dict[str, Any]
     rc: int = 0
+    cpu_seconds: float | None = None  # of this run's task (None: skipped or lost)
 
 
 def _scores(command: BatchCommand, summary: dict[str, Any] | None) -> dict[str, Any]:
@@ -176,7 +177,8 @@ def run_batch(plan: BatchPlan, client: Any, manifest: Manifest,
         manifest.finish(plan.command.name, item.input, result)
         outcome = Outcome(item.input, item.stem, result["status"], result.get("seconds"),
                           list(result["outputs"]), result.get("error"),
-                          _scores(plan.command, result.get("summary")), int(result["rc"]))
+                          _scores(plan.command, result.get("summary")), int(result["rc"]),
+                          result.get("cpu_seconds"))
         outcomes[item.input] = outcome
         done += 1
         if progress is not None:

@@ -52,7 +52,8 @@ def run_one(name: str, argv: list[str], force: bool, log: str) -> dict[str, Any]
 
     Returns ``status`` (``done``/``failed``), ``rc``, ``error`` (the command's one-line
     reason), ``outputs`` (path -> size, mtime_ns, SHA-256), the command's JSON ``summary``,
-    ``seconds``, ``input_sha256`` and the ``worker`` (host and pid) that ran it.
+    ``seconds`` (wall) and ``cpu_seconds`` (of the worker process, all its threads),
+    ``input_sha256`` and the ``worker`` (host and pid) that ran it.
     """
     from ..cli import main
 
@@ -69,13 +70,15 @@ def run_one(name: str, argv: list[str], force: bool, log: str) -> dict[str, Any]
         if force:
             args.append("--force")
         said = io.StringIO()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         with contextlib.redirect_stderr(said), contextlib.redirect_stdout(said):
             try:
                 rc = main(args)
             except SystemExit as exc:
                 rc = exc.code if isinstance(exc.code, int) else 1
         seconds = time.perf_counter() - start
+        # All threads of this worker process: one tomogram runs at a time in it.
+        cpu_seconds = time.process_time() - cpu
         text = said.getvalue()
         Path(log).write_text(f"cryovis {' '.join(args)}\n{text}")
         summary: dict[str, Any] | None = None
@@ -84,7 +87,7 @@ def run_one(name: str, argv: list[str], force: bool, log: str) -> dict[str, Any]
             os.unlink(summary_path)
         lines = [ln for ln in text.strip().splitlines() if ln.strip()]
         result: dict[str, Any] = {
-            "rc": rc, "seconds": seconds, "summary": summary,
+            "rc": rc, "seconds": seconds, "cpu_seconds": cpu_seconds, "summary": summary,
             "worker": f"{os.uname().nodename}:{os.getpid()}", "outputs": {},
             "status": "done" if rc == 0 else "failed",
             "error": None if rc == 0 else (lines[-1] if lines else f"exit status {rc}")}

@@ -271,17 +271,19 @@ def make_folders(paths: Iterable[str | Path | None]) -> None:
 
 def read_input_volume(path: str | Path, voxel_size: float | None = None,
                       what: str = "volume", ndim: int | None = 3,
-                      target_voxel_size: float | None = None) -> Any:
+                      target_voxel_size: float | None = None,
+                      mmap: bool | None = None) -> Any:
     """Read a volume that a command computes on: ``ndim``-dimensional and finite.
 
     The finiteness scan is ``formats``' (slab by slab, so a memory map is not loaded whole);
     a NaN or infinite voxel is bad input, refused with the file name and the count. For a
     multiscale OME-Zarr the level nearest ``target_voxel_size`` (Å, e.g. the model's) is
-    read, lazily.
+    read, lazily. ``mmap``: as ``formats.read_volume`` (``True``: nothing is loaded).
     """
     from formats import check_finite, read_volume
 
-    volume = read_volume(path, voxel_size=voxel_size, target_voxel_size=target_voxel_size)
+    volume = read_volume(path, mmap=mmap, voxel_size=voxel_size,
+                         target_voxel_size=target_voxel_size)
     if ndim is not None and volume.data.ndim != ndim:
         raise CryovisError(f"{path}: expected a {ndim}D {what}, got shape "
                            f"{tuple(volume.data.shape)}")

@@ -290,12 +290,15 @@ def _resample_to(data: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
                                     mode="nearest").astype(np.float32, copy=False)
 
 
-def check_input(volume: Volume) -> None:
-    """Raise CryovisError for volumes the model cannot segment (not 3D, NaN/Inf)."""
+def check_input(volume: Volume, finite: bool = True) -> None:
+    """Raise CryovisError for volumes the model cannot segment (not 3D, or, with
+    ``finite``, NaN/Inf voxels: a full pass over the data)."""
     name = volume.path or "<volume>"
     if volume.data.ndim != 3 or min(volume.data.shape) < 2:
         raise CryovisError(f"{name}: segmentation needs a 3D tomogram, got shape "
                            f"{tuple(volume.data.shape)} (z, y, x)")
+    if not finite:
+        return
     try:
         check_finite(volume)
     except ValueError as exc:

@@ -23,12 +23,12 @@ Conventions (shared with ``cryovis extract``, RELION and Dynamo):
 
 from __future__ import annotations
 
-import mmap
-import os
 from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
+
+from formats import file_map, read_rows
 
 Edge = Literal["pad", "drop"]
 EDGES = ("pad", "drop")
@@ -67,14 +67,6 @@ def inside_mask(centres_xyz: np.ndarray, shape_zyx: tuple[int, int, int], box: i
     if edge == "drop":
         kept &= ((starts >= 0) & (starts + box <= dims)).all(axis=1)
     return kept
-
-
-def _root_memmap(data: np.ndarray) -> np.memmap | None:
-    """``data`` itself when it is a whole C-ordered file map (np.memmap over its own mmap)."""
-    if isinstance(data, np.memmap) and isinstance(data.base, mmap.mmap) \
-            and data.filename is not None and data.flags.c_contiguous:
-        return data
-    return None
 
 
 def inside_slices(start_zyx: np.ndarray, box: int, shape_zyx: tuple[int, ...]
@@ -123,7 +115,7 @@ def iter_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
     starts, shifts = box_starts(centres_xyz, box)
     kept = np.flatnonzero(inside_mask(centres_xyz, shape, box, edge))
     order = kept[np.argsort(starts[kept, 0], kind="stable")]
-    root = _root_memmap(volume)
+    root = file_map(volume)
     if root is None:
         for i in order:
             yield int(i), _crop(volume, starts[i], box, shape), shifts[i]
@@ -132,25 +124,10 @@ def iter_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
         for i in order:
             lo = np.clip(starts[i], 0, np.asarray(shape) - 1)
             hi = np.maximum(np.minimum(starts[i] + box, shape), lo + 1)
-            rows = _read_rows(fh.fileno(), root, lo[0], hi[0], lo[1], hi[1])
+            rows = read_rows(root, lo[0], hi[0], lo[1], hi[1], fd=fh.fileno())
             # rows holds tomogram z lo[0].., y lo[1].., all x: crop in its own coordinates
             local = starts[i] - np.array([lo[0], lo[1], 0])
             yield int(i), _crop(rows, local, box, rows.shape), shifts[i]
-
-
-def _read_rows(fd: int, root: np.memmap, z0: int, z1: int, y0: int, y1: int) -> np.ndarray:
-    """Tomogram rows ``[z0:z1, y0:y1, :]`` of the file behind ``root``, read with one
-    ``preadv`` per z-slice into a new array (the file's pages never enter this process)."""
-    nz, ny, nx = root.shape
-    out = np.empty((z1 - z0, y1 - y0, nx), dtype=root.dtype)
-    row = nx * root.dtype.itemsize
-    for k in range(z1 - z0):
-        offset = root.offset + ((z0 + k) * ny + y0) * row
-        want = (y1 - y0) * row
-        got = os.preadv(fd, [memoryview(out[k]).cast("B")], offset)
-        if got != want:
-            raise OSError(f"{root.filename}: short read ({got} of {want} bytes at {offset})")
-    return out
 
 
 def crop_subtomograms(volume: np.ndarray, centres_xyz: np.ndarray, box: int,
@@ -198,7 +175,7 @@ def check_finite_by_slabs(volume, slab_bytes: int = 32 << 20) -> None:
 
     from formats import FormatError, check_finite
 
-    root = _root_memmap(volume.data)
+    root = file_map(volume.data)
     if root is None:
         check_finite(volume)
         return
@@ -207,7 +184,7 @@ def check_finite_by_slabs(volume, slab_bytes: int = 32 << 20) -> None:
     with open(root.filename, "rb") as fh:
         for z in range(0, nz, step):
             n = min(step, nz - z)
-            slab = _read_rows(fh.fileno(), root, z, z + n, 0, ny)
+            slab = read_rows(root, z, z + n, fd=fh.fileno())
             try:
                 check_finite(dataclasses.replace(volume, data=slab, path=None))
             except FormatError as exc:

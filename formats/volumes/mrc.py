@@ -12,6 +12,8 @@ Only mrcfile APIs present in 1.4.3 are used (Scipion pins ``mrcfile<=1.4.3``).
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -322,3 +324,75 @@ def _copy_in_slabs(source: np.memmap, m: Any) -> None:
     m.header.dmin, m.header.dmax = (lo, hi) if np.isfinite(lo) else (0.0, 0.0)
     m.header.dmean = mean
     m.header.rms = float(np.sqrt(max(squares / n - mean * mean, 0.0))) if n else 0.0
+
+
+class MrcBlockWriter:
+    """An MRC2014 file of known shape ``[z, y, x]`` written block by block, in any order,
+    without holding the volume: ``with MrcBlockWriter(path, shape, dtype, voxel_size,
+    origin) as w: w.write(z0, y0, block)``.
+
+    The file is staged beside ``path`` (``atomic_path``), pre-sized with its header
+    (``mrcfile.new_mmap``, never touched through the map), and each ``block``
+    ``[dz, dy, nx]`` (whole rows) goes to its place with one ``os.pwrite`` per z-slice, so
+    written pages never count in this process's memory. The header statistics are gathered
+    on the way; the staged file replaces ``path`` only when the block ends without error.
+    ``dtype``: int8, int16, uint16, float16 or float32 (MRC modes 0, 1, 6, 12, 2); voxel
+    size Å, origin ``(x, y, z)`` Å as :func:`write_mrc`.
+    """
+
+    def __init__(self, path: Path, shape_zyx: tuple[int, int, int], dtype: Any,
+                 voxel_size: float, origin: tuple[float, float, float],
+                 overwrite: bool = False) -> None:
+        self.path, self.shape = Path(path), tuple(int(n) for n in shape_zyx)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in _MODE_OF:
+            raise FormatError(self.path, f"cannot stream {self.dtype} voxels as MRC")
+        self._voxel_size, self._origin, self._overwrite = voxel_size, origin, overwrite
+        self._lo, self._hi, self._sum, self._squares = np.inf, -np.inf, 0.0, 0.0
+
+    def __enter__(self) -> MrcBlockWriter:
+        self._staging = atomic_path(self.path, self._overwrite)
+        tmp = self._staging.__enter__()
+        try:
+            self._mrc = mrcfile.new_mmap(str(tmp), self.shape, mrc_mode=_MODE_OF[self.dtype])
+            if self._voxel_size:
+                self._mrc.voxel_size = float(self._voxel_size)
+            self._mrc.header.origin = tuple(float(v) for v in self._origin)
+            self._offset = HEADER_BYTES + int(self._mrc.header.nsymbt)
+            self._fd = os.open(tmp, os.O_WRONLY)
+        except BaseException:
+            self._staging.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def write(self, z0: int, y0: int, block: np.ndarray) -> None:
+        """Write ``block`` ``[dz, dy, nx]`` at z-slice ``z0``, row ``y0``."""
+        _, ny, nx = self.shape
+        data = np.ascontiguousarray(block, dtype=self.dtype.newbyteorder("<"))
+        if data.ndim != 3 or data.shape[2] != nx or z0 + data.shape[0] > self.shape[0] \
+                or y0 + data.shape[1] > ny:
+            raise ValueError(f"block {data.shape} at z {z0}, y {y0} does not fit {self.shape}")
+        row = nx * self.dtype.itemsize
+        for k, plane in enumerate(data):
+            os.pwrite(self._fd, plane, self._offset + ((z0 + k) * ny + y0) * row)
+        wide = data.astype(np.float64)
+        self._lo = min(self._lo, float(np.nanmin(wide)))
+        self._hi = max(self._hi, float(np.nanmax(wide)))
+        self._sum += float(np.nansum(wide))
+        self._squares += float(np.nansum(wide * wide))
+
+    def __exit__(self, *exc: Any) -> None:
+        os.close(self._fd)
+        try:
+            n = int(np.prod(self.shape))
+            mean = self._sum / n
+            header = self._mrc.header
+            header.dmin, header.dmax = (self._lo, self._hi) if np.isfinite(self._lo) \
+                else (0.0, 0.0)
+            header.dmean = mean
+            header.rms = float(np.sqrt(max(self._squares / n - mean * mean, 0.0)))
+            self._mrc.close()
+        except BaseException:
+            self._staging.__exit__(*sys.exc_info())
+            raise
+        self._staging.__exit__(*exc)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import FormatError, PathLike
 from ..facts import VolumeSummary, number
-from .pages import SLAB_VOXELS, release_pages, slabs
+from .pages import SLAB_VOXELS, read_rows, release_pages, slabs
 
 
 @dataclasses.dataclass
@@ -125,15 +125,17 @@ def invert_contrast(data: np.ndarray) -> np.ndarray:
 def check_finite(volume: Volume, chunk_voxels: int = SLAB_VOXELS) -> None:
     """Raise FormatError naming the file and the number of NaN/Inf voxels, if there are any.
 
-    Reads a memory-mapped volume slab by slab (about ``chunk_voxels`` voxels at a time), so
-    a large tomogram is checked without loading it whole. Integer volumes always pass.
+    Reads a memory-mapped volume slab by slab (about ``chunk_voxels`` voxels at a time,
+    from its file: ``read_rows``), so a large tomogram is checked without loading it
+    whole. Integer volumes always pass.
     """
     data = volume.data
     if not np.issubdtype(data.dtype, np.floating) or data.size == 0:
         return
     bad = 0
     for z in slabs(data.shape, chunk_voxels):
-        bad += int(np.count_nonzero(~np.isfinite(np.asarray(data[z]))))
+        block = read_rows(data, z.start, z.stop) if data.ndim == 3 else np.asarray(data[z])
+        bad += int(np.count_nonzero(~np.isfinite(block)))
         release_pages(data)
     if bad:
         raise FormatError(volume.path or "<volume>",
