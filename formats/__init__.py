@@ -28,17 +28,21 @@ from .volumes import em as _em
 from .volumes import mrc as _mrc
 from .volumes import omezarr as _omezarr
 from .volumes import tiff as _tiff
+from .volumes.mrc import MrcBlockWriter
 from .volumes.pages import file_map, read_rows, release_pages, slabs
 from .volumes.volume import Volume, check_finite, invert_contrast, read_volume, write_volume
 
 # Extensions ``read_volume`` reads (an .em may instead be a motive list: ``is_motive_list``;
 # a .zarr is an OME-Zarr folder).
 VOLUME_SUFFIXES = frozenset(_mrc.SUFFIXES | _em.SUFFIXES | _tiff.SUFFIXES | _omezarr.SUFFIXES)
+MRC_SUFFIXES = frozenset(_mrc.SUFFIXES)
 
 __all__ = [
     "FORMATS",
     "FormatError",
     "FormatWarning",
+    "MRC_SUFFIXES",
+    "MrcBlockWriter",
     "VOLUME_SUFFIXES",
     "Volume",
     "atomic_path",

@@ -28,8 +28,7 @@ from cryoet_integration.segmentation.streaming import (  # noqa: E402
     stream_probabilities,
     warm_up,
 )
-from formats import Volume, read_rows, read_volume, write_volume  # noqa: E402
-from formats.volumes.mrc import MrcBlockWriter  # noqa: E402
+from formats import MrcBlockWriter, Volume, read_rows, read_volume, write_volume  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -92,8 +92,10 @@ def test_two_class_regression_and_transfer_to_three_classes(tmp_path):
     assert card["output"] == "regression" and card["loss"] == {"regression": 1.0}
     assert card["network"]["out_channels"] == 1
     out = tmp_path / "r.mrc"
+    # fp32 on every CPU: the comparison below is with the float32 raw output (a CPU with
+    # native bf16 would otherwise segment in bf16 by default)
     assert main(["segment", str(tomo2), "--model", str(base), "--out", str(out),
-                 "--threads", "1"]) == 0
+                 "--threads", "1", "--precision", "fp32"]) == 0
     maps = [np.asarray(read_volume(p).data) for p in find_class_maps(out).paths]
     np.testing.assert_allclose(maps[0] + maps[1], 1.0, atol=1e-6)
     # within float rounding of the tile blending

@@ -244,7 +244,7 @@ def _segment_whole(args, report: Report, volume, net, card: dict, targets: dict,
 
 def _needs_whole(args, card: dict, rescale: bool, outputs: list) -> str | None:
     """Why this run must hold the whole tomogram (None: it streams)."""
-    from formats.volumes.mrc import SUFFIXES
+    from formats import MRC_SUFFIXES
 
     if rescale:
         return "rescaling to the model's voxel size (Fourier)"
@@ -255,7 +255,7 @@ def _needs_whole(args, card: dict, rescale: bool, outputs: list) -> str | None:
     if args.surfaces is not None:
         return "--surfaces"
     for path in outputs:
-        if path is not None and Path(path).suffix.lower() not in SUFFIXES:
+        if path is not None and Path(path).suffix.lower() not in MRC_SUFFIXES:
             return f"writing {Path(path).suffix} files"
     return None
 
@@ -286,7 +286,7 @@ def _segment_streamed(args, report: Report, volume, net, card: dict, plan, memor
     atomically); returns the JSON summary."""
     import numpy as np
 
-    from formats.volumes.mrc import MrcBlockWriter
+    from formats import MrcBlockWriter
 
     from ..preprocess import robust_stats
     from ..segmentation.inference import Segmentation, overlap_factor
