@@ -106,6 +106,10 @@ def run(args) -> int:
 
 
 def _segment(args) -> int:
+    import dataclasses
+
+    import numpy as np
+
     from ..segmentation.checkpoint import load_model
     from ..segmentation.classmaps import class_map_paths, manifest_path, write_manifest
     from ..segmentation.inference import RESCALE_TOLERANCE, check_input, use_bf16
@@ -147,8 +151,12 @@ def _segment(args) -> int:
     # Without --memory only a tomogram whose arrays alone exceed the default budget streams:
     # the tile plan then depends on the shape and the budget, never on what this process
     # happens to hold, so an ordinary tomogram gives the same output alone or in a batch.
-    stream = whole is None and (args.memory is not None
-                                or _arrays_mib(volume.data.shape, net, output) > memory)
+    fits = _arrays_mib(volume.data.shape, net, output) <= memory
+    stream = whole is None and (args.memory is not None or not fits)
+    if not stream and fits and isinstance(volume.data, np.memmap):
+        # held whole anyway: loaded, as formats reads a file of this size, so segment_volume
+        # keeps its probabilities in memory instead of in temporary memory-mapped files
+        volume = dataclasses.replace(volume, data=np.array(volume.data))
     if stream:
         check_input(volume, finite=False)  # read_input_volume scanned the voxels
         warm_up(net, device=device, bf16=bf16, output=output)
