@@ -136,6 +136,16 @@ def env_python(env: Path) -> Path:
     return env / "bin" / "python"
 
 
+def env_pip(env: Path) -> list[str]:
+    """The command prefix of the env's pip, isolated from the caller's working directory.
+
+    ``-I`` keeps the current directory off ``sys.path``: run from a checkout, whose editable
+    install leaves ``cryoet_integration.egg-info`` at its root, pip and ``importlib.metadata``
+    would otherwise count that folder as an installed ``cryoet-integration`` of the env.
+    """
+    return [str(env_python(env)), "-I", "-m", "pip"]
+
+
 @contextlib.contextmanager
 def env_lock(env: Path) -> Iterator[None]:
     """Exclusive lock on one environment (its creation, or installing into it)."""
@@ -152,8 +162,9 @@ NETWORK_HINT = ("; it needs the package index (a fresh machine without network a
                 " build the foreign envs)")
 
 
-def _run(cmd: Sequence[str], what: str, env: dict | None = None, hint: str = "") -> str:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env)
+def _run(cmd: Sequence[str], what: str, env: dict | None = None, hint: str = "",
+         cwd: Path | None = None) -> str:
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, cwd=cwd)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         raise ExternalEnvError(f"{what} failed (exit {proc.returncode}){hint}.\n"
@@ -191,8 +202,10 @@ def _ensure(env: Path, build: Callable[[Path], None]) -> Path:
 
 def _kit_builder(kit: Path, what: str) -> Callable[[Path], None]:
     def build(env: Path) -> None:
+        # Built away from the checkout, for the reason of ``env_pip``.
         _run(["bash", kit / "setup.sh", env], f"{what} set-up into {env}",
-             env=dict(os.environ, PYTHON=str(base_python())), hint=NETWORK_HINT)
+             env=dict(os.environ, PYTHON=str(base_python())), hint=NETWORK_HINT,
+             cwd=env.parent)
         record = {"versions": installed_versions(env), "pip_check": pip_check(env)}
         (env / PRISTINE_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
     return build
@@ -215,7 +228,8 @@ def installed_versions(env: Path) -> dict[str, str]:
     code = ("import json, re\nfrom importlib import metadata\n"
             "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version"
             " for d in metadata.distributions() if d.metadata['Name']}))")
-    return json.loads(_run([env_python(env), "-c", code], f"reading versions in {env}"))
+    # -I: the caller's working directory is not the env (see ``env_pip``).
+    return json.loads(_run([env_python(env), "-I", "-c", code], f"reading versions in {env}"))
 
 
 def pristine_record(env: Path) -> dict:
@@ -251,7 +265,7 @@ def fresh_copy(env: Path, dest: Path) -> Path:
     now = installed_versions(dest)
     added = sorted(set(now) - set(pristine))
     if added:
-        _run([env_python(dest), "-m", "pip", "uninstall", "-q", "-y", *added],
+        _run([*env_pip(dest), "uninstall", "-q", "-y", *added],
              f"removing {added} from the copy {dest}")
     (dest / PROJECT_STAMP).unlink(missing_ok=True)
     return dest
@@ -320,16 +334,16 @@ def install_project(env: Path, force: bool = False) -> None:
         (env / PROJECT_STAMP).unlink(missing_ok=True)
         wheel = project_wheel()
         if PROJECT in installed_versions(env):
-            _run([env_python(env), "-m", "pip", "uninstall", "-q", "-y", PROJECT],
+            _run([*env_pip(env), "uninstall", "-q", "-y", PROJECT],
                  f"removing the earlier {PROJECT} from {env}")
-        _run([env_python(env), "-m", "pip", "install", "-q", wheel],
+        _run([*env_pip(env), "install", "-q", wheel],
              f"pip install {wheel.name} into {env}", hint=NETWORK_HINT)
         (env / PROJECT_STAMP).write_text(digest + "\n")
 
 
 def pip_check(env: Path) -> str:
     """``pip check`` output for ``env`` (empty string when it finds no problem)."""
-    proc = subprocess.run([env_python(env), "-m", "pip", "check"], capture_output=True, text=True)
+    proc = subprocess.run([*env_pip(env), "check"], capture_output=True, text=True)
     return "" if proc.returncode == 0 else (proc.stdout + proc.stderr).strip()
 
 

@@ -27,6 +27,7 @@ from external_envs import (
     NETWORK_HINT,
     drifted,
     env_lock,
+    env_pip,
     env_python,
     install_project,
     installed_versions,
@@ -86,7 +87,7 @@ def install_plugin(env: Path) -> None:
             return
         stamp.unlink(missing_ok=True)
         if PLUGIN_DIST in installed_versions(env):
-            _run([env_python(env), "-m", "pip", "uninstall", "-q", "-y", PLUGIN_DIST],
+            _run([*env_pip(env), "uninstall", "-q", "-y", PLUGIN_DIST],
                  f"removing the earlier {PLUGIN_DIST} from {env}")
         with tempfile.TemporaryDirectory(prefix="cryovis-plugin-") as tmp:
             src = Path(tmp) / "plugin"
@@ -96,7 +97,7 @@ def install_plugin(env: Path) -> None:
             _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                   "-w", Path(tmp) / "dist", src], "building the plugin wheel")
             wheel = next((Path(tmp) / "dist").glob("*.whl"))
-            _run([env_python(env), "-m", "pip", "install", "-q", wheel],
+            _run([*env_pip(env), "install", "-q", wheel],
                  f"pip install {wheel.name} into {env}" + NETWORK_HINT)
         stamp.write_text(digest + "\n")
 
